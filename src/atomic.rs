@@ -1,0 +1,93 @@
+//! The only module that writes files. A write goes to a temp file in the
+//! target's directory, is fsynced, renamed over the target and the directory
+//! is fsynced, so a crash leaves either the old or the new file, never a mix.
+
+use std::fs::{self, File, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Mode for a file podsnat creates: the nat table may reveal the network
+/// layout, and only root restores it.
+pub const NEW_FILE_MODE: u32 = 0o600;
+
+/// Temp files are named `.podsnat.XXXXXX.tmp` next to the target.
+pub const TEMP_PREFIX: &str = ".podsnat.";
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// The current target file: its bytes and what a rewrite must keep.
+#[derive(Debug)]
+pub struct Existing {
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Reads the target if it exists. A symlink or anything but a regular file
+/// is refused: replacing a link with a file would silently detach it.
+pub fn read(path: &Path) -> Result<Option<Existing>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, "cannot inspect", e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::io(
+            path,
+            "refusing to write",
+            std::io::Error::other("it is a symlink; point --output at the real file"),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::io(
+            path,
+            "refusing to write",
+            std::io::Error::other("it is not a regular file"),
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    Ok(Some(Existing {
+        bytes,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
+}
+
+/// Atomically replaces `path` with `bytes`. A new file gets
+/// [`NEW_FILE_MODE`]; a replaced one keeps the mode and owner in `previous`.
+/// On any error the temp file is removed and the target is untouched.
+pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "cannot create a temp file in", e))?;
+    let io = |e| Error::io(path, "cannot write temp file for", e);
+    let mode = previous.map_or(NEW_FILE_MODE, |p| p.mode);
+    // Set mode (and owner) before the content lands, so the data is never
+    // readable with looser permissions than the final file.
+    tmp.as_file()
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(io)?;
+    if let Some(p) = previous {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(p.uid), Some(p.gid)).map_err(io)?;
+    }
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path)
+        .map_err(|e| Error::io(path, "cannot rename temp file over", e.error))?;
+    // The rename is durable only once the directory entry is on disk.
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "cannot fsync directory", e))?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Command-line definitions and dispatch. `main` only maps the result to an
+//! exit code: 0 unchanged, 2 changed (or would change), 1 error.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, NodeSpec, RawConfig, Sources};
+use crate::error::{Error, Result};
+use crate::{render, write};
+
+const EXAMPLES: &str = "\
+Examples:
+  podsnat render --config /etc/podsnat/config.toml
+  podsnat render --flannel-env /run/flannel/subnet.env --bridge docker0
+  podsnat write --config /etc/podsnat/config.toml --check --diff
+  podsnat write --flannel-env /run/flannel/subnet.env --config /etc/podsnat/rest.toml
+
+Exit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "podsnat",
+    version,
+    about = "Keep pod source IPs across Flannel hosts: render, check and atomically write the node's nat table.",
+    after_help = EXAMPLES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the nat table (iptables-restore format) to stdout.
+    #[command(after_help = "Example:\n  podsnat render --config examples/flannel-docker.toml")]
+    Render(SpecArgs),
+    /// Put the nat table into the rules file, keeping its other tables.
+    #[command(after_help = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.")]
+    Write(WriteArgs),
+}
+
+/// Where the node's settings come from. Flags override subnet.env, which
+/// must agree with the config file where both set a value.
+#[derive(Debug, Args)]
+pub struct SpecArgs {
+    /// TOML config (see the README for the keys).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// flannel's subnet.env: FLANNEL_NETWORK and FLANNEL_SUBNET give cluster_cidr and pod_subnet.
+    #[arg(long, value_name = "FILE")]
+    pub flannel_env: Option<PathBuf>,
+    /// The whole pod network (flannel's Network), e.g. 172.7.0.0/16.
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr: Option<String>,
+    /// This node's pod subnet, e.g. 172.7.21.0/24.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_subnet: Option<String>,
+    /// The bridge the pods hang off [default: docker0].
+    #[arg(long, value_name = "IFACE")]
+    pub bridge: Option<String>,
+    /// Another destination that keeps the pod source IP; repeatable. Replaces the config's list.
+    #[arg(long = "no-masquerade", value_name = "CIDR")]
+    pub no_masquerade: Vec<String>,
+    /// Add --random-fully to podsnat's MASQUERADE rules.
+    #[arg(long)]
+    pub random_fully: bool,
+    /// Emit docker's nat skeleton (the default).
+    #[arg(long, overrides_with = "no_docker")]
+    pub docker: bool,
+    /// Do not emit docker's nat skeleton.
+    #[arg(long)]
+    pub no_docker: bool,
+    /// "guard" (default; survives docker restarts) or "classic" (the one-rule hand fix).
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+}
+
+impl SpecArgs {
+    pub fn load(&self) -> Result<NodeSpec> {
+        let docker = match (self.docker, self.no_docker) {
+            (_, true) => Some(false),
+            (true, false) => Some(true),
+            (false, false) => None,
+        };
+        let flags = RawConfig {
+            cluster_cidr: self.cluster_cidr.clone(),
+            pod_subnet: self.pod_subnet.clone(),
+            bridge: self.bridge.clone(),
+            no_masquerade: (!self.no_masquerade.is_empty()).then(|| self.no_masquerade.clone()),
+            random_fully: self.random_fully.then_some(true),
+            docker,
+            mode: self.mode.clone(),
+        };
+        config::load(Sources {
+            config: self.config.as_deref(),
+            flannel_env: self.flannel_env.as_deref(),
+            flags,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The rules file to update.
+    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/iptables")]
+    pub output: PathBuf,
+    /// Prefix for --output, for staging a node's files under a directory.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Change nothing; exit 2 if the file would change.
+    #[arg(long)]
+    pub check: bool,
+    /// Print a unified diff of the file.
+    #[arg(long)]
+    pub diff: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Skip `iptables-restore --test` on the new file.
+    #[arg(long)]
+    pub no_test: bool,
+    /// The iptables-restore used for the test (e.g. iptables-legacy-restore).
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
+    pub iptables_restore: String,
+}
+
+/// What a command did, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Unchanged,
+    Changed,
+}
+
+/// `root` + `path`, where an absolute `path` is taken inside `root`.
+pub fn under_root(root: &Path, path: &Path) -> PathBuf {
+    if root == Path::new("/") {
+        return path.to_owned();
+    }
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+pub fn run(cli: Cli) -> Result<Status> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let status = match cli.command {
+        Command::Render(spec) => {
+            let table = render::nat_table(&spec.load()?);
+            emit(&mut out, &table)?;
+            Status::Unchanged
+        }
+        Command::Write(args) => {
+            let table = render::nat_table(&args.spec.load()?);
+            let opts = write::Options {
+                path: under_root(&args.root, &args.output),
+                check: args.check,
+                diff: args.diff,
+                test_with: (!args.no_test).then(|| args.iptables_restore.clone()),
+            };
+            let outcome = write::write_nat(&table, &opts)?;
+            let text = match args.format {
+                Format::Json => {
+                    let mut s = serde_json::to_string(&outcome).map_err(|e| {
+                        Error::Usage(format!("cannot encode the result as JSON: {e}"))
+                    })?;
+                    s.push('\n');
+                    s
+                }
+                Format::Text => {
+                    let verb = match (outcome.changed, args.check) {
+                        (false, _) => "unchanged",
+                        (true, true) => "would change",
+                        (true, false) => "changed",
+                    };
+                    format!(
+                        "{}{verb}: {} ({} rules, sha256 {})\n",
+                        outcome.diff.as_deref().unwrap_or(""),
+                        outcome.path.display(),
+                        outcome.rules,
+                        outcome.sha256
+                    )
+                }
+            };
+            emit(&mut out, &text)?;
+            if outcome.changed {
+                Status::Changed
+            } else {
+                Status::Unchanged
+            }
+        }
+    };
+    Ok(status)
+}
+
+fn emit(out: &mut impl Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("<stdout>", "cannot write", e))
+}

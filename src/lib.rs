@@ -1,0 +1,15 @@
+//! podsnat: keeps pod source IPs on Flannel nodes by rendering, checking and
+//! atomically writing the node's iptables nat table.
+//!
+//! Data flow: `config::load` -> `NodeSpec` -> `render::nat_table` (pure) ->
+//! `rules_file::splice` into the existing file (pure) -> `system::restore_test`
+//! -> `atomic::write`. `write` ties those steps together for the CLI.
+
+pub mod atomic;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod render;
+pub mod rules_file;
+pub mod system;
+pub mod write;

@@ -1,0 +1,205 @@
+//! The one reader of the iptables-save / iptables-restore text format.
+//! It serves splicing (replace only `*nat ... COMMIT`, keep every other byte)
+//! and the tests, which compare `iptables-save` output with rendered text.
+
+use std::ops::Range;
+
+/// A structural problem at a line (1-based) of a rules file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// A `-A CHAIN ...` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule<'a> {
+    pub chain: &'a str,
+    /// The whole line, `-A` included, as written.
+    pub text: &'a str,
+    pub line: usize,
+}
+
+/// One `*name ... COMMIT` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table<'a> {
+    pub name: &'a str,
+    /// Line of the `*name` header.
+    pub line: usize,
+    /// Bytes from podsnat's own header comment (if any, directly above
+    /// `*name`) through the newline after COMMIT: what a splice replaces.
+    pub span: Range<usize>,
+    /// Chain names from `:NAME POLICY [p:b]` lines, in file order.
+    pub chains: Vec<&'a str>,
+    pub rules: Vec<Rule<'a>>,
+}
+
+impl Table<'_> {
+    /// The rules of one chain, in order, as text.
+    pub fn chain_rules(&self, chain: &str) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter(|r| r.chain == chain)
+            .map(|r| r.text)
+            .collect()
+    }
+}
+
+/// Comment lines podsnat writes above its table start like this; they are
+/// part of what a splice replaces, so a rewrite does not stack headers.
+const OUR_HEADER: &str = "# podsnat";
+
+/// Parses a whole file. Refuses what iptables-restore would misread:
+/// a table without COMMIT, a rule outside any table, a table given twice.
+pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
+    let mut tables: Vec<Table<'_>> = Vec::new();
+    let mut open: Option<Table<'_>> = None;
+    // Start of the run of podsnat header comments just above the current line.
+    let mut header_start: Option<usize> = None;
+    let mut offset = 0;
+    for (i, raw) in text.split_inclusive('\n').enumerate() {
+        let n = i + 1;
+        let start = offset;
+        offset += raw.len();
+        let line = raw.strip_suffix('\n').unwrap_or(raw);
+        if line.starts_with('#') || line.trim().is_empty() {
+            if open.is_none() && line.starts_with(OUR_HEADER) {
+                header_start.get_or_insert(start);
+            } else {
+                header_start = None;
+            }
+            continue;
+        }
+        let err = |message: String| ParseError { line: n, message };
+        if let Some(name) = line.strip_prefix('*') {
+            if let Some(t) = &open {
+                return Err(err(format!(
+                    "table *{} (line {}) has no COMMIT before *{name}",
+                    t.name, t.line
+                )));
+            }
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(err(format!("{line:?} is not a table name")));
+            }
+            if let Some(t) = tables.iter().find(|t| t.name == name) {
+                return Err(err(format!(
+                    "table *{name} appears twice (lines {} and {n})",
+                    t.line
+                )));
+            }
+            open = Some(Table {
+                name,
+                line: n,
+                span: header_start.unwrap_or(start)..start,
+                chains: Vec::new(),
+                rules: Vec::new(),
+            });
+            header_start = None;
+            continue;
+        }
+        header_start = None;
+        let Some(table) = open.as_mut() else {
+            return Err(err(format!(
+                "{line:?} is outside a table (no *table line above it)"
+            )));
+        };
+        if line == "COMMIT" {
+            table.span.end = offset;
+            tables.extend(open.take());
+        } else if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or("");
+            table.chains.push(name);
+        } else if let Some(rest) = line.strip_prefix("-A ") {
+            let chain = rest.split_whitespace().next().unwrap_or("");
+            table.rules.push(Rule {
+                chain,
+                text: line,
+                line: n,
+            });
+        }
+        // Other commands (-I, -N, -P, ...) are valid restore input; the
+        // splice keeps them as they are.
+    }
+    if let Some(t) = open {
+        return Err(ParseError {
+            line: t.line,
+            message: format!("table *{} has no COMMIT", t.name),
+        });
+    }
+    Ok(tables)
+}
+
+/// Puts `nat` (a complete `*nat ... COMMIT` section) into `existing`:
+/// replaces the nat section if there is one, appends it otherwise. Every
+/// byte outside the replaced section stays as it was.
+pub fn splice(existing: &str, nat: &str) -> Result<String, ParseError> {
+    let tables = parse(existing)?;
+    let mut out = String::with_capacity(existing.len() + nat.len() + 1);
+    match tables.iter().find(|t| t.name == "nat") {
+        Some(t) => {
+            out.push_str(&existing[..t.span.start]);
+            out.push_str(nat);
+            out.push_str(&existing[t.span.end..]);
+        }
+        None => {
+            out.push_str(existing);
+            if !existing.is_empty() && !existing.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(nat);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAT: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
+
+    #[test]
+    fn replaces_only_nat() {
+        let old = "# hand-written\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n# Generated by iptables-save\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n# Completed\n*mangle\nCOMMIT";
+        let new = splice(old, NAT).unwrap();
+        assert_eq!(
+            new,
+            "# hand-written\n*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n# Generated by iptables-save\n# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n# Completed\n*mangle\nCOMMIT"
+        );
+        // A second splice replaces our header with the table: no stacking.
+        assert_eq!(splice(&new, NAT).unwrap(), new);
+    }
+
+    #[test]
+    fn appends_when_missing() {
+        assert_eq!(splice("", NAT).unwrap(), NAT);
+        let out = splice("*filter\nCOMMIT", NAT).unwrap();
+        assert_eq!(out, format!("*filter\nCOMMIT\n{NAT}"));
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        let e = parse("*filter\n-A INPUT -j ACCEPT\n*nat\nCOMMIT\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("no COMMIT before *nat"), "{e}");
+        let e = parse("-A INPUT -j ACCEPT\n").unwrap_err();
+        assert!(e.message.contains("outside a table"), "{e}");
+        let e = parse("*nat\n:A - [0:0]\n").unwrap_err();
+        assert_eq!(e.to_string(), "line 1: table *nat has no COMMIT");
+        assert!(parse("*nat\nCOMMIT\n*nat\nCOMMIT\n").is_err());
+    }
+
+    #[test]
+    fn reads_chains_and_rules() {
+        let t = parse(NAT).unwrap();
+        assert_eq!(t[0].chains, ["POSTROUTING"]);
+        assert_eq!(t[0].chain_rules("POSTROUTING"), ["-A POSTROUTING -j MASQUERADE"]);
+        assert_eq!(t[0].span, 0..NAT.len());
+    }
+}

@@ -1,0 +1,44 @@
+//! The only module that runs other programs.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::error::{Error, Result};
+
+/// Why `iptables-restore --test` said no.
+#[derive(Debug)]
+pub struct Rejected {
+    pub command: String,
+    pub stderr: String,
+}
+
+/// Runs `<restore> --test` on `content` via stdin. `--test` parses and checks
+/// the whole ruleset against the kernel's modules but changes nothing.
+pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
+    let args = ["--test", "-w", "5"];
+    let command = format!("{restore} {}", args.join(" "));
+    let spawn_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(restore)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error means the child exited early; its status says why.
+        let _ = stdin.write_all(content.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
+    if stderr.is_empty() {
+        stderr = format!("(no message; {})", out.status);
+    }
+    Ok(Err(Rejected { command, stderr }))
+}
