@@ -127,8 +127,9 @@ struct Given<T> {
 /// source may hold only part of the settings (subnet.env has two).
 #[derive(Debug, Default)]
 struct Layer {
-    /// Flags are explicit intent and override the files without a conflict check.
-    from_flags: bool,
+    /// The file this layer was read from; `None` for flags, which are
+    /// explicit intent and override the files without a conflict check.
+    origin: Option<String>,
     cluster_cidr: Option<Given<Ipv4Net>>,
     pod_subnet: Option<Given<Ipv4Net>>,
     bridge: Option<Given<Iface>>,
@@ -168,7 +169,7 @@ impl RawConfig {
             )),
         };
         Ok(Layer {
-            from_flags,
+            origin: (!from_flags).then(|| origin.to_owned()),
             cluster_cidr: typed(origin, "cluster_cidr", self.cluster_cidr, parse_cidr)?,
             pod_subnet: typed(origin, "pod_subnet", self.pod_subnet, parse_cidr)?,
             bridge: typed(origin, "bridge", self.bridge, Iface::parse)?,
@@ -263,20 +264,30 @@ impl NodeSpec {
     }
 
     fn from_layers(layers: &[Layer]) -> Result<Self> {
-        let cluster = pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or(
-            Error::Missing {
-                field: "cluster_cidr",
-                hint: "set it in --config, pass --cluster-cidr, or read it from --flannel-env"
-                    .into(),
+        let files: Vec<&str> = layers
+            .iter()
+            .filter_map(|l| l.origin.as_deref())
+            .collect();
+        let missing = |field, hint| Error::Missing {
+            field,
+            read: match files.as_slice() {
+                [] => "the command line (no --config or --flannel-env given)".to_owned(),
+                f => format!("the command line or {}", f.join(", ")),
             },
-        )?;
-        let pod = pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?.ok_or(
-            Error::Missing {
-                field: "pod_subnet",
-                hint: "set it in --config, pass --pod-subnet, or read it from --flannel-env"
-                    .into(),
-            },
-        )?;
+            hint,
+        };
+        let cluster = pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or_else(|| {
+            missing(
+                "cluster_cidr",
+                "set it in --config, pass --cluster-cidr, or use --flannel-env",
+            )
+        })?;
+        let pod = pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?.ok_or_else(|| {
+            missing(
+                "pod_subnet",
+                "set it in --config, pass --pod-subnet, or use --flannel-env",
+            )
+        })?;
         if !cluster.value.contains(&pod.value) {
             return Err(Error::field(
                 &pod.origin,
@@ -304,17 +315,21 @@ impl NodeSpec {
         };
         // Classic mode is one rule with one `! -d`; it can only express a
         // single destination network.
-        if spec.mode == Mode::Classic {
+        if let (Some(mode), Some(extra)) = (&mode, &no_masquerade) {
             let excl = spec.exclusions();
-            if excl.len() > 1 {
-                let origin = no_masquerade.map_or_else(String::new, |g| g.origin);
+            if mode.value == Mode::Classic && excl.len() > 1 {
                 let list: Vec<String> = excl.iter().map(|n| n.to_string()).collect();
                 return Err(Error::field(
-                    origin,
-                    "no_masquerade",
-                    list.join(", "),
-                    "together with cluster_cidr needs several exclusions, but mode \"classic\" \
-                     writes a single `! -d` rule; use mode = \"guard\"",
+                    &mode.origin,
+                    "mode",
+                    "classic",
+                    format!(
+                        "writes a single `! -d` rule, but cluster_cidr and no_masquerade \
+                         (from {}) need {} exclusions ({}); use mode = \"guard\"",
+                        extra.origin,
+                        excl.len(),
+                        list.join(", ")
+                    ),
                 ));
             }
         }
@@ -331,7 +346,7 @@ where
 {
     let found: Vec<(bool, &Given<T>)> = layers
         .iter()
-        .filter_map(|l| get(l).map(|g| (l.from_flags, g)))
+        .filter_map(|l| get(l).map(|g| (l.origin.is_none(), g)))
         .collect();
     if let [(false, a), (_, b), ..] = found[..] {
         if a.value != b.value {
@@ -427,6 +442,7 @@ fn load_flannel_env(path: &Path) -> Result<Layer> {
         .trunc();
     Ok(Layer {
         cluster_cidr: Some(Given::from(&origin, cluster)),
+        origin: Some(origin.clone()),
         pod_subnet: Some(Given::from(&origin, pod)),
         ..Layer::default()
     })

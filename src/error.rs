@@ -18,8 +18,14 @@ pub enum Error {
     },
 
     /// A setting that no source provided.
-    #[error("{field} is not set: {hint}")]
-    Missing { field: &'static str, hint: String },
+    /// A setting that no source provided.
+    #[error("{field} is not set by {read}; {hint}")]
+    Missing {
+        field: &'static str,
+        /// The sources that were read, or "any source".
+        read: String,
+        hint: &'static str,
+    },
 
     /// Two sources disagree about the same setting.
     #[error("{field} disagrees: {a_origin} says {a:?}, {b_origin} says {b:?}; remove one")]
