@@ -37,7 +37,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  podsnat render --config examples/flannel-docker.toml")]
     Render(SpecArgs),
     /// Put the nat table into the rules file, keeping its other tables.
-    #[command(after_help = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.")]
+    #[command(
+        after_help = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error."
+    )]
     Write(WriteArgs),
 }
 

@@ -93,7 +93,10 @@ impl fmt::Display for Mode {
 pub fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
     let net = parse_cidr_loose(s)?;
     if net.trunc() != net {
-        return Err(format!("has host bits set; did you mean \"{}\"?", net.trunc()));
+        return Err(format!(
+            "has host bits set; did you mean \"{}\"?",
+            net.trunc()
+        ));
     }
     if net.prefix_len() == 0 {
         return Err("covers every address; it would turn masquerading off entirely".into());
@@ -103,10 +106,20 @@ pub fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
 
 /// Parses an IPv4 CIDR and allows host bits, as in FLANNEL_SUBNET=172.7.21.1/24.
 fn parse_cidr_loose(s: &str) -> std::result::Result<Ipv4Net, String> {
+    let addr_part = s.split('/').next().unwrap_or(s);
     if let Ok(net) = s.parse::<Ipv4Net>() {
+        // ipnet reads "010" as ten, but inet_aton (and so some tools) as
+        // eight: refuse the ambiguity instead of guessing.
+        if let Some(octet) = addr_part
+            .split('.')
+            .find(|o| o.len() > 1 && o.starts_with('0'))
+        {
+            return Err(format!(
+                "has the octet {octet:?} with a leading zero, which some tools read as octal; write it without"
+            ));
+        }
         return Ok(net);
     }
-    let addr_part = s.split('/').next().unwrap_or(s);
     if s.parse::<ipnet::Ipv6Net>().is_ok() || addr_part.parse::<std::net::Ipv6Addr>().is_ok() {
         return Err("is IPv6; podsnat handles IPv4 only for now (IPv6 is planned)".into());
     }
@@ -264,10 +277,7 @@ impl NodeSpec {
     }
 
     fn from_layers(layers: &[Layer]) -> Result<Self> {
-        let files: Vec<&str> = layers
-            .iter()
-            .filter_map(|l| l.origin.as_deref())
-            .collect();
+        let files: Vec<&str> = layers.iter().filter_map(|l| l.origin.as_deref()).collect();
         let missing = |field, hint| Error::Missing {
             field,
             read: match files.as_slice() {
@@ -276,12 +286,13 @@ impl NodeSpec {
             },
             hint,
         };
-        let cluster = pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or_else(|| {
-            missing(
-                "cluster_cidr",
-                "set it in --config, pass --cluster-cidr, or use --flannel-env",
-            )
-        })?;
+        let cluster =
+            pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or_else(|| {
+                missing(
+                    "cluster_cidr",
+                    "set it in --config, pass --cluster-cidr, or use --flannel-env",
+                )
+            })?;
         let pod = pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?.ok_or_else(|| {
             missing(
                 "pod_subnet",
@@ -307,7 +318,10 @@ impl NodeSpec {
             bridge: pick("bridge", layers, |l| l.bridge.as_ref())?
                 .map(|g| g.value)
                 .unwrap_or_else(|| Iface("docker0".into())),
-            no_masquerade: no_masquerade.as_ref().map(|g| g.value.clone()).unwrap_or_default(),
+            no_masquerade: no_masquerade
+                .as_ref()
+                .map(|g| g.value.clone())
+                .unwrap_or_default(),
             random_fully: pick("random_fully", layers, |l| l.random_fully.as_ref())?
                 .is_some_and(|g| g.value),
             docker: pick("docker", layers, |l| l.docker.as_ref())?.is_none_or(|g| g.value),
@@ -348,16 +362,16 @@ where
         .iter()
         .filter_map(|l| get(l).map(|g| (l.origin.is_none(), g)))
         .collect();
-    if let [(false, a), (_, b), ..] = found[..] {
-        if a.value != b.value {
-            return Err(Error::Conflict {
-                field,
-                a_origin: a.origin.clone(),
-                a: debug_value(&a.value),
-                b_origin: b.origin.clone(),
-                b: debug_value(&b.value),
-            });
-        }
+    if let [(false, a), (_, b), ..] = found[..]
+        && a.value != b.value
+    {
+        return Err(Error::Conflict {
+            field,
+            a_origin: a.origin.clone(),
+            a: debug_value(&a.value),
+            b_origin: b.origin.clone(),
+            b: debug_value(&b.value),
+        });
     }
     Ok(found.first().map(|(_, g)| (*g).clone()))
 }
@@ -391,7 +405,7 @@ fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim_end();
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let line = text.get(..span.start).unwrap_or(text).matches('\n').count() + 1;
             format!("line {line}: {msg}")
         }
         None => msg.to_owned(),
@@ -433,8 +447,8 @@ fn load_flannel_env(path: &Path) -> Result<Layer> {
     };
     let network = network.ok_or_else(|| missing("FLANNEL_NETWORK"))?;
     let subnet = subnet.ok_or_else(|| missing("FLANNEL_SUBNET"))?;
-    let cluster = parse_cidr(network)
-        .map_err(|p| Error::field(&origin, "FLANNEL_NETWORK", network, p))?;
+    let cluster =
+        parse_cidr(network).map_err(|p| Error::field(&origin, "FLANNEL_NETWORK", network, p))?;
     // flannel writes the node's gateway address (172.7.21.1/24); the pod
     // subnet is its network.
     let pod = parse_cidr_loose(subnet)
@@ -469,7 +483,17 @@ mod tests {
         assert!(Iface::parse("docker0").is_ok());
         assert!(Iface::parse("cni0.100").is_ok());
         assert!(Iface::parse("a23456789012345").is_ok());
-        for bad in ["", "a234567890123456", "dock er", "-j", "a!", "x\"y", ".", "..", "dоcker"] {
+        for bad in [
+            "",
+            "a234567890123456",
+            "dock er",
+            "-j",
+            "a!",
+            "x\"y",
+            ".",
+            "..",
+            "dоcker",
+        ] {
             assert!(Iface::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }
@@ -486,7 +510,11 @@ mod tests {
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr(" 10.0.0.0/8").is_err());
         assert!(parse_cidr("010.1.2.0/24").is_err());
-        assert!(parse_cidr("0.0.0.0/0").unwrap_err().contains("every address"));
+        assert!(
+            parse_cidr("0.0.0.0/0")
+                .unwrap_err()
+                .contains("every address")
+        );
     }
 
     fn layer(cluster: &str, pod: &str, origin: &str) -> Layer {
@@ -504,7 +532,10 @@ mod tests {
         let a = layer("172.7.0.0/16", "172.7.21.0/24", "a.env");
         let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
         let err = NodeSpec::from_layers(&[a, b]).unwrap_err().to_string();
-        assert!(err.contains("a.env says") && err.contains("b.toml says"), "{err}");
+        assert!(
+            err.contains("a.env says") && err.contains("b.toml says"),
+            "{err}"
+        );
 
         let flags = layer("172.9.0.0/16", "172.9.1.0/24", FLAGS_ORIGIN);
         let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");

@@ -38,7 +38,11 @@ pub fn nat_table(spec: &NodeSpec) -> String {
         guard,
         random_fully: spec.random_fully(),
         classic_dest: nets.first().copied().unwrap_or(spec.cluster_cidr()),
-        exclusions: if guard { explain(spec, &nets) } else { Vec::new() },
+        exclusions: if guard {
+            explain(spec, &nets)
+        } else {
+            Vec::new()
+        },
     };
     let mut out = table.to_string();
     // askama drops the template's final newline; a restore file ends with one.

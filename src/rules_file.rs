@@ -162,7 +162,8 @@ pub fn splice(existing: &str, nat: &str) -> Result<String, ParseError> {
 mod tests {
     use super::*;
 
-    const NAT: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
+    const NAT: &str =
+        "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
 
     #[test]
     fn replaces_only_nat() {
@@ -199,7 +200,10 @@ mod tests {
     fn reads_chains_and_rules() {
         let t = parse(NAT).unwrap();
         assert_eq!(t[0].chains, ["POSTROUTING"]);
-        assert_eq!(t[0].chain_rules("POSTROUTING"), ["-A POSTROUTING -j MASQUERADE"]);
+        assert_eq!(
+            t[0].chain_rules("POSTROUTING"),
+            ["-A POSTROUTING -j MASQUERADE"]
+        );
         assert_eq!(t[0].span, 0..NAT.len());
     }
 }

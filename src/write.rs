@@ -78,7 +78,11 @@ pub fn write_nat(nat: &str, opts: &Options) -> Result<Outcome> {
 /// A unified diff from the old file (or nothing) to the new content.
 pub fn unified_diff(path: &Path, old: Option<&str>, new: &str) -> String {
     let name = path.display().to_string();
-    let old_name = if old.is_some() { name.as_str() } else { "/dev/null" };
+    let old_name = if old.is_some() {
+        name.as_str()
+    } else {
+        "/dev/null"
+    };
     similar::TextDiff::from_lines(old.unwrap_or(""), new)
         .unified_diff()
         .context_radius(3)

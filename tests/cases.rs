@@ -39,13 +39,20 @@ fn cases() {
             .current_dir(dir)
             .output()
             .unwrap();
-        assert_eq!(before, contents(dir), "{name}: the run changed files in the case folder");
+        assert_eq!(
+            before,
+            contents(dir),
+            "{name}: the run changed files in the case folder"
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8(out.stderr).unwrap();
         let code = out.status.code();
         if name.starts_with("bad-") {
             assert_eq!(code, Some(1), "{name}: bad input must exit 1\n{stderr}");
-            assert!(stdout.is_empty(), "{name}: bad input printed to stdout:\n{stdout}");
+            assert!(
+                stdout.is_empty(),
+                "{name}: bad input printed to stdout:\n{stdout}"
+            );
             assert!(!stderr.is_empty(), "{name}: bad input without a message");
         } else {
             assert_eq!(code, Some(0), "{name}: {stderr}");
@@ -78,4 +85,27 @@ fn render_is_deterministic() {
     let first = run();
     assert!(!first.is_empty());
     assert_eq!(first, run());
+}
+
+/// A snapshot whose case folder is gone is stale: CI must not carry it.
+/// (insta itself, with INSTA_UPDATE=no, fails on changed or new snapshots.)
+#[test]
+fn no_stale_snapshots() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut stale = Vec::new();
+    for entry in fs::read_dir(root.join("snapshots")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !file.ends_with(".snap.new") && !file.ends_with(".pending-snap"),
+            "unreviewed snapshot {file}: run `cargo insta review`"
+        );
+        let case = file
+            .strip_prefix("cases__cases@")
+            .and_then(|f| f.strip_suffix("__args.snap"));
+        match case {
+            Some(case) if root.join("cases").join(case).join("args").is_file() => {}
+            _ => stale.push(file),
+        }
+    }
+    assert!(stale.is_empty(), "stale snapshots: {stale:?}");
 }

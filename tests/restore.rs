@@ -17,7 +17,11 @@ use podsnat::rules_file;
 /// Loads a case's NodeSpec through the real CLI parser, with the case's
 /// relative file arguments resolved against its folder.
 fn case_spec(dir: &Path) -> Option<NodeSpec> {
-    let args: Vec<String> = fs::read_to_string(dir.join("args")).ok()?.lines().map(str::to_owned).collect();
+    let args: Vec<String> = fs::read_to_string(dir.join("args"))
+        .ok()?
+        .lines()
+        .map(str::to_owned)
+        .collect();
     if args.first().map(String::as_str) != Some("render") {
         return None;
     }
@@ -43,10 +47,19 @@ fn good_cases() -> Vec<(String, NodeSpec)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("bad-"))
-        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), case_spec(&p)?)))
+        .filter_map(|p| {
+            Some((
+                p.file_name()?.to_string_lossy().into_owned(),
+                case_spec(&p)?,
+            ))
+        })
         .collect();
     cases.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(cases.len() >= 10, "expected the golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 10,
+        "expected the golden cases, found {}",
+        cases.len()
+    );
     cases
 }
 
@@ -58,7 +71,10 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     fs::write(&file, &rendered).unwrap();
     let ns = Netns::new();
     // Exactly what the boot unit runs (`-w 5` before the file: see DESIGN.md).
-    ns.ok(backend.restore, &["-w", "5", "-T", "nat", file.to_str().unwrap()]);
+    ns.ok(
+        backend.restore,
+        &["-w", "5", "-T", "nat", file.to_str().unwrap()],
+    );
     let saved = ns.ok(backend.save, &["-t", "nat"]);
 
     let want = &rules_file::parse(&rendered).unwrap()[0];
@@ -90,7 +106,10 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
                     want.chain_rules("POSTROUTING"),
                     "{ctx}: guard mode, docker found its rule and must insert nothing"
                 );
-                assert_eq!(post[0], format!("-A POSTROUTING -s {subnet} -j PODSNAT-POSTROUTING"));
+                assert_eq!(
+                    post[0],
+                    format!("-A POSTROUTING -s {subnet} -j PODSNAT-POSTROUTING")
+                );
             }
             Mode::Classic => {
                 // The weakness classic mode is documented for: docker's broad
@@ -105,11 +124,33 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     // `docker run -p` appends a DNAT to the DOCKER chain; that only works if
     // the restored table kept docker's skeleton.
     let port_map = [
-        "-w", "5", "-t", "nat", "-A", "DOCKER", "!", "-i", bridge, "-p", "tcp", "-m", "tcp", "--dport",
-        "8080", "-j", "DNAT", "--to-destination", "172.31.0.2:80",
+        "-w",
+        "5",
+        "-t",
+        "nat",
+        "-A",
+        "DOCKER",
+        "!",
+        "-i",
+        bridge,
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "8080",
+        "-j",
+        "DNAT",
+        "--to-destination",
+        "172.31.0.2:80",
     ];
     let mapped = ns.exec(backend.iptables, &port_map).status.success();
-    assert_eq!(mapped, spec.docker(), "{ctx}: port map into DOCKER chain (docker = {})", spec.docker());
+    assert_eq!(
+        mapped,
+        spec.docker(),
+        "{ctx}: port map into DOCKER chain (docker = {})",
+        spec.docker()
+    );
 }
 
 #[test]

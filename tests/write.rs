@@ -96,10 +96,24 @@ fn replaces_nat_keeps_other_bytes_and_is_idempotent() {
         fs::write(&path, EXISTING).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let p = path.to_str().unwrap();
-        let args = ["write", "--config", EXAMPLE, "--output", p, "--iptables-restore", backend.restore];
+        let args = [
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--iptables-restore",
+            backend.restore,
+        ];
 
         let first = run(Some(&ns), &args);
-        assert_eq!(code(&first), 2, "{}: first write changes: {}", backend.name, text(&first.stderr));
+        assert_eq!(
+            code(&first),
+            2,
+            "{}: first write changes: {}",
+            backend.name,
+            text(&first.stderr)
+        );
         let new = fs::read_to_string(&path).unwrap();
         let nat_at = EXISTING.find("*nat\n").unwrap();
         let after_nat = EXISTING[nat_at..].find("COMMIT\n").unwrap() + nat_at + "COMMIT\n".len();
@@ -117,10 +131,23 @@ fn replaces_nat_keeps_other_bytes_and_is_idempotent() {
         ns.ok(backend.restore, &["--test", p]);
 
         let second = run(Some(&ns), &args);
-        assert_eq!(code(&second), 0, "{}: second run is a no-op: {}", backend.name, text(&second.stderr));
+        assert_eq!(
+            code(&second),
+            0,
+            "{}: second run is a no-op: {}",
+            backend.name,
+            text(&second.stderr)
+        );
         let meta2 = fs::metadata(&path).unwrap();
-        assert_eq!((meta2.ino(), meta2.mtime_nsec(), meta2.mtime()), (meta.ino(), meta.mtime_nsec(), meta.mtime()));
-        assert!(text(&second.stdout).starts_with("unchanged: "), "{}", text(&second.stdout));
+        assert_eq!(
+            (meta2.ino(), meta2.mtime_nsec(), meta2.mtime()),
+            (meta.ino(), meta.mtime_nsec(), meta.mtime())
+        );
+        assert!(
+            text(&second.stdout).starts_with("unchanged: "),
+            "{}",
+            text(&second.stdout)
+        );
     }
 }
 
@@ -130,22 +157,62 @@ fn check_never_writes() {
     let path = target(tmp.path());
     fs::write(&path, EXISTING).unwrap();
     let p = path.to_str().unwrap();
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test", "--check"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--no-test",
+            "--check",
+        ],
+    );
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("would change: "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("would change: "),
+        "{}",
+        text(&out.stdout)
+    );
     assert_eq!(fs::read_to_string(&path).unwrap(), EXISTING);
 
     // A missing file is not created by --check either.
     let missing = tmp.path().join("new");
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", missing.to_str().unwrap(), "--no-test", "--check"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            missing.to_str().unwrap(),
+            "--no-test",
+            "--check",
+        ],
+    );
     assert_eq!(code(&out), 2);
     assert!(!missing.exists());
     assert_eq!(names(tmp.path()), ["iptables"]);
 
     // Once written, --check reports nothing to do.
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test"]);
+    let out = run(
+        None,
+        &["write", "--config", EXAMPLE, "--output", p, "--no-test"],
+    );
     assert_eq!(code(&out), 2);
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test", "--check"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--no-test",
+            "--check",
+        ],
+    );
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
 }
 
@@ -153,7 +220,10 @@ fn check_never_writes() {
 fn new_file_is_0600_under_root() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_str().unwrap();
-    let out = run(None, &["write", "--config", EXAMPLE, "--root", root, "--no-test"]);
+    let out = run(
+        None,
+        &["write", "--config", EXAMPLE, "--root", root, "--no-test"],
+    );
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
     let path = tmp.path().join("etc/sysconfig/iptables");
     assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
@@ -175,13 +245,28 @@ fn rejected_ruleset_leaves_old_file() {
         let path = target(tmp.path());
         fs::write(&path, &broken).unwrap();
         let before = fs::metadata(&path).unwrap();
-        let args = ["write", "--config", EXAMPLE, "--output", path.to_str().unwrap(), "--iptables-restore", backend.restore];
+        let args = [
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            path.to_str().unwrap(),
+            "--iptables-restore",
+            backend.restore,
+        ];
         let out = run(Some(&ns), &args);
         assert_eq!(code(&out), 1, "{}", backend.name);
         let err = text(&out.stderr);
-        assert!(err.contains("rejected the new ruleset") && err.contains("99999"), "{}: {err}", backend.name);
+        assert!(
+            err.contains("rejected the new ruleset") && err.contains("99999"),
+            "{}: {err}",
+            backend.name
+        );
         assert_eq!(fs::read_to_string(&path).unwrap(), broken);
-        assert_eq!(fs::metadata(&path).unwrap().mtime_nsec(), before.mtime_nsec());
+        assert_eq!(
+            fs::metadata(&path).unwrap().mtime_nsec(),
+            before.mtime_nsec()
+        );
         assert_eq!(names(tmp.path()), ["iptables"], "no temp file left");
     }
 }
@@ -192,16 +277,51 @@ fn diff_and_json_report() {
     let path = target(tmp.path());
     fs::write(&path, EXISTING).unwrap();
     let p = path.to_str().unwrap();
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test", "--check", "--diff"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--no-test",
+            "--check",
+            "--diff",
+        ],
+    );
     let diff = text(&out.stdout);
     assert!(diff.contains(&format!("--- {p}\n+++ {p}\n")), "{diff}");
-    assert!(diff.contains("\n+-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n"), "{diff}");
+    assert!(
+        diff.contains("\n+-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n"),
+        "{diff}"
+    );
     // Only the nat section changes, and only by additions: one hunk.
     assert_eq!(diff.matches("\n@@ ").count(), 1, "{diff}");
-    assert!(!diff.lines().any(|l| l.starts_with('-') && !l.starts_with("---")), "{diff}");
-    assert!(!diff.contains("*filter"), "unchanged parts stay out of the hunks: {diff}");
+    assert!(
+        !diff
+            .lines()
+            .any(|l| l.starts_with('-') && !l.starts_with("---")),
+        "{diff}"
+    );
+    assert!(
+        !diff.contains("*filter"),
+        "unchanged parts stay out of the hunks: {diff}"
+    );
 
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test", "--format", "json"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--no-test",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(code(&out), 2);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["path"], p);
@@ -211,7 +331,19 @@ fn diff_and_json_report() {
     assert_eq!(v["sha256"], podsnat::write::sha256_hex(&written));
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
 
-    let out = run(None, &["write", "--config", EXAMPLE, "--output", p, "--no-test", "--format", "json"]);
+    let out = run(
+        None,
+        &[
+            "write",
+            "--config",
+            EXAMPLE,
+            "--output",
+            p,
+            "--no-test",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(code(&out), 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["changed"], false);
@@ -227,13 +359,31 @@ fn refuses_symlink_and_directory_targets() {
     let dir = tmp.path().join("dir");
     fs::create_dir(&dir).unwrap();
     for (target, why) in [(&link, "symlink"), (&dir, "not a regular file")] {
-        let out = run(None, &["write", "--config", EXAMPLE, "--output", target.to_str().unwrap(), "--no-test"]);
+        let out = run(
+            None,
+            &[
+                "write",
+                "--config",
+                EXAMPLE,
+                "--output",
+                target.to_str().unwrap(),
+                "--no-test",
+            ],
+        );
         assert_eq!(code(&out), 1);
         let err = text(&out.stderr);
-        assert!(err.contains(why) && err.contains(target.to_str().unwrap()), "{err}");
+        assert!(
+            err.contains(why) && err.contains(target.to_str().unwrap()),
+            "{err}"
+        );
     }
     assert_eq!(fs::read_to_string(&real).unwrap(), EXISTING);
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     assert_eq!(names(tmp.path()), ["dir", "link", "real"]);
     assert_eq!(names(&dir), Vec::<String>::new());
 }

@@ -39,7 +39,9 @@ pub fn require_root_or_fail(test: &str) -> bool {
     if !matches!(&uid, Ok(o) if o.stdout.starts_with(b"0\n")) {
         missing.push("root".to_owned());
     }
-    let progs = BACKENDS.iter().flat_map(|b| [b.iptables, b.restore, b.save]);
+    let progs = BACKENDS
+        .iter()
+        .flat_map(|b| [b.iptables, b.restore, b.save]);
     for prog in std::iter::once("ip").chain(progs) {
         if !on_path(prog) {
             missing.push(prog.to_owned());
@@ -48,7 +50,10 @@ pub fn require_root_or_fail(test: &str) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("{test} needs {} (install iptables and iproute2, run as root)", missing.join(", "));
+    let msg = format!(
+        "{test} needs {} (install iptables and iproute2, run as root)",
+        missing.join(", ")
+    );
     if std::env::var_os("CI").is_some() {
         panic!("{msg}; CI is set, so this is a failure, not a skip");
     }
@@ -60,7 +65,10 @@ fn on_path(prog: &str) -> bool {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
         .map(|d| Path::new(d).join(prog))
-        .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).map(|d| d.join(prog)))
+        .chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join(prog)),
+        )
         .any(|p| p.is_file())
 }
 
@@ -79,8 +87,15 @@ impl Netns {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let out = Command::new("ip").args(["netns", "add", &name]).output().expect("run ip");
-        assert!(out.status.success(), "ip netns add {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Netns { name }
     }
 
@@ -110,7 +125,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -122,7 +139,16 @@ pub fn podsnat_bin() -> PathBuf {
 /// Docker's start-up step for its bridge network, exactly as docker does it:
 /// check for its broad rule, insert it on top when missing.
 pub fn docker_restart(ns: &Netns, backend: &Backend, subnet: &str, bridge: &str) {
-    let rule = ["POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"];
+    let rule = [
+        "POSTROUTING",
+        "-s",
+        subnet,
+        "!",
+        "-o",
+        bridge,
+        "-j",
+        "MASQUERADE",
+    ];
     let mut check = vec!["-w", "5", "-t", "nat", "-C"];
     check.extend(rule);
     if !ns.exec(backend.iptables, &check).status.success() {
