@@ -42,7 +42,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| podsnat::render::nat_table(black_box(&small)))
     });
     let big = many();
-    assert_eq!(podsnat::render::rule_count(&podsnat::render::nat_table(&big)), 10_006);
+    assert_eq!(
+        podsnat::render::rule_count(&podsnat::render::nat_table(&big)),
+        10_006
+    );
     c.bench_function("render 10000 no_masquerade", |b| {
         b.iter(|| podsnat::render::nat_table(black_box(&big)))
     });

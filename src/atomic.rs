@@ -9,9 +9,12 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 
-/// Mode for a file podsnat creates: the nat table may reveal the network
-/// layout, and only root restores it.
+/// Mode for a rules file podsnat creates: the nat table may reveal the
+/// network layout, and only root restores it.
 pub const NEW_FILE_MODE: u32 = 0o600;
+
+/// Mode for a unit file podsnat creates, as systemd's own units have.
+pub const UNIT_FILE_MODE: u32 = 0o644;
 
 /// Temp files are named `.podsnat.XXXXXX.tmp` next to the target.
 pub const TEMP_PREFIX: &str = ".podsnat.";
@@ -57,14 +60,11 @@ pub fn read(path: &Path) -> Result<Option<Existing>> {
     }))
 }
 
-/// Atomically replaces `path` with `bytes`. A new file gets
-/// [`NEW_FILE_MODE`]; a replaced one keeps the mode and owner in `previous`.
-/// On any error the temp file is removed and the target is untouched.
-pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+/// Atomically replaces `path` with `bytes`. A new file gets `new_mode`; a
+/// replaced one keeps the mode and owner in `previous`. On any error the
+/// temp file is removed and the target is untouched.
+pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>, new_mode: u32) -> Result<()> {
+    let dir = parent(path);
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
@@ -72,7 +72,7 @@ pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>) -> Result<(
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, "cannot create a temp file in", e))?;
     let io = |e| Error::io(path, "cannot write temp file for", e);
-    let mode = previous.map_or(NEW_FILE_MODE, |p| p.mode);
+    let mode = previous.map_or(new_mode, |p| p.mode);
     // Set mode (and owner) before the content lands, so the data is never
     // readable with looser permissions than the final file.
     tmp.as_file()
@@ -85,9 +85,71 @@ pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>) -> Result<(
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot rename temp file over", e.error))?;
-    // The rename is durable only once the directory entry is on disk.
+    sync_dir(dir)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A rename is durable only once the directory entry is on disk.
+fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, "cannot fsync directory", e))?;
-    Ok(())
+        .map_err(|e| Error::io(dir, "cannot fsync directory", e))
+}
+
+/// Whether `link` already is a symlink to `target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    Correct,
+    Missing,
+    /// A symlink pointing elsewhere; replacing it is what `systemctl enable` does too.
+    Elsewhere,
+}
+
+pub fn link_state(link: &Path, target: &Path) -> Result<LinkState> {
+    match fs::symlink_metadata(link) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(LinkState::Missing),
+        Err(e) => Err(Error::io(link, "cannot inspect", e)),
+        Ok(m) if m.file_type().is_symlink() => {
+            let points_to =
+                fs::read_link(link).map_err(|e| Error::io(link, "cannot read link", e))?;
+            Ok(if points_to == target {
+                LinkState::Correct
+            } else {
+                LinkState::Elsewhere
+            })
+        }
+        Ok(_) => Err(Error::io(
+            link,
+            "refusing to replace",
+            std::io::Error::other("it is not a symlink; remove it by hand if it is stale"),
+        )),
+    }
+}
+
+/// Atomically makes `link` a symlink to `target`: a new link under a temp
+/// name, renamed into place, so there is never a moment without one.
+pub fn symlink(link: &Path, target: &Path) -> Result<()> {
+    let dir = parent(link);
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    // tempfile picks a free name; the placeholder file is swapped for a link.
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "cannot create a temp file in", e))?
+        .into_temp_path();
+    fs::remove_file(&tmp).map_err(|e| Error::io(&*tmp, "cannot replace temp file", e))?;
+    std::os::unix::fs::symlink(target, &tmp)
+        .map_err(|e| Error::io(&*tmp, "cannot create symlink", e))?;
+    // From here on `tmp` (a TempPath) removes the link again if the rename fails.
+    fs::rename(&tmp, link).map_err(|e| Error::io(link, "cannot rename symlink over", e))?;
+    // Renamed away: nothing is left to remove.
+    let _ = tmp.keep();
+    sync_dir(dir)
 }

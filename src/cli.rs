@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, NodeSpec, RawConfig, Sources};
 use crate::error::{Error, Result};
+use crate::unit::{self, UnitSpec};
 use crate::{render, write};
 
 const EXAMPLES: &str = "\
@@ -41,6 +42,11 @@ pub enum Command {
         after_help = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error."
     )]
     Write(WriteArgs),
+    /// Install podsnat.service, which restores the nat table at boot.
+    #[command(
+        after_help = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flannel.service --after docker.service\n  podsnat install-unit --root /srv/images/node --no-enable\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error."
+    )]
+    InstallUnit(InstallUnitArgs),
 }
 
 /// Where the node's settings come from. Flags override subnet.env, which
@@ -135,6 +141,61 @@ pub struct WriteArgs {
     pub iptables_restore: String,
 }
 
+#[derive(Debug, Args)]
+pub struct InstallUnitArgs {
+    /// Install under this directory instead of /.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// A unit that creates the broad MASQUERADE rule; repeatable [default: flanneld.service docker.service].
+    #[arg(long = "after", value_name = "UNIT")]
+    pub after: Vec<String>,
+    /// A unit that fills the nat table later; repeatable [default: kubelet.service kube-proxy.service].
+    #[arg(long = "before", value_name = "UNIT")]
+    pub before: Vec<String>,
+    /// The rules file `podsnat write` keeps (absolute).
+    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/iptables")]
+    pub file: String,
+    /// The iptables-restore the unit runs (absolute), e.g. /usr/sbin/iptables-legacy-restore.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/usr/sbin/iptables-restore"
+    )]
+    pub iptables_restore: String,
+    /// Enable the unit: the multi-user.target.wants link (the default).
+    #[arg(long, overrides_with = "no_enable")]
+    pub enable: bool,
+    /// Do not create the wants link (an existing one is left as it is).
+    #[arg(long)]
+    pub no_enable: bool,
+    /// Change nothing; exit 2 if anything would change.
+    #[arg(long)]
+    pub check: bool,
+    /// Print a unified diff of the unit file.
+    #[arg(long)]
+    pub diff: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+impl InstallUnitArgs {
+    fn spec(&self) -> Result<UnitSpec> {
+        let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
+            if given.is_empty() {
+                default.iter().map(|s| s.to_string()).collect()
+            } else {
+                given.to_vec()
+            }
+        };
+        UnitSpec::parse(
+            &or_default(&self.after, &unit::DEFAULT_AFTER),
+            &or_default(&self.before, &unit::DEFAULT_BEFORE),
+            &self.file,
+            &self.iptables_restore,
+        )
+    }
+}
+
 /// What a command did, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -162,44 +223,86 @@ pub fn run(cli: Cli) -> Result<Status> {
         Command::Write(args) => {
             let table = render::nat_table(&args.spec.load()?);
             let opts = write::Options {
-                path: under_root(&args.root, &args.output),
                 check: args.check,
                 diff: args.diff,
-                test_with: (!args.no_test).then(|| args.iptables_restore.clone()),
             };
-            let outcome = write::write_nat(&table, &opts)?;
+            let test_with = (!args.no_test).then_some(args.iptables_restore.as_str());
+            let path = under_root(&args.root, &args.output);
+            let outcome = write::write_nat(&table, &path, opts, test_with)?;
             let text = match args.format {
-                Format::Json => {
-                    let mut s = serde_json::to_string(&outcome).map_err(|e| {
-                        Error::Usage(format!("cannot encode the result as JSON: {e}"))
-                    })?;
-                    s.push('\n');
-                    s
-                }
+                Format::Json => json(&outcome)?,
                 Format::Text => {
-                    let verb = match (outcome.changed, args.check) {
-                        (false, _) => "unchanged",
-                        (true, true) => "would change",
-                        (true, false) => "changed",
-                    };
+                    let f = &outcome.file;
                     format!(
-                        "{}{verb}: {} ({} rules, sha256 {})\n",
-                        outcome.diff.as_deref().unwrap_or(""),
-                        outcome.path.display(),
+                        "{}{}: {} ({} rules, sha256 {})\n",
+                        f.diff.as_deref().unwrap_or(""),
+                        verb(f.changed, args.check),
+                        f.path.display(),
                         outcome.rules,
-                        outcome.sha256
+                        f.sha256
                     )
                 }
             };
             emit(&mut out, &text)?;
-            if outcome.changed {
-                Status::Changed
-            } else {
-                Status::Unchanged
-            }
+            changed_status(outcome.file.changed)
+        }
+        Command::InstallUnit(args) => {
+            let spec = args.spec()?;
+            let opts = write::Options {
+                check: args.check,
+                diff: args.diff,
+            };
+            let outcome = unit::install(&spec, &args.root, !args.no_enable, opts)?;
+            let text = match args.format {
+                Format::Json => json(&outcome)?,
+                Format::Text => {
+                    let u = &outcome.unit;
+                    let mut t = format!(
+                        "{}{}: {} (sha256 {})\n",
+                        u.diff.as_deref().unwrap_or(""),
+                        verb(u.changed, args.check),
+                        u.path.display(),
+                        u.sha256
+                    );
+                    if let Some(l) = &outcome.link {
+                        t += &format!(
+                            "{}: {} -> {}\n",
+                            verb(l.changed, args.check),
+                            l.path.display(),
+                            l.target.display()
+                        );
+                    }
+                    t + &format!("daemon-reload: {}\n", outcome.daemon_reload)
+                }
+            };
+            emit(&mut out, &text)?;
+            changed_status(outcome.changed)
         }
     };
     Ok(status)
+}
+
+fn verb(changed: bool, check: bool) -> &'static str {
+    match (changed, check) {
+        (false, _) => "unchanged",
+        (true, true) => "would change",
+        (true, false) => "changed",
+    }
+}
+
+fn changed_status(changed: bool) -> Status {
+    if changed {
+        Status::Changed
+    } else {
+        Status::Unchanged
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    let mut s = serde_json::to_string(value)
+        .map_err(|e| Error::Usage(format!("cannot encode the result as JSON: {e}")))?;
+    s.push('\n');
+    Ok(s)
 }
 
 fn emit(out: &mut impl Write, text: &str) -> Result<()> {

@@ -4,6 +4,7 @@
 //! Data flow: `config::load` -> `NodeSpec` -> `render::nat_table` (pure) ->
 //! `rules_file::splice` into the existing file (pure) -> `system::restore_test`
 //! -> `atomic::write`. `write` ties those steps together for the CLI.
+//! `unit` renders and installs the systemd unit that restores the table at boot.
 
 pub mod atomic;
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod error;
 pub mod render;
 pub mod rules_file;
 pub mod system;
+pub mod unit;
 pub mod write;

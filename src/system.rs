@@ -42,3 +42,32 @@ pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<
     }
     Ok(Err(Rejected { command, stderr }))
 }
+
+/// True when systemd is PID 1 on this machine (the test `sd_booted()` uses).
+pub fn systemd_booted() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+/// `systemctl daemon-reload`, so a changed unit file takes effect.
+pub fn daemon_reload() -> Result<()> {
+    let command = "systemctl daemon-reload".to_owned();
+    let out = Command::new("systemctl")
+        .arg("daemon-reload")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Spawn {
+        command,
+        source: std::io::Error::other(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )),
+    })
+}

@@ -1,6 +1,6 @@
-//! `podsnat write`: put the rendered nat table into the rules file, or say
-//! what would change. The decision (splice, compare, diff) is pure; the
-//! edges are `atomic` (files) and `system` (iptables-restore --test).
+//! Updating a file the way config management expects: compute the new
+//! content, compare, diff, test, and write only when it changed. The
+//! decision is pure; the edges are `atomic` (files) and `system` (programs).
 
 use std::path::{Path, PathBuf};
 
@@ -11,67 +11,103 @@ use crate::atomic;
 use crate::error::{Error, Result};
 use crate::rules_file;
 
-/// How to write.
-#[derive(Debug, Clone)]
+/// How to update.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    pub path: PathBuf,
     /// Report only; never write.
     pub check: bool,
     /// Compute a unified diff of the file.
     pub diff: bool,
-    /// The iptables-restore to run `--test` with, or `None` to skip the test.
-    pub test_with: Option<String>,
 }
 
-/// What happened (or, with `check`, would happen).
+/// What happened to one file (or, with `check`, would happen).
 #[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
+pub struct FileOutcome {
     pub path: PathBuf,
     pub changed: bool,
-    /// sha256 of the whole file as it is (or would be) after the write.
+    /// sha256 of the whole file as it is (or would be) after the update.
     pub sha256: String,
-    /// Rules (`-A` lines) in podsnat's nat table.
-    pub rules: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
 }
 
-/// Splices `nat` into the file at `opts.path` and writes it if it changed.
-pub fn write_nat(nat: &str, opts: &Options) -> Result<Outcome> {
-    let path = &opts.path;
+/// `podsnat write`'s report: the file plus the number of nat rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct NatOutcome {
+    #[serde(flatten)]
+    pub file: FileOutcome,
+    /// Rules (`-A` lines) in podsnat's nat table.
+    pub rules: usize,
+}
+
+/// Updates `path` to `make(old content)`. `test` sees the new content before
+/// anything is written and can veto it. A new file gets `new_mode`.
+pub fn update(
+    path: &Path,
+    opts: Options,
+    new_mode: u32,
+    make: impl FnOnce(&str) -> Result<String>,
+    test: impl FnOnce(&str) -> Result<()>,
+) -> Result<FileOutcome> {
     let existing = atomic::read(path)?;
     let old = match &existing {
         Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {
-            path: path.clone(),
+            path: path.to_owned(),
             offset: err.valid_up_to(),
         })?,
         None => "",
     };
-    let new = rules_file::splice(old, nat).map_err(|e| Error::Syntax {
-        path: path.display().to_string(),
-        message: format!("{e}; fix or remove the file, nothing was changed"),
-    })?;
+    let new = make(old)?;
     let changed = existing.is_none() || old != new;
     if changed {
-        if let Some(restore) = &opts.test_with {
-            crate::system::restore_test(restore, &new)?.map_err(|r| Error::Rejected {
-                path: path.clone(),
-                command: r.command,
-                stderr: r.stderr,
-            })?;
-        }
+        test(&new)?;
         if !opts.check {
-            atomic::write(path, new.as_bytes(), existing.as_ref())?;
+            atomic::write(path, new.as_bytes(), existing.as_ref(), new_mode)?;
         }
     }
-    Ok(Outcome {
-        path: path.clone(),
+    Ok(FileOutcome {
+        path: path.to_owned(),
         changed,
         sha256: sha256_hex(new.as_bytes()),
-        rules: crate::render::rule_count(nat),
         diff: opts
             .diff
             .then(|| unified_diff(path, existing.is_some().then_some(old), &new)),
+    })
+}
+
+/// Splices `nat` into the rules file at `path` and writes it if it changed.
+/// `test_with` names the iptables-restore that must accept the whole new
+/// file first (`None` skips the test).
+pub fn write_nat(
+    nat: &str,
+    path: &Path,
+    opts: Options,
+    test_with: Option<&str>,
+) -> Result<NatOutcome> {
+    let file = update(
+        path,
+        opts,
+        atomic::NEW_FILE_MODE,
+        |old| {
+            rules_file::splice(old, nat).map_err(|e| Error::Syntax {
+                path: path.display().to_string(),
+                message: format!("{e}; fix or remove the file, nothing was changed"),
+            })
+        },
+        |new| match test_with {
+            None => Ok(()),
+            Some(restore) => {
+                crate::system::restore_test(restore, new)?.map_err(|r| Error::Rejected {
+                    path: path.to_owned(),
+                    command: r.command,
+                    stderr: r.stderr,
+                })
+            }
+        },
+    )?;
+    Ok(NatOutcome {
+        file,
+        rules: crate::render::rule_count(nat),
     })
 }
 

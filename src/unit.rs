@@ -1,0 +1,316 @@
+//! The boot unit: `podsnat.service` runs `iptables-restore -T nat` on the
+//! file `podsnat write` produced, after the units that create the broad
+//! MASQUERADE rule and before kube-proxy. Rendering is pure; installing goes
+//! through `write::update` (files) and `atomic::symlink` (enablement).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::write::{self, FileOutcome, Options};
+use crate::{atomic, system};
+
+/// A systemd unit name such as `flanneld.service` or `kube-proxy@x.service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitName(String);
+
+const UNIT_TYPES: [&str; 11] = [
+    "service",
+    "socket",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "target",
+    "path",
+    "timer",
+    "slice",
+    "scope",
+];
+
+impl UnitName {
+    /// Follows systemd's rules: at most 255 bytes, `[A-Za-z0-9:_.\-@]`, a
+    /// known type suffix, a non-empty name, and at most one `@`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let problem = if s.len() > 255 {
+            Some("is longer than 255 bytes".to_owned())
+        } else if let Some(c) = s.chars().find(|c| {
+            !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-' | '@' | '\\'))
+        }) {
+            Some(format!(
+                "has the character {c:?}, which unit names cannot hold"
+            ))
+        } else {
+            match s.rsplit_once('.') {
+                Some((name, ty)) if !name.is_empty() && UNIT_TYPES.contains(&ty) => {
+                    (name.matches('@').count() > 1 || name.starts_with('@'))
+                        .then(|| "is not a valid template or instance name".to_owned())
+                }
+                _ => Some(format!(
+                    "is not a unit name; it needs a type suffix such as .service or .target ({})",
+                    UNIT_TYPES.join(", ")
+                )),
+            }
+        };
+        match problem {
+            Some(p) => Err(p),
+            None => Ok(UnitName(s.to_owned())),
+        }
+    }
+}
+
+impl fmt::Display for UnitName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An absolute path that can stand in a unit file as it is: no whitespace
+/// (it would split ExecStart=), no `%` (a systemd specifier), no quotes,
+/// backslashes or control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitPath(String);
+
+impl UnitPath {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(
+                "is not an absolute path; the unit runs at boot with no working directory".into(),
+            );
+        }
+        if let Some(c) = s.chars().find(|c| {
+            !(c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '+' | ',' | '@' | ':'))
+        }) {
+            return Err(format!(
+                "has the character {c:?}; unit paths may only use A-Z a-z 0-9 / . _ - + , @ :"
+            ));
+        }
+        if s.split('/').any(|part| part == "..") {
+            return Err("contains \"..\"; give the real path".into());
+        }
+        Ok(UnitPath(s.to_owned()))
+    }
+
+    pub fn as_path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl fmt::Display for UnitPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything the unit depends on, checked.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub after: Vec<UnitName>,
+    pub before: Vec<UnitName>,
+    /// The rules file `podsnat write` keeps.
+    pub file: UnitPath,
+    /// The iptables-restore binary the unit runs.
+    pub restore: UnitPath,
+}
+
+impl UnitSpec {
+    /// Parses raw command-line values; `--after`/`--before` errors name the flag.
+    pub fn parse(after: &[String], before: &[String], file: &str, restore: &str) -> Result<Self> {
+        let names = |flag: &str, list: &[String]| {
+            list.iter()
+                .map(|s| {
+                    UnitName::parse(s)
+                        .map_err(|p| Error::field("command line", flag, s.as_str(), p))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(UnitSpec {
+            after: names("--after", after)?,
+            before: names("--before", before)?,
+            file: UnitPath::parse(file)
+                .map_err(|p| Error::field("command line", "--file", file, p))?,
+            restore: UnitPath::parse(restore)
+                .map_err(|p| Error::field("command line", "--iptables-restore", restore, p))?,
+        })
+    }
+}
+
+pub const DEFAULT_AFTER: [&str; 2] = ["flanneld.service", "docker.service"];
+pub const DEFAULT_BEFORE: [&str; 2] = ["kubelet.service", "kube-proxy.service"];
+pub const UNIT_NAME: &str = "podsnat.service";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+pub const WANTED_BY: &str = "multi-user.target";
+
+#[derive(Template)]
+#[template(path = "podsnat.service.in", escape = "none")]
+struct ServiceUnit<'a> {
+    version: &'static str,
+    after: String,
+    before: String,
+    file: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+fn join(list: &[UnitName]) -> String {
+    list.iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Renders podsnat.service. Pure.
+pub fn render(spec: &UnitSpec) -> String {
+    let mut out = ServiceUnit {
+        version: env!("CARGO_PKG_VERSION"),
+        after: join(&spec.after),
+        before: join(&spec.before),
+        file: &spec.file,
+        restore: &spec.restore,
+    }
+    .to_string();
+    // askama drops the template's final newline.
+    out.push('\n');
+    out
+}
+
+/// Where the unit and its enablement link live under `root`.
+pub struct Paths {
+    pub unit: PathBuf,
+    pub wants_link: PathBuf,
+    /// What the link points to, as `systemctl enable` writes it.
+    pub link_target: PathBuf,
+}
+
+impl Paths {
+    pub fn under(root: &Path) -> Paths {
+        let unit_dir = crate::cli::under_root(root, Path::new(UNIT_DIR));
+        Paths {
+            unit: unit_dir.join(UNIT_NAME),
+            wants_link: unit_dir.join(format!("{WANTED_BY}.wants")).join(UNIT_NAME),
+            link_target: Path::new(UNIT_DIR).join(UNIT_NAME),
+        }
+    }
+}
+
+/// The enablement link's state after (or, with `check`, before) install.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkOutcome {
+    pub path: PathBuf,
+    pub target: PathBuf,
+    pub changed: bool,
+}
+
+/// What `install-unit` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallOutcome {
+    pub unit: FileOutcome,
+    /// `None` with `--no-enable`: the link is left as it is.
+    pub link: Option<LinkOutcome>,
+    pub changed: bool,
+    /// What happened about `systemctl daemon-reload`, in words.
+    pub daemon_reload: String,
+}
+
+/// Writes the unit under `root` and, with `enable`, the wants link exactly
+/// as `systemctl enable` makes it. Never starts the unit: a whole-table
+/// restore at runtime would wipe kube-proxy's rules.
+pub fn install(
+    spec: &UnitSpec,
+    root: &Path,
+    enable: bool,
+    opts: Options,
+) -> Result<InstallOutcome> {
+    let paths = Paths::under(root);
+    let text = render(spec);
+    let unit = write::update(
+        &paths.unit,
+        opts,
+        atomic::UNIT_FILE_MODE,
+        |_| Ok(text),
+        |_| Ok(()),
+    )?;
+    let link = if enable {
+        let state = atomic::link_state(&paths.wants_link, &paths.link_target)?;
+        let changed = state != atomic::LinkState::Correct;
+        if changed && !opts.check {
+            atomic::symlink(&paths.wants_link, &paths.link_target)?;
+        }
+        Some(LinkOutcome {
+            path: paths.wants_link,
+            target: paths.link_target,
+            changed,
+        })
+    } else {
+        None
+    };
+    let changed = unit.changed || link.as_ref().is_some_and(|l| l.changed);
+    let daemon_reload = if !changed {
+        "not needed: nothing changed".to_owned()
+    } else if opts.check {
+        "not run: --check".to_owned()
+    } else if root != Path::new("/") {
+        format!("not run: --root is {}, not /", root.display())
+    } else if !system::systemd_booted() {
+        "not possible: systemd is not running as PID 1 here; run `systemctl daemon-reload` once it is".to_owned()
+    } else {
+        system::daemon_reload()?;
+        "done".to_owned()
+    };
+    Ok(InstallOutcome {
+        unit,
+        link,
+        changed,
+        daemon_reload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_names() {
+        for ok in [
+            "flanneld.service",
+            "docker.service",
+            "kube-proxy.service",
+            "getty@tty1.service",
+            "x.target",
+            "a\\x2db.mount",
+        ] {
+            assert!(UnitName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "flanneld",
+            "",
+            ".service",
+            "a b.service",
+            "a;b.service",
+            "x.servic",
+            "a@b@c.service",
+            "@.service",
+            "x.service\n",
+        ] {
+            assert!(UnitName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unit_paths() {
+        assert!(UnitPath::parse("/etc/sysconfig/iptables").is_ok());
+        for bad in [
+            "etc/sysconfig/iptables",
+            "/etc/a b",
+            "/etc/%n",
+            "/etc/../x",
+            "/x\"y",
+            "",
+        ] {
+            assert!(UnitPath::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
