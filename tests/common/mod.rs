@@ -34,24 +34,35 @@ pub const BACKENDS: [Backend; 2] = [
 /// backends). Otherwise it panics under CI=true and returns false, loudly,
 /// on a developer machine so the skip cannot go unnoticed.
 pub fn require_root_or_fail(test: &str) -> bool {
+    let progs: Vec<&str> = std::iter::once("ip")
+        .chain(
+            BACKENDS
+                .iter()
+                .flat_map(|b| [b.iptables, b.restore, b.save]),
+        )
+        .collect();
+    require(test, true, &progs)
+}
+
+/// The general form: `root` and every program in `progs` must be there.
+pub fn require(test: &str, root: bool, progs: &[&str]) -> bool {
     let mut missing = Vec::new();
-    let uid = Command::new("id").arg("-u").output();
-    if !matches!(&uid, Ok(o) if o.stdout.starts_with(b"0\n")) {
-        missing.push("root".to_owned());
+    if root {
+        let uid = Command::new("id").arg("-u").output();
+        if !matches!(&uid, Ok(o) if o.stdout.starts_with(b"0\n")) {
+            missing.push("root".to_owned());
+        }
     }
-    let progs = BACKENDS
-        .iter()
-        .flat_map(|b| [b.iptables, b.restore, b.save]);
-    for prog in std::iter::once("ip").chain(progs) {
+    for prog in progs {
         if !on_path(prog) {
-            missing.push(prog.to_owned());
+            missing.push((*prog).to_owned());
         }
     }
     if missing.is_empty() {
         return true;
     }
     let msg = format!(
-        "{test} needs {} (install iptables and iproute2, run as root)",
+        "{test} needs {} (see .ci/run for the packages)",
         missing.join(", ")
     );
     if std::env::var_os("CI").is_some() {
