@@ -95,7 +95,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     let subnet = spec.pod_subnet().to_string();
     let bridge = spec.bridge().as_str();
     if spec.docker() {
-        common::docker_restart(&ns, backend, &subnet, bridge);
+        common::docker_restart(&ns.name, backend, &subnet, bridge);
         let after = ns.ok(backend.save, &["-t", "nat"]);
         let after = &rules_file::parse(&after).unwrap()[0];
         let post = after.chain_rules("POSTROUTING");

@@ -112,26 +112,35 @@ impl Netns {
 
     /// Runs a program inside the namespace.
     pub fn exec(&self, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .arg(prog)
-            .args(args)
-            .output()
-            .expect("run ip netns exec")
+        exec_in(&self.name, prog, args)
     }
 
     /// Runs a program inside the namespace and returns its stdout; panics
     /// with its stderr when it fails.
     pub fn ok(&self, prog: &str, args: &[&str]) -> String {
-        let out = self.exec(prog, args);
-        assert!(
-            out.status.success(),
-            "in {}: {prog} {args:?} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        ok_in(&self.name, prog, args)
     }
+}
+
+/// Runs a program inside the named namespace.
+pub fn exec_in(ns: &str, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("run ip netns exec")
+}
+
+/// `exec_in` that must succeed; returns stdout.
+pub fn ok_in(ns: &str, prog: &str, args: &[&str]) -> String {
+    let out = exec_in(ns, prog, args);
+    assert!(
+        out.status.success(),
+        "in {ns}: {prog} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 impl Drop for Netns {
@@ -149,7 +158,7 @@ pub fn podsnat_bin() -> PathBuf {
 
 /// Docker's start-up step for its bridge network, exactly as docker does it:
 /// check for its broad rule, insert it on top when missing.
-pub fn docker_restart(ns: &Netns, backend: &Backend, subnet: &str, bridge: &str) {
+pub fn docker_restart(ns: &str, backend: &Backend, subnet: &str, bridge: &str) {
     let rule = [
         "POSTROUTING",
         "-s",
@@ -162,9 +171,9 @@ pub fn docker_restart(ns: &Netns, backend: &Backend, subnet: &str, bridge: &str)
     ];
     let mut check = vec!["-w", "5", "-t", "nat", "-C"];
     check.extend(rule);
-    if !ns.exec(backend.iptables, &check).status.success() {
+    if !exec_in(ns, backend.iptables, &check).status.success() {
         let mut insert = vec!["-w", "5", "-t", "nat", "-I"];
         insert.extend(rule);
-        ns.ok(backend.iptables, &insert);
+        ok_in(ns, backend.iptables, &insert);
     }
 }

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# A two-host flannel lab in network namespaces, for the cross-host test
+# (tests/crosshost.rs) and the demo (examples/demo.sh). Nothing here touches
+# the host's own network: every link and rule lives in the lab's namespaces.
+#
+#   host A (LAB-a) 10.4.7.21 ----- node network ----- 10.4.7.22 host B (LAB-b)
+#     | BRIDGE 172.7.21.1/24                      BRIDGE 172.7.22.1/24 |
+#   pod A (LAB-pa) 172.7.21.2                     pod B (LAB-pb) 172.7.22.2
+#     | 10.9.0.1
+#   outside (LAB-out) 10.9.0.2, default route via host A
+#
+# Host-gw style routes send each pod subnet to the other host; EXTRA, if
+# set (e.g. 10.96.0.10/12), is an extra address on host B, routed from A.
+#
+# Usage (as root; settings come from the environment):
+#   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] lab.sh up
+#   LAB=x lab.sh probe FROM_NS TO_NS TO_IP    # prints the source address TO_NS saw
+#   LAB=x lab.sh down
+# Pod subnets must be /24s: the gateway is .1 and the pod is .2.
+set -euo pipefail
+
+: "${LAB:?set LAB to a short unique name}"
+NODE_A=10.4.7.21 NODE_B=10.4.7.22 OUT_A=10.9.0.1 OUT_X=10.9.0.2
+PORT=8080
+
+# First three octets of a /24, e.g. 172.7.21.0/24 -> 172.7.21
+base() {
+  [[ $1 =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || { echo "lab.sh: $1 is not a x.y.z.0/24 subnet" >&2; exit 1; }
+  echo "${BASH_REMATCH[1]}"
+}
+in_ns() { ip netns exec "$LAB-$1" "${@:2}"; }
+
+up() {
+  : "${BRIDGE:?}" "${SUBNET_A:?}" "${SUBNET_B:?}"
+  local a b
+  a=$(base "$SUBNET_A") b=$(base "$SUBNET_B")
+  for ns in a b pa pb out; do ip netns add "$LAB-$ns"; in_ns "$ns" ip link set lo up; done
+  # Links are created straight inside the namespaces, so their names never
+  # meet the host's interfaces.
+  ip link add eth0 netns "$LAB-a" type veth peer name eth0 netns "$LAB-b"
+  ip link add eth1 netns "$LAB-a" type veth peer name eth0 netns "$LAB-out"
+  ip link add veth-pod netns "$LAB-a" type veth peer name eth0 netns "$LAB-pa"
+  ip link add veth-pod netns "$LAB-b" type veth peer name eth0 netns "$LAB-pb"
+  local host pod net node peer_net peer_node
+  for host in a b; do
+    if [[ $host == a ]]; then pod=pa net=$a node=$NODE_A peer_net=$SUBNET_B peer_node=$NODE_B
+    else pod=pb net=$b node=$NODE_B peer_net=$SUBNET_A peer_node=$NODE_A; fi
+    in_ns $host sysctl -qw net.ipv4.ip_forward=1
+    in_ns $host ip addr add "$node/24" dev eth0
+    in_ns $host ip link set eth0 up
+    in_ns $host ip link add "$BRIDGE" type bridge
+    in_ns $host ip addr add "$net.1/24" dev "$BRIDGE"
+    in_ns $host ip link set "$BRIDGE" up
+    in_ns $host ip link set veth-pod master "$BRIDGE" up
+    in_ns $host ip route add "$peer_net" via "$peer_node"   # flannel host-gw
+    in_ns $pod ip addr add "$net.2/24" dev eth0
+    in_ns $pod ip link set eth0 up
+    in_ns $pod ip route add default via "$net.1"
+  done
+  in_ns a ip addr add "$OUT_A/24" dev eth1
+  in_ns a ip link set eth1 up
+  in_ns out ip addr add "$OUT_X/24" dev eth0
+  in_ns out ip link set eth0 up
+  in_ns out ip route add default via "$OUT_A"
+  if [[ -n ${EXTRA:-} ]]; then
+    in_ns b ip addr add "$EXTRA" dev lo
+    in_ns a ip route add "${EXTRA%/*}/32" via "$NODE_B"
+  fi
+}
+
+# A real TCP connection from FROM to TO_IP:8080, where a socat listener in
+# TO replies with the peer address it saw. Bounded by timeouts throughout.
+probe() {
+  local from=$1 to=$2 ip=$3 listener seen
+  in_ns "$to" timeout 10 socat -T 5 "TCP-LISTEN:$PORT,bind=$ip,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR' &
+  listener=$!
+  for _ in $(seq 100); do
+    in_ns "$to" ss -Hltn "sport = :$PORT" | grep -q . && break
+    sleep 0.02
+  done
+  seen=$(in_ns "$from" timeout 5 socat -T 3 - "TCP:$ip:$PORT,connect-timeout=3" < /dev/null || true)
+  kill "$listener" 2>/dev/null || true
+  wait "$listener" 2>/dev/null || true
+  echo "${seen:-none}"
+}
+
+down() {
+  for ns in a b pa pb out; do ip netns del "$LAB-$ns" 2>/dev/null || true; done
+}
+
+case "${1:-}" in
+  up) up ;;
+  probe) probe "$2" "$3" "$4" ;;
+  down) down ;;
+  *) sed -n '2,21p' "$0" >&2; exit 1 ;;
+esac
