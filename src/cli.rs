@@ -47,6 +47,11 @@ pub enum Command {
         after_help = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flannel.service --after docker.service\n  podsnat install-unit --root /srv/images/node --no-enable\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error."
     )]
     InstallUnit(InstallUnitArgs),
+    /// Check, in rule order, that pod traffic to the cluster keeps its source IP and egress is masqueraded.
+    #[command(
+        after_help = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/iptables.nat     # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide."
+    )]
+    Verify(VerifyArgs),
 }
 
 /// Where the node's settings come from. Flags override subnet.env, which
@@ -196,11 +201,37 @@ impl InstallUnitArgs {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Evaluate this rules file instead of the live table.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Put podsnat's exclusion back above a shadowing rule with one
+    /// `iptables-restore --noflush` transaction; nothing else changes.
+    #[arg(long, conflicts_with = "file")]
+    pub repair: bool,
+    /// With --repair: print the transaction, change nothing.
+    #[arg(long, requires = "repair")]
+    pub check: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
+    pub iptables_save: String,
+    /// The iptables-restore that applies a repair.
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
+    pub iptables_restore: String,
+}
+
 /// What a command did, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Unchanged,
     Changed,
+    /// Exit 1 after a report that already says why (e.g. cannot decide).
+    Failed,
 }
 
 /// `root` + `path`, where an absolute `path` is taken inside `root`.
@@ -278,8 +309,118 @@ pub fn run(cli: Cli) -> Result<Status> {
             emit(&mut out, &text)?;
             changed_status(outcome.changed)
         }
+        Command::Verify(args) => run_verify(&args, &mut out)?,
     };
     Ok(status)
+}
+
+fn run_verify(args: &VerifyArgs, out: &mut impl Write) -> Result<Status> {
+    use crate::verify::{self, Status as V};
+    let spec = args.spec.load()?;
+    let (source, text) = match &args.file {
+        Some(path) => (path.display().to_string(), config::read_text(path)?),
+        None => (
+            format!("{} -t nat", args.iptables_save),
+            crate::system::save_nat(&args.iptables_save)?,
+        ),
+    };
+    let tables = crate::rules_file::parse(&text).map_err(|e| Error::Syntax {
+        path: source.clone(),
+        message: e.to_string(),
+    })?;
+    let table = tables
+        .iter()
+        .find(|t| t.name == "nat")
+        .ok_or_else(|| Error::Syntax {
+            path: source.clone(),
+            message: "has no *nat table".into(),
+        })?;
+    let report = verify::evaluate(&spec, table);
+    let exit = |r: &verify::Report| match r.status {
+        V::Ok => Status::Unchanged,
+        V::Drift => Status::Changed,
+        V::Undecided => Status::Failed,
+    };
+    if !args.repair {
+        let shown = match args.format {
+            Format::Json => json(&report)?,
+            Format::Text => verify::text(&report),
+        };
+        emit(out, &shown)?;
+        return Ok(exit(&report));
+    }
+    let repair = verify::plan_repair(&spec, table)
+        .map_err(|e| Error::Usage(format!("cannot repair: {e}")))?;
+    let Some(repair) = repair else {
+        let mut shown = verify::text(&report);
+        if report.status == V::Drift {
+            shown += "repair: not possible at runtime; only pod→cluster drift is repaired. \
+                      The table is restored at the next boot.\n";
+        } else {
+            shown += "repair: nothing to do\n";
+        }
+        match args.format {
+            Format::Json => emit(
+                out,
+                &json(&serde_json::json!({"before": report, "repair": null}))?,
+            )?,
+            Format::Text => emit(out, &shown)?,
+        }
+        return Ok(exit(&report));
+    };
+    if args.check {
+        match args.format {
+            Format::Json => emit(
+                out,
+                &json(&serde_json::json!({"before": report, "repair": repair, "applied": false}))?,
+            )?,
+            Format::Text => emit(
+                out,
+                &format!(
+                    "{}would repair with `{} --noflush`:\n{}",
+                    verify::text(&report),
+                    args.iptables_restore,
+                    repair.transaction
+                ),
+            )?,
+        }
+        return Ok(Status::Changed);
+    }
+    crate::system::restore_noflush(&args.iptables_restore, &repair.transaction)?;
+    let text = crate::system::save_nat(&args.iptables_save)?;
+    let tables = crate::rules_file::parse(&text).map_err(|e| Error::Syntax {
+        path: source.clone(),
+        message: e.to_string(),
+    })?;
+    let after = tables
+        .iter()
+        .find(|t| t.name == "nat")
+        .map(|t| verify::evaluate(&spec, t));
+    let Some(after) = after else {
+        return Ok(Status::Failed);
+    };
+    match args.format {
+        Format::Json => emit(
+            out,
+            &json(
+                &serde_json::json!({"before": report, "repair": repair, "applied": true, "after": after}),
+            )?,
+        )?,
+        Format::Text => emit(
+            out,
+            &format!(
+                "{}repaired with `{} --noflush`:\n{}now:\n{}",
+                verify::text(&report),
+                args.iptables_restore,
+                repair.transaction,
+                verify::text(&after)
+            ),
+        )?,
+    }
+    Ok(match after.status {
+        V::Ok => Status::Changed,
+        _ => Status::Failed,
+    })
 }
 
 fn verb(changed: bool, check: bool) -> &'static str {

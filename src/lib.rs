@@ -14,4 +14,5 @@ pub mod render;
 pub mod rules_file;
 pub mod system;
 pub mod unit;
+pub mod verify;
 pub mod write;

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match cli::run(cli) {
         Ok(Status::Unchanged) => ExitCode::SUCCESS,
         Ok(Status::Changed) => ExitCode::from(2),
+        Ok(Status::Failed) => ExitCode::from(1),
         Err(e) => {
             eprintln!("podsnat: {e}");
             ExitCode::from(1)

@@ -37,10 +37,20 @@ pub struct Table<'a> {
     pub span: Range<usize>,
     /// Chain names from `:NAME POLICY [p:b]` lines, in file order.
     pub chains: Vec<&'a str>,
+    /// The `:NAME POLICY [p:b]` lines themselves.
+    pub chain_decls: Vec<&'a str>,
     pub rules: Vec<Rule<'a>>,
 }
 
 impl Table<'_> {
+    /// The policy of a built-in chain (`ACCEPT`), `-` for user chains.
+    pub fn policy(&self, chain: &str) -> Option<&str> {
+        self.chain_decls.iter().find_map(|d| {
+            let mut words = d.strip_prefix(':')?.split_whitespace();
+            (words.next()? == chain).then(|| words.next()).flatten()
+        })
+    }
+
     /// The rules of one chain, in order, as text.
     pub fn chain_rules(&self, chain: &str) -> Vec<&str> {
         self.rules
@@ -98,6 +108,7 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
                 line: n,
                 span: header_start.unwrap_or(start)..start,
                 chains: Vec::new(),
+                chain_decls: Vec::new(),
                 rules: Vec::new(),
             });
             header_start = None;
@@ -115,6 +126,7 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
         } else if let Some(decl) = line.strip_prefix(':') {
             let name = decl.split_whitespace().next().unwrap_or("");
             table.chains.push(name);
+            table.chain_decls.push(line);
         } else if let Some(rest) = line.strip_prefix("-A ") {
             let chain = rest.split_whitespace().next().unwrap_or("");
             table.rules.push(Rule {

@@ -71,3 +71,63 @@ pub fn daemon_reload() -> Result<()> {
         )),
     })
 }
+
+/// `<save> -t nat`: the live nat table as text.
+pub fn save_nat(save: &str) -> Result<String> {
+    let command = format!("{save} -t nat");
+    let out = Command::new(save)
+        .args(["-t", "nat"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(Error::Spawn {
+            command,
+            source: std::io::Error::other(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            )),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|e| Error::Spawn {
+        command,
+        source: std::io::Error::other(format!("output is not UTF-8: {e}")),
+    })
+}
+
+/// `<restore> --noflush -w 5` with `content` on stdin: one transaction that
+/// changes only what it names.
+pub fn restore_noflush(restore: &str, content: &str) -> Result<()> {
+    let args = ["--noflush", "-w", "5"];
+    let command = format!("{restore} {}", args.join(" "));
+    let spawn_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(restore)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(content.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(Error::Spawn {
+        command: command.clone(),
+        source: std::io::Error::other(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        )),
+    })
+}

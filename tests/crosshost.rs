@@ -266,3 +266,244 @@ fn demo_shows_the_fix() {
     assert_eq!(table.lines().count(), 9, "{table}");
     assert!(!table.contains("MISMATCH"), "{table}");
 }
+
+/// kube-proxy-style rules that were there before the drift: a jump on top
+/// of POSTROUTING into KUBE-POSTROUTING and a KUBE-SERVICES chain with a few
+/// hundred service rules. A repair must leave them byte for byte.
+fn kube_proxy_rules(services: usize) -> String {
+    let mut t = String::from(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n\
+         -I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I OUTPUT 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I POSTROUTING 1 -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+         -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
+         -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n",
+    );
+    for i in 0..services {
+        t += &format!(
+            "-A KUBE-SERVICES -d 10.96.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    t + "COMMIT\n"
+}
+
+/// iptables-save output without its timestamp comments and with the
+/// policy counters zeroed: the legacy backend resets the built-in chains'
+/// counters on any change at all, even a plain `iptables -I` (measured).
+fn saved(ns: &str, backend: &Backend) -> Vec<String> {
+    common::ok_in(ns, backend.save, &["-t", "nat"])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(i)) => format!("{} [0:0]", &l[..i]),
+            _ => l.to_owned(),
+        })
+        .collect()
+}
+
+fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String, String) {
+    let out = common::exec_in(ns, common::podsnat_bin(), args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Live drift, caught by `podsnat verify` in rule order and repaired with
+/// one --noflush transaction; only podsnat's lines move, the cross-host
+/// check passes again.
+#[test]
+fn verify_catches_live_drift_and_repair_fixes_it() {
+    let tools = ["socat", "ss", "timeout", "bash"];
+    if !common::require_root_or_fail("verify_catches_live_drift_and_repair_fixes_it")
+        || !common::require(
+            "verify_catches_live_drift_and_repair_fixes_it",
+            true,
+            &tools,
+        )
+    {
+        return;
+    }
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+    let s = Setup {
+        name: "verify",
+        config: "examples/flannel-docker.toml",
+        mode: "classic",
+        bridge: "docker0",
+        subnet_a: "172.7.21.0/24",
+        subnet_b: "172.7.22.0/24",
+        extra: None,
+    };
+    let broad = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
+    for (j, backend) in BACKENDS.iter().enumerate() {
+        for mode in ["classic", "guard"] {
+            let ctx = format!("{mode} [{}]", backend.name);
+            let lab = Lab::up(&s, &format!("v{j}{}", &mode[..1]));
+            let a = lab.ns("a");
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("iptables");
+            let f = file.to_str().unwrap();
+            let (code, _, err) = podsnat_in(
+                &a,
+                &[
+                    "write",
+                    "--config",
+                    config,
+                    "--mode",
+                    mode,
+                    "--output",
+                    f,
+                    "--iptables-restore",
+                    backend.restore,
+                ],
+            );
+            assert_eq!(code, 2, "{ctx}: {err}");
+            common::ok_in(&a, backend.restore, &["-w", "5", "-T", "nat", f]);
+            let kube = tmp.path().join("kube");
+            std::fs::write(&kube, kube_proxy_rules(300)).unwrap();
+            common::ok_in(
+                &a,
+                backend.restore,
+                &["-w", "5", "--noflush", kube.to_str().unwrap()],
+            );
+
+            // The drift: docker's restart (classic) or a hand-deleted jump (guard).
+            let exclusion = match mode {
+                "classic" => {
+                    common::docker_restart(&a, backend, "172.7.21.0/24", "docker0");
+                    "-A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE"
+                }
+                _ => {
+                    common::ok_in(
+                        &a,
+                        backend.iptables,
+                        &[
+                            "-w",
+                            "5",
+                            "-t",
+                            "nat",
+                            "-D",
+                            "POSTROUTING",
+                            "-s",
+                            "172.7.21.0/24",
+                            "-j",
+                            "PODSNAT-POSTROUTING",
+                        ],
+                    );
+                    "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING"
+                }
+            };
+            let pod_a = "172.7.21.2";
+            assert_eq!(
+                lab.seen("pa", "pb", "172.7.22.2"),
+                NODE_A,
+                "{ctx}: the drift is real"
+            );
+
+            let verify = [
+                "verify",
+                "--config",
+                config,
+                "--mode",
+                mode,
+                "--iptables-save",
+                backend.save,
+                "--iptables-restore",
+                backend.restore,
+            ];
+            let (code, out, err) = podsnat_in(&a, &verify);
+            assert_eq!(code, 2, "{ctx}: verify must report drift: {out}{err}");
+            let note = if mode == "classic" {
+                "inserted above podsnat's exclusion"
+            } else {
+                "podsnat's exclusion is missing"
+            };
+            let pos = if mode == "classic" { 1 } else { 2 };
+            let want = format!(
+                "drift: pod→cluster traffic is masqueraded by POSTROUTING rule {pos}: {broad} ({note})"
+            );
+            assert!(
+                out.starts_with(&want),
+                "{ctx}: expected «{want}» in:\n{out}"
+            );
+
+            let before = saved(&a, backend);
+            let mut check = verify.to_vec();
+            check.extend(["--repair", "--check"]);
+            let (code, out, _) = podsnat_in(&a, &check);
+            assert_eq!(code, 2, "{ctx}: {out}");
+            assert!(out.contains("would repair with"), "{out}");
+            assert_eq!(
+                saved(&a, backend),
+                before,
+                "{ctx}: --repair --check changed the table"
+            );
+
+            let mut repair = verify.to_vec();
+            repair.push("--repair");
+            let (code, out, err) = podsnat_in(&a, &repair);
+            assert_eq!(code, 2, "{ctx}: repair: {out}{err}");
+            let after = saved(&a, backend);
+            // Only podsnat's lines changed: every other line is the same, in
+            // the same order, the KUBE-SERVICES rules among them.
+            let ours =
+                |l: &&String| l.as_str() == exclusion || (mode == "classic" && l.as_str() == broad);
+            let others = |v: &[String]| v.iter().filter(|l| !ours(l)).cloned().collect::<Vec<_>>();
+            let (old, new) = (others(&before).join("\n"), others(&after).join("\n"));
+            if old != new {
+                let diff = similar::TextDiff::from_lines(&old, &new)
+                    .unified_diff()
+                    .context_radius(1)
+                    .to_string();
+                panic!("{ctx}: lines other than podsnat's changed:\n{diff}");
+            }
+            assert_eq!(
+                after
+                    .iter()
+                    .filter(|l| l.starts_with("-A KUBE-SERVICES"))
+                    .count(),
+                300
+            );
+            let post: Vec<&String> = after
+                .iter()
+                .filter(|l| l.starts_with("-A POSTROUTING"))
+                .collect();
+            assert_eq!(
+                post.iter().filter(|l| l.as_str() == exclusion).count(),
+                1,
+                "{ctx}: {post:?}"
+            );
+            if mode == "classic" {
+                assert!(!post.iter().any(|l| l.as_str() == broad), "{ctx}: {post:?}");
+            } else {
+                let at = |t: &str| post.iter().position(|l| l.as_str() == t);
+                assert!(
+                    at(exclusion) < at(broad),
+                    "{ctx}: exclusion must sit above docker's rule: {post:?}"
+                );
+                assert!(
+                    post[0].contains("KUBE-POSTROUTING"),
+                    "{ctx}: kube-proxy's jump stays first: {post:?}"
+                );
+            }
+
+            let (code, out, _) = podsnat_in(&a, &verify);
+            assert_eq!(code, 0, "{ctx}: verify after repair: {out}");
+            assert_eq!(
+                lab.seen("pa", "pb", "172.7.22.2"),
+                pod_a,
+                "{ctx}: pod IP after repair"
+            );
+            assert_eq!(
+                lab.seen("pa", "out", "10.9.0.2"),
+                OUTSIDE_SEEN,
+                "{ctx}: egress after repair"
+            );
+        }
+    }
+}

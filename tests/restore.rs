@@ -12,7 +12,7 @@ use clap::Parser;
 use common::{BACKENDS, Backend, Netns};
 use podsnat::cli::{Cli, Command};
 use podsnat::config::{Mode, NodeSpec};
-use podsnat::rules_file;
+use podsnat::{rules_file, verify};
 
 /// Loads a case's NodeSpec through the real CLI parser, with the case's
 /// relative file arguments resolved against its folder.
@@ -79,6 +79,17 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
 
     let want = &rules_file::parse(&rendered).unwrap()[0];
     let got = &rules_file::parse(&saved).unwrap()[0];
+    // The offline evaluator agrees with every golden table, before and after
+    // the real restore.
+    for (what, t) in [("rendered", want), ("restored", got)] {
+        let report = verify::evaluate(spec, t);
+        assert_eq!(
+            report.status,
+            verify::Status::Ok,
+            "{ctx}: verify on the {what} table:\n{}",
+            verify::text(&report)
+        );
+    }
     let (mut want_chains, mut got_chains) = (want.chains.clone(), got.chains.clone());
     want_chains.sort();
     got_chains.sort();
@@ -99,8 +110,14 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         let after = ns.ok(backend.save, &["-t", "nat"]);
         let after = &rules_file::parse(&after).unwrap()[0];
         let post = after.chain_rules("POSTROUTING");
+        let verdict = verify::evaluate(spec, after).status;
         match spec.mode() {
             Mode::Guard => {
+                assert_eq!(
+                    verdict,
+                    verify::Status::Ok,
+                    "{ctx}: verify after docker's restart"
+                );
                 assert_eq!(
                     post,
                     want.chain_rules("POSTROUTING"),
@@ -114,6 +131,11 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
             Mode::Classic => {
                 // The weakness classic mode is documented for: docker's broad
                 // rule now sits above the fix and masquerades pod-to-cluster.
+                assert_eq!(
+                    verdict,
+                    verify::Status::Drift,
+                    "{ctx}: verify must see docker's rule win"
+                );
                 let broad = format!("-A POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE");
                 assert_eq!(post[0], broad, "{ctx}: classic mode, docker inserts on top");
                 assert_eq!(&post[1..], want.chain_rules("POSTROUTING"), "{ctx}");
