@@ -173,10 +173,20 @@ pub struct InstallUnitArgs {
     /// Do not create the wants link (an existing one is left as it is).
     #[arg(long)]
     pub no_enable: bool,
+    /// Also install podsnat-verify.service (after every docker start) and
+    /// podsnat-verify.timer (every 5 minutes): `podsnat verify --repair`.
+    #[arg(long)]
+    pub verify_timer: bool,
+    /// With --verify-timer: the podsnat binary the verify service runs.
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/podsnat")]
+    pub podsnat: String,
+    /// With --verify-timer: the node's podsnat config.
+    #[arg(long, value_name = "PATH", default_value = "/etc/podsnat/config.toml")]
+    pub config: String,
     /// Change nothing; exit 2 if anything would change.
     #[arg(long)]
     pub check: bool,
-    /// Print a unified diff of the unit file.
+    /// Print a unified diff of the unit files.
     #[arg(long)]
     pub diff: bool,
     #[arg(long, value_enum, default_value = "text")]
@@ -279,23 +289,29 @@ pub fn run(cli: Cli) -> Result<Status> {
         }
         Command::InstallUnit(args) => {
             let spec = args.spec()?;
+            let verify = args
+                .verify_timer
+                .then(|| unit::VerifySpec::parse(&args.podsnat, &args.config, &spec.restore))
+                .transpose()?;
             let opts = write::Options {
                 check: args.check,
                 diff: args.diff,
             };
-            let outcome = unit::install(&spec, &args.root, !args.no_enable, opts)?;
+            let outcome = unit::install(&spec, verify.as_ref(), &args.root, !args.no_enable, opts)?;
             let text = match args.format {
                 Format::Json => json(&outcome)?,
                 Format::Text => {
-                    let u = &outcome.unit;
-                    let mut t = format!(
-                        "{}{}: {} (sha256 {})\n",
-                        u.diff.as_deref().unwrap_or(""),
-                        verb(u.changed, args.check),
-                        u.path.display(),
-                        u.sha256
-                    );
-                    if let Some(l) = &outcome.link {
+                    let mut t = String::new();
+                    for u in &outcome.units {
+                        t += &format!(
+                            "{}{}: {} (sha256 {})\n",
+                            u.diff.as_deref().unwrap_or(""),
+                            verb(u.changed, args.check),
+                            u.path.display(),
+                            u.sha256
+                        );
+                    }
+                    for l in &outcome.links {
                         t += &format!(
                             "{}: {} -> {}\n",
                             verb(l.changed, args.check),

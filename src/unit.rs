@@ -143,7 +143,6 @@ pub const DEFAULT_AFTER: [&str; 2] = ["flanneld.service", "docker.service"];
 pub const DEFAULT_BEFORE: [&str; 2] = ["kubelet.service", "kube-proxy.service"];
 pub const UNIT_NAME: &str = "podsnat.service";
 pub const UNIT_DIR: &str = "/etc/systemd/system";
-pub const WANTED_BY: &str = "multi-user.target";
 
 #[derive(Template)]
 #[template(path = "podsnat.service.in", escape = "none")]
@@ -155,6 +154,57 @@ struct ServiceUnit<'a> {
     restore: &'a UnitPath,
 }
 
+#[derive(Template)]
+#[template(path = "podsnat-verify.service.in", escape = "none")]
+struct VerifyService<'a> {
+    version: &'static str,
+    podsnat: &'a UnitPath,
+    config: &'a UnitPath,
+    save: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-verify.timer.in", escape = "none")]
+struct VerifyTimer {
+    version: &'static str,
+}
+
+/// `podsnat-verify.service` and its timer: where podsnat and its config are.
+#[derive(Debug, Clone)]
+pub struct VerifySpec {
+    pub podsnat: UnitPath,
+    pub config: UnitPath,
+    /// The iptables-save that pairs with the unit's iptables-restore.
+    pub save: UnitPath,
+}
+
+impl VerifySpec {
+    pub fn parse(podsnat: &str, config: &str, restore: &UnitPath) -> Result<Self> {
+        let path = |flag: &str, v: &str| {
+            UnitPath::parse(v).map_err(|p| Error::field("command line", flag, v, p))
+        };
+        // iptables-restore and iptables-save come in pairs per backend.
+        let save = restore
+            .0
+            .strip_suffix("-restore")
+            .map(|stem| format!("{stem}-save"))
+            .ok_or_else(|| {
+                Error::field(
+                    "command line",
+                    "--iptables-restore",
+                    restore.0.as_str(),
+                    "does not end in \"-restore\", so its iptables-save cannot be derived",
+                )
+            })?;
+        Ok(VerifySpec {
+            podsnat: path("--podsnat", podsnat)?,
+            config: path("--config", config)?,
+            save: path("--iptables-restore", &save)?,
+        })
+    }
+}
+
 fn join(list: &[UnitName]) -> String {
     list.iter()
         .map(|u| u.to_string())
@@ -162,41 +212,67 @@ fn join(list: &[UnitName]) -> String {
         .join(" ")
 }
 
+/// askama drops a template's final newline; unit files end with one.
+fn with_newline(mut s: String) -> String {
+    s.push('\n');
+    s
+}
+
+/// One unit file podsnat installs, and the target whose `.wants`
+/// directory enables it.
+pub struct UnitFile {
+    pub name: &'static str,
+    pub text: String,
+    pub wanted_by: &'static str,
+}
+
 /// Renders podsnat.service. Pure.
 pub fn render(spec: &UnitSpec) -> String {
-    let mut out = ServiceUnit {
-        version: env!("CARGO_PKG_VERSION"),
-        after: join(&spec.after),
-        before: join(&spec.before),
-        file: &spec.file,
-        restore: &spec.restore,
-    }
-    .to_string();
-    // askama drops the template's final newline.
-    out.push('\n');
-    out
-}
-
-/// Where the unit and its enablement link live under `root`.
-pub struct Paths {
-    pub unit: PathBuf,
-    pub wants_link: PathBuf,
-    /// What the link points to, as `systemctl enable` writes it.
-    pub link_target: PathBuf,
-}
-
-impl Paths {
-    pub fn under(root: &Path) -> Paths {
-        let unit_dir = crate::cli::under_root(root, Path::new(UNIT_DIR));
-        Paths {
-            unit: unit_dir.join(UNIT_NAME),
-            wants_link: unit_dir.join(format!("{WANTED_BY}.wants")).join(UNIT_NAME),
-            link_target: Path::new(UNIT_DIR).join(UNIT_NAME),
+    with_newline(
+        ServiceUnit {
+            version: env!("CARGO_PKG_VERSION"),
+            after: join(&spec.after),
+            before: join(&spec.before),
+            file: &spec.file,
+            restore: &spec.restore,
         }
-    }
+        .to_string(),
+    )
 }
 
-/// The enablement link's state after (or, with `check`, before) install.
+/// Every unit file to install, rendered. Pure.
+pub fn unit_files(spec: &UnitSpec, verify: Option<&VerifySpec>) -> Vec<UnitFile> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut files = vec![UnitFile {
+        name: UNIT_NAME,
+        text: render(spec),
+        wanted_by: "multi-user.target",
+    }];
+    if let Some(v) = verify {
+        files.push(UnitFile {
+            name: "podsnat-verify.service",
+            text: with_newline(
+                VerifyService {
+                    version,
+                    podsnat: &v.podsnat,
+                    config: &v.config,
+                    save: &v.save,
+                    restore: &spec.restore,
+                }
+                .to_string(),
+            ),
+            wanted_by: "docker.service",
+        });
+        files.push(UnitFile {
+            name: "podsnat-verify.timer",
+            text: with_newline(VerifyTimer { version }.to_string()),
+            wanted_by: "timers.target",
+        });
+    }
+    files
+}
+
+/// An enablement link's state after (or, with `check`, before) install.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkOutcome {
     pub path: PathBuf,
@@ -207,47 +283,52 @@ pub struct LinkOutcome {
 /// What `install-unit` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallOutcome {
-    pub unit: FileOutcome,
-    /// `None` with `--no-enable`: the link is left as it is.
-    pub link: Option<LinkOutcome>,
+    pub units: Vec<FileOutcome>,
+    /// Empty with `--no-enable`: links are left as they are.
+    pub links: Vec<LinkOutcome>,
     pub changed: bool,
     /// What happened about `systemctl daemon-reload`, in words.
     pub daemon_reload: String,
 }
 
-/// Writes the unit under `root` and, with `enable`, the wants link exactly
-/// as `systemctl enable` makes it. Never starts the unit: a whole-table
-/// restore at runtime would wipe kube-proxy's rules.
+/// Writes the units under `root` and, with `enable`, their wants links
+/// exactly as `systemctl enable` makes them. Never starts a unit: a
+/// whole-table restore at runtime would wipe kube-proxy's rules.
 pub fn install(
     spec: &UnitSpec,
+    verify: Option<&VerifySpec>,
     root: &Path,
     enable: bool,
     opts: Options,
 ) -> Result<InstallOutcome> {
-    let paths = Paths::under(root);
-    let text = render(spec);
-    let unit = write::update(
-        &paths.unit,
-        opts,
-        atomic::UNIT_FILE_MODE,
-        |_| Ok(text),
-        |_| Ok(()),
-    )?;
-    let link = if enable {
-        let state = atomic::link_state(&paths.wants_link, &paths.link_target)?;
-        let changed = state != atomic::LinkState::Correct;
-        if changed && !opts.check {
-            atomic::symlink(&paths.wants_link, &paths.link_target)?;
+    let unit_dir = crate::cli::under_root(root, Path::new(UNIT_DIR));
+    let mut units = Vec::new();
+    let mut links = Vec::new();
+    for file in unit_files(spec, verify) {
+        units.push(write::update(
+            &unit_dir.join(file.name),
+            opts,
+            atomic::UNIT_FILE_MODE,
+            |_| Ok(file.text),
+            |_| Ok(()),
+        )?);
+        if enable {
+            let link = unit_dir
+                .join(format!("{}.wants", file.wanted_by))
+                .join(file.name);
+            let target = Path::new(UNIT_DIR).join(file.name);
+            let changed = atomic::link_state(&link, &target)? != atomic::LinkState::Correct;
+            if changed && !opts.check {
+                atomic::symlink(&link, &target)?;
+            }
+            links.push(LinkOutcome {
+                path: link,
+                target,
+                changed,
+            });
         }
-        Some(LinkOutcome {
-            path: paths.wants_link,
-            target: paths.link_target,
-            changed,
-        })
-    } else {
-        None
-    };
-    let changed = unit.changed || link.as_ref().is_some_and(|l| l.changed);
+    }
+    let changed = units.iter().any(|u| u.changed) || links.iter().any(|l| l.changed);
     let daemon_reload = if !changed {
         "not needed: nothing changed".to_owned()
     } else if opts.check {
@@ -261,8 +342,8 @@ pub fn install(
         "done".to_owned()
     };
     Ok(InstallOutcome {
-        unit,
-        link,
+        units,
+        links,
         changed,
         daemon_reload,
     })

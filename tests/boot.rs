@@ -105,6 +105,9 @@ struct Scenario {
     /// "nft" or "legacy": the stand-in and the collector use this backend.
     backend: &'static str,
     mask: bool,
+    /// Also install podsnat-verify.service (pulled in by a stand-in
+    /// docker.service) with the podsnat under test and the example config.
+    verify_timer: bool,
 }
 
 /// What the collector brought out of the container.
@@ -155,14 +158,15 @@ fn stand_in_flanneld(ipt: &str) -> String {
 fn collector(save: &str) -> String {
     let props = "Id,ActiveState,SubState,Result,ExecMainStatus,ConditionResult,\
                  ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
+    let units = "podsnat.service flanneld.service podsnat-verify.service";
     format!(
-        "[Unit]\nDescription=boot-test collector\nAfter=podsnat.service flanneld.service multi-user.target\n\
+        "[Unit]\nDescription=boot-test collector\nAfter=podsnat.service flanneld.service podsnat-verify.service multi-user.target\n\
          [Service]\nType=exec\n\
          ExecStart=/bin/sh -c 'systemctl is-system-running --wait; \
          {save} -t nat > /podsnat-out/nat; \
-         systemctl show -p {props} podsnat.service flanneld.service > /podsnat-out/show; \
+         systemctl show -p {props} {units} > /podsnat-out/show; \
          systemctl status --no-pager podsnat.service > /podsnat-out/status 2>&1; \
-         journalctl -b --no-pager -o short-monotonic -u flanneld.service -u podsnat.service > /podsnat-out/journal; \
+         journalctl -b --no-pager -o short-monotonic -u flanneld.service -u podsnat.service -u podsnat-verify.service > /podsnat-out/journal; \
          systemctl poweroff'\n\
          [Install]\nWantedBy=multi-user.target\n"
     )
@@ -249,6 +253,19 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         units = q(&t.join("units")),
         m = q(&m)
     );
+    if s.verify_timer {
+        // podsnat itself, for podsnat-verify.service, and a stand-in
+        // docker.service whose start pulls the verify service in.
+        fs::write(t.join("units/docker.service"), "[Unit]\nDescription=stand-in for docker\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n").unwrap();
+        script += &format!(
+            "install -D -m 0755 {bin} {m}/usr/local/sbin/podsnat\n\
+             install -D -m 0644 {ex} {m}/etc/podsnat/config.toml\n\
+             ln -s /etc/systemd/system/docker.service {m}/etc/systemd/system/multi-user.target.wants/\n",
+            bin = q(&bin),
+            ex = q(Path::new(EXAMPLE)),
+            m = q(&m)
+        );
+    }
     if s.mask {
         script += &format!(
             "ln -sf /dev/null {}/etc/systemd/system/podsnat.service\n",
@@ -379,6 +396,7 @@ fn unit_restores_the_table_at_boot() {
                 install: &[],
                 backend: "nft",
                 mask: false,
+                verify_timer: false,
             },
             &guard,
         ),
@@ -389,6 +407,7 @@ fn unit_restores_the_table_at_boot() {
                 install: &["--iptables-restore", "/usr/sbin/iptables-legacy-restore"],
                 backend: "legacy",
                 mask: false,
+                verify_timer: false,
             },
             &guard,
         ),
@@ -399,6 +418,7 @@ fn unit_restores_the_table_at_boot() {
                 install: &[],
                 backend: "nft",
                 mask: false,
+                verify_timer: false,
             },
             &classic,
         ),
@@ -422,6 +442,7 @@ fn unit_restores_the_table_at_boot() {
                 install: &[],
                 backend: "nft",
                 mask: true,
+                verify_timer: false,
             },
             &guard,
         ),
@@ -432,6 +453,7 @@ fn unit_restores_the_table_at_boot() {
                 install: &["--after", "docker.service", "--before", "flanneld.service"],
                 backend: "nft",
                 mask: false,
+                verify_timer: false,
             },
             &classic,
         ),
@@ -453,6 +475,7 @@ fn unit_restores_the_table_at_boot() {
         install: &[],
         backend: "nft",
         mask: false,
+        verify_timer: false,
     };
     let b = boot(&rootfs, &s);
     assert_eq!(
@@ -467,5 +490,33 @@ fn unit_restores_the_table_at_boot() {
             .contains("ConditionPathExists=/etc/sysconfig/iptables was not met"),
         "{}",
         ctx(s.name, &b)
+    );
+
+    // podsnat-verify.service, sandboxed like podsnat.service, runs podsnat
+    // verify on the live table after docker's start: no drift, exit 0.
+    let s = Scenario {
+        name: "guard, nft, verify service",
+        write: Some(&[]),
+        install: &["--verify-timer", "--podsnat", "/usr/local/sbin/podsnat"],
+        backend: "nft",
+        mask: false,
+        verify_timer: true,
+    };
+    let b = boot(&rootfs, &s);
+    eprintln!("=== {}", ctx(s.name, &b));
+    if let Err(e) = restored(&b, &guard) {
+        panic!("{e}\n{}", ctx(s.name, &b));
+    }
+    let v = "podsnat-verify.service";
+    assert_eq!(
+        [b.prop(v, "Result"), b.prop(v, "ExecMainStatus")],
+        ["success", "0"],
+        "{}",
+        ctx(s.name, &b)
+    );
+    assert!(
+        b.mono(v, "ExecMainStartTimestampMonotonic")
+            >= b.mono("podsnat.service", "ExecMainExitTimestampMonotonic"),
+        "verify ran before the restore"
     );
 }

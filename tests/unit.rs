@@ -188,6 +188,47 @@ fn systemd_accepts_the_unit() {
         assert!(score <= 2.5, "exposure {score} > 2.5:\n{report}");
     }
 
+    // The verify service and timer, with the podsnat under test as binary.
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = common::podsnat_bin();
+    let out = install(
+        tmp.path(),
+        &["--verify-timer", "--podsnat", bin.to_str().unwrap()],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let dir = tmp.path().join("etc/systemd/system");
+    for (unit, wants) in [
+        ("podsnat.service", "multi-user.target.wants"),
+        ("podsnat-verify.service", "docker.service.wants"),
+        ("podsnat-verify.timer", "timers.target.wants"),
+    ] {
+        let verify = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.join(unit))
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "{unit}: {}",
+            text(&verify.stderr)
+        );
+        assert_eq!(
+            fs::read_link(dir.join(wants).join(unit)).unwrap(),
+            Path::new("/etc/systemd/system").join(unit)
+        );
+    }
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=yes"])
+        .arg(dir.join("podsnat-verify.service"))
+        .output()
+        .unwrap();
+    let report = text(&security.stdout);
+    assert!(
+        report.contains("Overall exposure level for podsnat-verify.service: 1.")
+            || report.contains("Overall exposure level for podsnat-verify.service: 2."),
+        "{report}"
+    );
+
     // The check can fail: a unit that runs a missing binary does not verify.
     let tmp = tempfile::tempdir().unwrap();
     let out = install(

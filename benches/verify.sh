@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `podsnat verify` on a live nat table with 20,000 kube-proxy-style rules,
+# next to `iptables-save -t nat` alone on the same table (verify runs it
+# too), on both backends. Root: the table lives in a namespace of its own.
+# Run: sudo bash benches/verify.sh   (RUNS=N to change the loop count)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q
+bin=$PWD/target/release/podsnat
+runs=${RUNS:-20}
+ns=podsnat-bench-$$
+tmp=$(mktemp -d)
+trap 'ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+ip netns add "$ns"
+
+"$bin" render --config examples/flannel-docker.toml > "$tmp/podsnat.rules"
+{
+  echo '*nat'
+  echo ':KUBE-SERVICES - [0:0]'
+  echo ':KUBE-POSTROUTING - [0:0]'
+  echo ':KUBE-MARK-MASQ - [0:0]'
+  echo '-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES'
+  echo '-I POSTROUTING 1 -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'
+  echo '-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000'
+  echo '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN'
+  echo '-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0'
+  echo '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully'
+  for ((i = 0; i < 19993; i++)); do
+    printf -- '-A KUBE-SERVICES -d 10.96.%d.%d/32 -p tcp -m comment --comment "default/svc-%d:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ\n' $((i / 250)) $((i % 250 + 1)) "$i"
+  done
+  echo 'COMMIT'
+} > "$tmp/kube.rules"
+
+per_run() { # mean wall time per run in ms, of $runs runs
+  local start end
+  start=$(date +%s%N)
+  for ((i = 0; i < runs; i++)); do "$@" > /dev/null; done
+  end=$(date +%s%N)
+  echo $(((end - start) / runs / 1000))
+}
+
+for b in nft legacy; do
+  ip netns exec "$ns" "iptables-$b-restore" -w 5 -T nat "$tmp/podsnat.rules"
+  ip netns exec "$ns" "iptables-$b-restore" -w 5 --noflush "$tmp/kube.rules"
+  n=$(ip netns exec "$ns" "iptables-$b-save" -t nat | grep -c '^-A')
+  best_s=999999999 best_v=999999999
+  for round in 1 2 3; do
+    s=$(per_run ip netns exec "$ns" "iptables-$b-save" -t nat)
+    v=$(per_run ip netns exec "$ns" "$bin" verify --config examples/flannel-docker.toml --iptables-save "iptables-$b-save")
+    ((s < best_s)) && best_s=$s
+    ((v < best_v)) && best_v=$v
+  done
+  ip netns exec "$ns" "$bin" verify --config examples/flannel-docker.toml --iptables-save "iptables-$b-save" > /dev/null
+  awk -v b="$b" -v n="$n" -v s="$best_s" -v v="$best_v" -v runs="$runs" 'BEGIN {
+    printf "%-7s %d rules   iptables-save -t nat %7.1f ms   podsnat verify %7.1f ms   ratio %.2f   (%d runs)\n", b, n, s / 1000, v / 1000, v / s, runs }'
+  # Empty the table for the other backend.
+  printf '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n' |
+    ip netns exec "$ns" "iptables-$b-restore" -w 5
+done
