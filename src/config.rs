@@ -36,7 +36,8 @@ impl Iface {
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
         {
             return Err(format!(
-                "has the character {c:?}; interface names may only use A-Z a-z 0-9 _ . -"
+                "has the character {c:?} (U+{:04X}); interface names may only use A-Z a-z 0-9 _ . -",
+                c as u32
             ));
         }
         if s.starts_with('-') {
@@ -167,6 +168,15 @@ pub struct RawConfig {
 
 impl RawConfig {
     fn into_layer(self, origin: &str, from_flags: bool) -> Result<Layer> {
+        // Errors name the key as the user wrote it: `pod_subnet` in a file,
+        // `--pod-subnet` on the command line.
+        let key = |field: &str| {
+            if from_flags {
+                format!("--{}", field.replace('_', "-"))
+            } else {
+                field.to_owned()
+            }
+        };
         let no_masquerade = match self.no_masquerade {
             None => None,
             Some(list) => Some(Given::from(
@@ -175,7 +185,12 @@ impl RawConfig {
                     .enumerate()
                     .map(|(i, s)| {
                         parse_cidr(s).map_err(|p| {
-                            Error::field(origin, format!("no_masquerade[{i}]"), s.as_str(), p)
+                            let field = if from_flags {
+                                key("no_masquerade")
+                            } else {
+                                format!("no_masquerade[{i}]")
+                            };
+                            Error::field(origin, field, s.as_str(), p)
                         })
                     })
                     .collect::<Result<Vec<_>>>()?,
@@ -183,13 +198,13 @@ impl RawConfig {
         };
         Ok(Layer {
             origin: (!from_flags).then(|| origin.to_owned()),
-            cluster_cidr: typed(origin, "cluster_cidr", self.cluster_cidr, parse_cidr)?,
-            pod_subnet: typed(origin, "pod_subnet", self.pod_subnet, parse_cidr)?,
-            bridge: typed(origin, "bridge", self.bridge, Iface::parse)?,
+            cluster_cidr: typed(origin, &key("cluster_cidr"), self.cluster_cidr, parse_cidr)?,
+            pod_subnet: typed(origin, &key("pod_subnet"), self.pod_subnet, parse_cidr)?,
+            bridge: typed(origin, &key("bridge"), self.bridge, Iface::parse)?,
             no_masquerade,
             random_fully: self.random_fully.map(|v| Given::from(origin, v)),
             docker: self.docker.map(|v| Given::from(origin, v)),
-            mode: typed(origin, "mode", self.mode, Mode::parse)?,
+            mode: typed(origin, &key("mode"), self.mode, Mode::parse)?,
         })
     }
 }
@@ -380,9 +395,32 @@ fn debug_value<T: fmt::Debug>(v: &T) -> String {
     format!("{v:?}")
 }
 
-/// Reads a whole file as UTF-8, with errors that name it.
+/// The largest config or subnet.env podsnat reads. Real ones are a few
+/// hundred bytes; 10,000 `no_masquerade` CIDRs are about 200 KiB.
+pub const MAX_INPUT: u64 = 1024 * 1024;
+
+/// Reads a whole file of at most [`MAX_INPUT`] bytes as UTF-8, with errors
+/// that name it.
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    read_limited(path, MAX_INPUT)
+}
+
+/// Reads a whole file of at most `max` bytes as UTF-8.
+pub fn read_limited(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, "cannot read", e))?;
+    if bytes.len() as u64 > max {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(max + 1);
+        return Err(Error::io(
+            path,
+            "refusing to read",
+            std::io::Error::other(format!("it has {size} bytes; podsnat reads at most {max}")),
+        ));
+    }
     String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
         path: path.to_owned(),
         offset: e.utf8_error().valid_up_to(),
@@ -405,8 +443,11 @@ fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim_end();
     match e.span() {
         Some(span) => {
-            let line = text.get(..span.start).unwrap_or(text).matches('\n').count() + 1;
-            format!("line {line}: {msg}")
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let source = text.get(start..).unwrap_or("").lines().next().unwrap_or("");
+            format!("line {line}: {msg}: {}", crate::error::quoted(source))
         }
         None => msg.to_owned(),
     }

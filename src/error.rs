@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A value that parsed but is not acceptable, e.g. host bits set.
-    #[error("{origin}: {field} {value:?} {problem}")]
+    #[error("{}: {field} {} {problem}", shown(origin), quoted(value))]
     Field {
         origin: String,
         field: String,
@@ -19,7 +19,7 @@ pub enum Error {
 
     /// A setting that no source provided.
     /// A setting that no source provided.
-    #[error("{field} is not set by {read}; {hint}")]
+    #[error("{field} is not set by {}; {hint}", shown(read))]
     Missing {
         field: &'static str,
         /// The sources that were read, or "any source".
@@ -28,7 +28,7 @@ pub enum Error {
     },
 
     /// Two sources disagree about the same setting.
-    #[error("{field} disagrees: {a_origin} says {a:?}, {b_origin} says {b:?}; remove one")]
+    #[error("{field} disagrees: {} says {}, {} says {}; remove one", shown(a_origin), quoted(a), shown(b_origin), quoted(b))]
     Conflict {
         field: &'static str,
         a_origin: String,
@@ -38,10 +38,10 @@ pub enum Error {
     },
 
     /// A file that could not be parsed at all (TOML syntax, subnet.env line, rules file).
-    #[error("{path}: {message}")]
+    #[error("{}: {}", shown(path), shown(message))]
     Syntax { path: String, message: String },
 
-    #[error("{path}: {op}: {source}")]
+    #[error("{}: {op}: {source}", shown_path(path))]
     Io {
         path: PathBuf,
         op: &'static str,
@@ -49,18 +49,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{path}: not valid UTF-8 (first bad byte at offset {offset})")]
+    #[error("{}: not valid UTF-8 (first bad byte at offset {offset})", shown_path(path))]
     NotUtf8 { path: PathBuf, offset: usize },
 
     /// `iptables-restore --test` refused the new file; nothing was written.
-    #[error("{path}: {command} rejected the new ruleset, nothing was written:\n{stderr}")]
+    #[error("{}: {command} rejected the new ruleset, nothing was written:\n{stderr}", shown_path(path))]
     Rejected {
         path: PathBuf,
         command: String,
         stderr: String,
     },
 
-    #[error("cannot run {command:?}: {source}")]
+    #[error("cannot run {}: {source}", shown(command))]
     Spawn {
         command: String,
         #[source]
@@ -96,3 +96,36 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Text from the input as it may appear in a message: control characters
+/// are escaped (`\n`, `\u{1b}`), so a file name or a parser's message can
+/// never forge a second line of output or move the terminal's cursor.
+pub fn shown(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A value from the input, quoted and escaped, and cut short when it is
+/// long: an overlong value is named by its start and its size.
+pub fn quoted(v: &str) -> String {
+    const MAX: usize = 80;
+    if v.chars().count() <= MAX {
+        return format!("{v:?}");
+    }
+    let head: String = v.chars().take(64).collect();
+    format!("{head:?}... ({} bytes)", v.len())
+}
+
+pub fn shown_path(p: &std::path::Path) -> String {
+    shown(&p.to_string_lossy())
+}

@@ -6,6 +6,21 @@
 //! -> `atomic::write`. `write` ties those steps together for the CLI.
 //! `unit` renders and installs the systemd unit that restores the table at boot.
 
+// Input never panics podsnat: every failure is an error with a message and
+// exit 1. Tests may unwrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::string_slice
+    )
+)]
+
 pub mod atomic;
 pub mod cli;
 pub mod config;

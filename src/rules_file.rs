@@ -155,9 +155,10 @@ pub fn splice(existing: &str, nat: &str) -> Result<String, ParseError> {
     let mut out = String::with_capacity(existing.len() + nat.len() + 1);
     match tables.iter().find(|t| t.name == "nat") {
         Some(t) => {
-            out.push_str(&existing[..t.span.start]);
+            // Spans start and end at line boundaries, so these always exist.
+            out.push_str(existing.get(..t.span.start).unwrap_or_default());
             out.push_str(nat);
-            out.push_str(&existing[t.span.end..]);
+            out.push_str(existing.get(t.span.end..).unwrap_or_default());
         }
         None => {
             out.push_str(existing);

@@ -798,6 +798,15 @@ fn matches(rule: &Rule<'_>, p: &Packet) -> Tri {
 
 // ---- repair ----------------------------------------------------------------
 
+/// The nat table of a text podsnat built itself.
+fn nat_of(text: &str) -> Result<Table<'_>, String> {
+    crate::rules_file::parse(text)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|t| t.name == "nat")
+        .ok_or_else(|| "no *nat table".to_owned())
+}
+
 /// A runtime repair: one `iptables-restore --noflush` transaction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Repair {
@@ -819,7 +828,7 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         return Ok(None);
     }
     let rendered = crate::render::nat_table(spec);
-    let ours = &crate::rules_file::parse(&rendered).map_err(|e| e.to_string())?[0];
+    let ours = nat_of(&rendered)?;
     let exclusion = podsnat_exclusion(spec);
     let our_post = ours.chain_rules("POSTROUTING");
     let own_chain = "PODSNAT-POSTROUTING";
@@ -892,15 +901,14 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         text + "COMMIT\n"
     };
     let without = candidate(&post);
-    let parsed = crate::rules_file::parse(&without).map_err(|e| e.to_string())?;
-    let at = match evaluate(spec, &parsed[0]).check("pod-to-cluster") {
+    let at = match evaluate(spec, &nat_of(&without)?).check("pod-to-cluster") {
         Some(c) if c.status == Status::Drift => c.top.max(1),
-        _ => was_at.unwrap_or(post.len() + 1).min(post.len() + 1),
-    };
+        _ => was_at.unwrap_or(post.len() + 1),
+    }
+    .min(post.len() + 1);
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
-    let parsed = crate::rules_file::parse(&with).map_err(|e| e.to_string())?;
-    let after = evaluate(spec, &parsed[0]);
+    let after = evaluate(spec, &nat_of(&with)?);
     if after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
         return Err(format!(
             "moving podsnat's exclusion would not fix the drift:\n{}",
