@@ -20,6 +20,45 @@ pub const UNIT_FILE_MODE: u32 = 0o644;
 pub const TEMP_PREFIX: &str = ".podsnat.";
 pub const TEMP_SUFFIX: &str = ".tmp";
 
+/// An exclusive lock on a directory podsnat writes into, held while it
+/// changes files there. Two podsnat runs on one directory take turns, so a
+/// run can safely remove temp files that killed runs left behind.
+#[derive(Debug)]
+pub struct DirLock {
+    _dir: File,
+}
+
+/// Locks `dir` (created if missing) and removes stale podsnat temp files in
+/// it: those of runs that were killed between creating and renaming them.
+pub fn lock_and_clean(dir: &Path) -> Result<DirLock> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    let handle = File::open(dir).map_err(|e| Error::io(dir, "cannot open directory", e))?;
+    handle
+        .lock()
+        .map_err(|e| Error::io(dir, "cannot lock directory", e))?;
+    let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, "cannot list directory", e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(entry.path(), "cannot remove stale temp file", e)),
+            }
+        }
+    }
+    Ok(DirLock { _dir: handle })
+}
+
+/// The directory a file lives in (`.` for a bare name).
+pub fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 /// The current target file: its bytes and what a rewrite must keep.
 #[derive(Debug)]
 pub struct Existing {
@@ -86,13 +125,6 @@ pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>, new_mode: u
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot rename temp file over", e.error))?;
     sync_dir(dir)
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
 }
 
 /// A rename is durable only once the directory entry is on disk.

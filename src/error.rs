@@ -28,7 +28,13 @@ pub enum Error {
     },
 
     /// Two sources disagree about the same setting.
-    #[error("{field} disagrees: {} says {}, {} says {}; remove one", shown(a_origin), quoted(a), shown(b_origin), quoted(b))]
+    #[error(
+        "{field} disagrees: {} says {}, {} says {}; remove one",
+        shown(a_origin),
+        quoted(a),
+        shown(b_origin),
+        quoted(b)
+    )]
     Conflict {
         field: &'static str,
         a_origin: String,
@@ -49,11 +55,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("{}: not valid UTF-8 (first bad byte at offset {offset})", shown_path(path))]
+    #[error(
+        "{}: not valid UTF-8 (first bad byte at offset {offset})",
+        shown_path(path)
+    )]
     NotUtf8 { path: PathBuf, offset: usize },
 
     /// `iptables-restore --test` refused the new file; nothing was written.
-    #[error("{}: {command} rejected the new ruleset, nothing was written:\n{stderr}", shown_path(path))]
+    #[error(
+        "{}: {command} rejected the new ruleset, nothing was written:\n{stderr}",
+        shown_path(path)
+    )]
     Rejected {
         path: PathBuf,
         command: String,

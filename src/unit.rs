@@ -317,6 +317,11 @@ pub fn install(
                 .join(format!("{}.wants", file.wanted_by))
                 .join(file.name);
             let target = Path::new(UNIT_DIR).join(file.name);
+            let _lock = if opts.check {
+                None
+            } else {
+                Some(atomic::lock_and_clean(atomic::parent(&link))?)
+            };
             let changed = atomic::link_state(&link, &target)? != atomic::LinkState::Correct;
             if changed && !opts.check {
                 atomic::symlink(&link, &target)?;

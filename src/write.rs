@@ -49,6 +49,14 @@ pub fn update(
     make: impl FnOnce(&str) -> Result<String>,
     test: impl FnOnce(&str) -> Result<()>,
 ) -> Result<FileOutcome> {
+    // Every run that may write first takes the directory's lock and clears
+    // temp files of killed runs, changed content or not; --check touches
+    // nothing.
+    let _lock = if opts.check {
+        None
+    } else {
+        Some(atomic::lock_and_clean(atomic::parent(path))?)
+    };
     let existing = atomic::read(path)?;
     let old = match &existing {
         Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {
