@@ -301,7 +301,7 @@ fn write_is_old_or_new_after_sigkill() {
                 0o640
             )
         },
-        &[dir.clone()],
+        std::slice::from_ref(&dir),
     );
     assert_eq!(counts.runs, runs());
     assert!(
