@@ -6,7 +6,8 @@
 //! killed runs must never pile up.
 //!
 //! PODSNAT_CRASH_RUNS sets the number of runs (default 1000),
-//! PODSNAT_CRASH_SEED replays a run order. The counts are printed.
+//! PODSNAT_CRASH_SEED replays a run order, PODSNAT_CRASH_DEBUG prints the
+//! first runs' timings. The counts are printed.
 
 mod common;
 
@@ -140,17 +141,30 @@ fn torture(
     dirs: &[PathBuf],
 ) -> Counts {
     let (mut rng, seed) = Rng::seeded();
-    // The slower of the two alternating runs sets the window.
-    let span = measure(&make_args(0))
-        .max(measure(&make_args(1)))
-        .max(Duration::from_micros(200));
+    // Each of the two alternating runs has its own duration.
+    let spans =
+        [measure(&make_args(0)), measure(&make_args(1))].map(|d| d.max(Duration::from_micros(200)));
     let mut counts = Counts::default();
     let mut previous = read();
     for i in 0..runs() {
         let args = make_args(i);
-        // Up to 1.2x the run time: some kills come after a clean exit.
-        let delay = Duration::from_nanos(rng.below(span.as_nanos() as u64 * 6 / 5));
+        // Half the kills anywhere in up to twice the run time (many come
+        // after a clean exit), half in its second half, where the write is.
+        // Run times vary; the measured one is only a guide.
+        let n = spans[i % 2].as_nanos() as u64;
+        let delay = Duration::from_nanos(if (i / 2) % 2 == 0 {
+            rng.below(n * 2)
+        } else {
+            n / 2 + rng.below(n)
+        });
+        let t0 = Instant::now();
         let killed = run_and_kill(&args, delay);
+        if std::env::var_os("PODSNAT_CRASH_DEBUG").is_some() && i < 12 {
+            report(&format!(
+                "{name} run {i}: delay {delay:?} killed {killed} took {:?}",
+                t0.elapsed()
+            ));
+        }
         counts.runs += 1;
         let now = read();
         let stray: Vec<String> = dirs.iter().flat_map(|d| temp_files(d)).collect();
@@ -197,23 +211,31 @@ fn torture(
     }
     report(&format!(
         "crash test {name}: {} runs, {} killed, {} kills landed mid-write (temp file left), outcome old {} / new {}, \
-         kill window {:?}, seed {seed}",
-        counts.runs, counts.killed, counts.mid_write, counts.old, counts.new, span
+         run times {:?}, seed {seed}",
+        counts.runs, counts.killed, counts.mid_write, counts.old, counts.new, spans
     ));
     counts
 }
 
-fn spec(extra: usize) -> config::NodeSpec {
+/// `count` /32s two addresses apart from `base` (none aggregate).
+fn cidrs(base: u32, count: u32) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("{}/32", std::net::Ipv4Addr::from(base + i * 2)))
+        .collect()
+}
+
+/// Two configs of the same size and different content.
+const BASES: [u32; 2] = [0x0a00_0000, 0x0b00_0000];
+const COUNT: u32 = 2000;
+
+fn spec(base: u32) -> config::NodeSpec {
     // Many /32s make the file large (hundreds of KiB), so the write itself
     // takes long enough for kills to land inside it.
-    let cidrs = (0..extra as u32)
-        .map(|i| format!("{}/32", std::net::Ipv4Addr::from(0x0a00_0000 + i * 2)))
-        .collect();
     config::load(Sources {
         flags: RawConfig {
             cluster_cidr: Some("172.7.0.0/16".into()),
             pod_subnet: Some("172.7.21.0/24".into()),
-            no_masquerade: Some(cidrs),
+            no_masquerade: Some(cidrs(base, COUNT)),
             ..RawConfig::default()
         },
         ..Sources::default()
@@ -233,11 +255,12 @@ fn write_is_old_or_new_after_sigkill() {
     fs::set_permissions(&target, fs::Permissions::from_mode(0o640)).unwrap();
 
     // Two configs as files, and the two files podsnat may leave.
-    let (a, b) = (spec(0), spec(6000));
+    let (a, b) = (spec(BASES[0]), spec(BASES[1]));
     let configs = [dir.join("a.toml"), dir.join("b.toml")];
-    for (path, extra) in configs.iter().zip([0usize, 6000]) {
-        let cidrs: Vec<String> = (0..extra as u32)
-            .map(|i| format!("\"{}/32\"", std::net::Ipv4Addr::from(0x0a00_0000 + i * 2)))
+    for (path, base) in configs.iter().zip(BASES) {
+        let cidrs: Vec<String> = cidrs(base, COUNT)
+            .iter()
+            .map(|c| format!("\"{c}\""))
             .collect();
         fs::write(
             path,
