@@ -31,7 +31,9 @@ pub struct DirLock {
 /// Locks `dir` (created if missing) and removes stale podsnat temp files in
 /// it: those of runs that were killed between creating and renaming them.
 pub fn lock_and_clean(dir: &Path) -> Result<DirLock> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    }
     let handle = File::open(dir).map_err(|e| Error::io(dir, "cannot open directory", e))?;
     handle
         .lock()
@@ -102,9 +104,22 @@ pub fn read(path: &Path) -> Result<Option<Existing>> {
 /// Atomically replaces `path` with `bytes`. A new file gets `new_mode`; a
 /// replaced one keeps the mode and owner in `previous`. On any error the
 /// temp file is removed and the target is untouched.
-pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>, new_mode: u32) -> Result<()> {
+///
+/// `fsync` false skips the two fsyncs: the rename stays atomic for anyone
+/// reading the file, but a power loss may lose the write. Only for files
+/// that can be rendered again (fleet golden files), never for the boot file.
+pub fn write(
+    path: &Path,
+    bytes: &[u8],
+    previous: Option<&Existing>,
+    new_mode: u32,
+    fsync: bool,
+) -> Result<()> {
     let dir = parent(path);
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    // Usually `lock_and_clean` made it already; a stat is cheaper than mkdir.
+    if !dir.is_dir() {
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir, "cannot create directory", e))?;
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .suffix(TEMP_SUFFIX)
@@ -121,10 +136,12 @@ pub fn write(path: &Path, bytes: &[u8], previous: Option<&Existing>, new_mode: u
         std::os::unix::fs::fchown(tmp.as_file(), Some(p.uid), Some(p.gid)).map_err(io)?;
     }
     tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
+    if fsync {
+        tmp.as_file().sync_all().map_err(io)?;
+    }
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot rename temp file over", e.error))?;
-    sync_dir(dir)
+    if fsync { sync_dir(dir) } else { Ok(()) }
 }
 
 /// A rename is durable only once the directory entry is on disk.

@@ -52,6 +52,38 @@ pub enum Command {
         after_help = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/iptables.nat     # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide."
     )]
     Verify(VerifyArgs),
+    /// Render or check every node's golden files from one inventory.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Write DIR/<node>/iptables.nat and DIR/<node>/podsnat.service for every node.
+    #[command(
+        after_help = "Example:\n  podsnat fleet render --inventory inventory.toml --out-dir golden\n\nExit codes: 0 nothing changed, 2 files written or pruned, 1 error."
+    )]
+    Render(FleetArgs),
+    /// Compare the committed golden files with a fresh render; change nothing.
+    #[command(
+        after_help = "Example (in CI):\n  podsnat fleet check --inventory inventory.toml --out-dir golden\n\nExit codes: 0 all match, 2 a file differs or a node directory is stale (diffs printed), 1 error."
+    )]
+    Check(FleetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The inventory (TOML): cluster-wide settings, [unit], and [[nodes]].
+    #[arg(long, value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Where the per-node directories live.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// (render) Remove directories of nodes that are no longer in the inventory.
+    #[arg(long)]
+    pub prune: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 /// Where the node's settings come from. Flags override subnet.env, which
@@ -266,6 +298,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             let opts = write::Options {
                 check: args.check,
                 diff: args.diff,
+                no_fsync: false,
             };
             let test_with = (!args.no_test).then_some(args.iptables_restore.as_str());
             let path = under_root(&args.root, &args.output);
@@ -296,6 +329,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             let opts = write::Options {
                 check: args.check,
                 diff: args.diff,
+                no_fsync: false,
             };
             let outcome = unit::install(&spec, verify.as_ref(), &args.root, !args.no_enable, opts)?;
             let text = match args.format {
@@ -326,6 +360,7 @@ pub fn run(cli: Cli) -> Result<Status> {
             changed_status(outcome.changed)
         }
         Command::Verify(args) => run_verify(&args, &mut out)?,
+        Command::Fleet(cmd) => run_fleet(cmd, &mut out)?,
     };
     Ok(status)
 }
@@ -437,6 +472,61 @@ fn run_verify(args: &VerifyArgs, out: &mut impl Write) -> Result<Status> {
         V::Ok => Status::Changed,
         _ => Status::Failed,
     })
+}
+
+fn run_fleet(cmd: FleetCommand, out: &mut impl Write) -> Result<Status> {
+    let (args, checking) = match &cmd {
+        FleetCommand::Render(a) => (a, false),
+        FleetCommand::Check(a) => (a, true),
+    };
+    if checking && args.prune {
+        return Err(Error::Usage(
+            "fleet check changes nothing; --prune goes with fleet render".into(),
+        ));
+    }
+    let fleet = crate::fleet::load(&args.inventory)?;
+    let report = if checking {
+        crate::fleet::check(&fleet, &args.out_dir)?
+    } else {
+        crate::fleet::render_to(&fleet, &args.out_dir, args.prune)?
+    };
+    let text = match args.format {
+        Format::Json => json(&report)?,
+        Format::Text => {
+            let mut t = report.diffs.clone();
+            let (verb, verbs) = if checking {
+                ("differs", "differ")
+            } else {
+                ("changed", "changed")
+            };
+            for p in &report.changed {
+                t += &format!("{verb}: {}\n", p.display());
+            }
+            for p in &report.stale {
+                if !report.pruned.contains(p) {
+                    t += &format!(
+                        "stale: {} (not in the inventory; `fleet render --prune` removes it)\n",
+                        p.display()
+                    );
+                }
+            }
+            for p in &report.pruned {
+                t += &format!("pruned: {}\n", p.display());
+            }
+            t + &format!(
+                "{} nodes: {} files {verbs}, {} unchanged, {} stale\n",
+                fleet.nodes.len(),
+                report.changed.len(),
+                report.unchanged,
+                report.stale.len() - report.pruned.len()
+            )
+        }
+    };
+    emit(out, &text)?;
+    let differs = !report.changed.is_empty()
+        || !report.pruned.is_empty()
+        || (checking && !report.stale.is_empty());
+    Ok(changed_status(differs))
 }
 
 fn verb(changed: bool, check: bool) -> &'static str {

@@ -154,7 +154,7 @@ struct Layer {
 }
 
 /// The config file as written, and the same shape for command-line flags.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub cluster_cidr: Option<String>,
@@ -319,10 +319,14 @@ impl NodeSpec {
                 &pod.origin,
                 "pod_subnet",
                 pod.value.to_string(),
-                format!(
-                    "is not inside cluster_cidr \"{}\" (from {})",
-                    cluster.value, cluster.origin
-                ),
+                if cluster.origin == pod.origin {
+                    format!("is not inside cluster_cidr \"{}\"", cluster.value)
+                } else {
+                    format!(
+                        "is not inside cluster_cidr \"{}\" (from {})",
+                        cluster.value, cluster.origin
+                    )
+                },
             ));
         }
         let mode = pick("mode", layers, |l| l.mode.as_ref())?;
@@ -439,7 +443,7 @@ fn load_config_file(path: &Path) -> Result<Layer> {
 
 /// toml's own Display draws a multi-line caret picture; a one-line
 /// "line N: message" reads better in a playbook's failure output.
-fn toml_message(text: &str, e: &toml::de::Error) -> String {
+pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim_end();
     match e.span() {
         Some(span) => {
@@ -501,6 +505,30 @@ fn load_flannel_env(path: &Path) -> Result<Layer> {
         pod_subnet: Some(Given::from(&origin, pod)),
         ..Layer::default()
     })
+}
+
+/// One node of an inventory: the node's own values override the
+/// cluster-wide ones. `origin` names the node in messages.
+pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<NodeSpec> {
+    let merged = RawConfig {
+        cluster_cidr: node
+            .cluster_cidr
+            .clone()
+            .or_else(|| cluster.cluster_cidr.clone()),
+        pod_subnet: node
+            .pod_subnet
+            .clone()
+            .or_else(|| cluster.pod_subnet.clone()),
+        bridge: node.bridge.clone().or_else(|| cluster.bridge.clone()),
+        no_masquerade: node
+            .no_masquerade
+            .clone()
+            .or_else(|| cluster.no_masquerade.clone()),
+        random_fully: node.random_fully.or(cluster.random_fully),
+        docker: node.docker.or(cluster.docker),
+        mode: node.mode.clone().or_else(|| cluster.mode.clone()),
+    };
+    NodeSpec::from_layers(&[merged.into_layer(origin, false)?])
 }
 
 /// Reads and merges every source into a checked [`NodeSpec`].

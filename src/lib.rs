@@ -5,6 +5,7 @@
 //! `rules_file::splice` into the existing file (pure) -> `system::restore_test`
 //! -> `atomic::write`. `write` ties those steps together for the CLI.
 //! `unit` renders and installs the systemd unit that restores the table at boot.
+//! `verify` checks a live table in rule order; `fleet` renders many nodes.
 
 // Input never panics podsnat: every failure is an error with a message and
 // exit 1. Tests may unwrap.
@@ -25,6 +26,7 @@ pub mod atomic;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fleet;
 pub mod render;
 pub mod rules_file;
 pub mod system;

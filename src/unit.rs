@@ -120,21 +120,39 @@ pub struct UnitSpec {
 impl UnitSpec {
     /// Parses raw command-line values; `--after`/`--before` errors name the flag.
     pub fn parse(after: &[String], before: &[String], file: &str, restore: &str) -> Result<Self> {
-        let names = |flag: &str, list: &[String]| {
+        Self::parse_from("command line", true, after, before, file, restore)
+    }
+
+    /// The same for settings read from a file (an inventory's `[unit]`):
+    /// errors name `origin` and the key (`unit.after`) instead of the flag.
+    pub fn parse_from(
+        origin: &str,
+        from_flags: bool,
+        after: &[String],
+        before: &[String],
+        file: &str,
+        restore: &str,
+    ) -> Result<Self> {
+        let key = |k: &str| {
+            if from_flags {
+                format!("--{}", k.replace('_', "-"))
+            } else {
+                format!("unit.{k}")
+            }
+        };
+        let names = |k: &str, list: &[String]| {
             list.iter()
                 .map(|s| {
-                    UnitName::parse(s)
-                        .map_err(|p| Error::field("command line", flag, s.as_str(), p))
+                    UnitName::parse(s).map_err(|p| Error::field(origin, key(k), s.as_str(), p))
                 })
                 .collect::<Result<Vec<_>>>()
         };
         Ok(UnitSpec {
-            after: names("--after", after)?,
-            before: names("--before", before)?,
-            file: UnitPath::parse(file)
-                .map_err(|p| Error::field("command line", "--file", file, p))?,
+            after: names("after", after)?,
+            before: names("before", before)?,
+            file: UnitPath::parse(file).map_err(|p| Error::field(origin, key("file"), file, p))?,
             restore: UnitPath::parse(restore)
-                .map_err(|p| Error::field("command line", "--iptables-restore", restore, p))?,
+                .map_err(|p| Error::field(origin, key("iptables_restore"), restore, p))?,
         })
     }
 }

@@ -18,6 +18,8 @@ pub struct Options {
     pub check: bool,
     /// Compute a unified diff of the file.
     pub diff: bool,
+    /// Skip fsync (see `atomic::write`): only for re-renderable files.
+    pub no_fsync: bool,
 }
 
 /// What happened to one file (or, with `check`, would happen).
@@ -57,6 +59,18 @@ pub fn update(
     } else {
         Some(atomic::lock_and_clean(atomic::parent(path))?)
     };
+    update_locked(path, opts, new_mode, make, test)
+}
+
+/// [`update`] for a caller that already holds the directory's lock
+/// (`atomic::lock_and_clean`), e.g. for several files in one directory.
+pub fn update_locked(
+    path: &Path,
+    opts: Options,
+    new_mode: u32,
+    make: impl FnOnce(&str) -> Result<String>,
+    test: impl FnOnce(&str) -> Result<()>,
+) -> Result<FileOutcome> {
     let existing = atomic::read(path)?;
     let old = match &existing {
         Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {
@@ -70,7 +84,13 @@ pub fn update(
     if changed {
         test(&new)?;
         if !opts.check {
-            atomic::write(path, new.as_bytes(), existing.as_ref(), new_mode)?;
+            atomic::write(
+                path,
+                new.as_bytes(),
+                existing.as_ref(),
+                new_mode,
+                !opts.no_fsync,
+            )?;
         }
     }
     Ok(FileOutcome {

@@ -103,6 +103,10 @@ fn no_stale_snapshots() {
             !file.ends_with(".snap.new") && !file.ends_with(".pending-snap"),
             "unreviewed snapshot {file}: run `cargo insta review`"
         );
+        // tests/fleet.rs names its snapshots itself, one per golden file.
+        if file.starts_with("fleet__") {
+            continue;
+        }
         let case = file
             .strip_prefix("cases__cases@")
             .and_then(|f| f.strip_suffix("__args.snap"));
