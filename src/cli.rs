@@ -20,10 +20,18 @@ Examples:
 
 Exit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
 
+/// `podsnat --version`: the version and the git commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PODSNAT_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "podsnat",
-    version,
+    version = VERSION,
     about = "Keep pod source IPs across Flannel hosts: render, check and atomically write the node's nat table.",
     after_help = EXAMPLES
 )]
@@ -55,6 +63,23 @@ pub enum Command {
     /// Render or check every node's golden files from one inventory.
     #[command(subcommand)]
     Fleet(FleetCommand),
+    /// Print the man page or a shell completion script (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// podsnat(8) in roff.
+    Man,
+    /// A completion script for bash, zsh or fish.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,9 +181,10 @@ pub enum Format {
 pub struct WriteArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// The rules file to update.
-    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/iptables")]
-    pub output: PathBuf,
+    /// The rules file to update [default: /etc/sysconfig/iptables, or
+    /// /etc/iptables/rules.v4 where /etc/sysconfig does not exist (Debian)].
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
     /// Prefix for --output, for staging a node's files under a directory.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
@@ -189,9 +215,10 @@ pub struct InstallUnitArgs {
     /// A unit that fills the nat table later; repeatable [default: kubelet.service kube-proxy.service].
     #[arg(long = "before", value_name = "UNIT")]
     pub before: Vec<String>,
-    /// The rules file `podsnat write` keeps (absolute).
-    #[arg(long, value_name = "PATH", default_value = "/etc/sysconfig/iptables")]
-    pub file: String,
+    /// The rules file `podsnat write` keeps (absolute) [default: as for
+    /// `write --output`, under the same --root].
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<String>,
     /// The iptables-restore the unit runs (absolute), e.g. /usr/sbin/iptables-legacy-restore.
     #[arg(
         long,
@@ -237,7 +264,9 @@ impl InstallUnitArgs {
         UnitSpec::parse(
             &or_default(&self.after, &unit::DEFAULT_AFTER),
             &or_default(&self.before, &unit::DEFAULT_BEFORE),
-            &self.file,
+            self.file
+                .as_deref()
+                .unwrap_or_else(|| default_rules_file(&self.root)),
             &self.iptables_restore,
         )
     }
@@ -276,6 +305,17 @@ pub enum Status {
     Failed,
 }
 
+/// Where the rules file lives by default on the machine under `root`:
+/// RHEL-like systems restore /etc/sysconfig/iptables; Debian has no
+/// /etc/sysconfig and keeps its rules in /etc/iptables/rules.v4.
+pub fn default_rules_file(root: &Path) -> &'static str {
+    if under_root(root, Path::new("/etc/sysconfig")).is_dir() {
+        "/etc/sysconfig/iptables"
+    } else {
+        "/etc/iptables/rules.v4"
+    }
+}
+
 /// `root` + `path`, where an absolute `path` is taken inside `root`.
 pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     if root == Path::new("/") {
@@ -301,7 +341,11 @@ pub fn run(cli: Cli) -> Result<Status> {
                 no_fsync: false,
             };
             let test_with = (!args.no_test).then_some(args.iptables_restore.as_str());
-            let path = under_root(&args.root, &args.output);
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(default_rules_file(&args.root)));
+            let path = under_root(&args.root, &output);
             let outcome = write::write_nat(&table, &path, opts, test_with)?;
             let text = match args.format {
                 Format::Json => json(&outcome)?,
@@ -361,6 +405,15 @@ pub fn run(cli: Cli) -> Result<Status> {
         }
         Command::Verify(args) => run_verify(&args, &mut out)?,
         Command::Fleet(cmd) => run_fleet(cmd, &mut out)?,
+        Command::Generate { what } => {
+            let text = match what {
+                GenerateCommand::Man => crate::generate::man_page(),
+                GenerateCommand::Completion { shell } => crate::generate::completion(shell),
+            }
+            .map_err(|e| Error::io("<generate>", "cannot render", e))?;
+            emit(&mut out, &text)?;
+            Status::Unchanged
+        }
     };
     Ok(status)
 }

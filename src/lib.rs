@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fleet;
+pub mod generate;
 pub mod render;
 pub mod rules_file;
 pub mod system;

@@ -487,7 +487,7 @@ fn unit_restores_the_table_at_boot() {
     assert_eq!(b.prop("podsnat.service", "ActiveState"), "inactive");
     assert!(
         b.status
-            .contains("ConditionPathExists=/etc/sysconfig/iptables was not met"),
+            .contains("ConditionPathExists=/etc/iptables/rules.v4 was not met"),
         "{}",
         ctx(s.name, &b)
     );

@@ -216,19 +216,42 @@ fn check_never_writes() {
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
 }
 
+/// The default target follows the platform: /etc/sysconfig/iptables where
+/// /etc/sysconfig exists (RHEL-like), else /etc/iptables/rules.v4 (Debian).
+/// install-unit under the same root points the unit at the same file.
 #[test]
-fn new_file_is_0600_under_root() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_str().unwrap();
-    let out = run(
-        None,
-        &["write", "--config", EXAMPLE, "--root", root, "--no-test"],
-    );
-    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
-    let path = tmp.path().join("etc/sysconfig/iptables");
-    assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
-    assert_eq!(fs::read_to_string(&path).unwrap(), render_example(&[]));
-    assert_eq!(names(&tmp.path().join("etc/sysconfig")), ["iptables"]);
+fn new_file_is_0600_at_the_platform_default() {
+    for (sysconfig, want) in [
+        (true, "etc/sysconfig/iptables"),
+        (false, "etc/iptables/rules.v4"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        if sysconfig {
+            fs::create_dir_all(tmp.path().join("etc/sysconfig")).unwrap();
+        }
+        let root = tmp.path().to_str().unwrap();
+        let out = run(
+            None,
+            &["write", "--config", EXAMPLE, "--root", root, "--no-test"],
+        );
+        assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+        let path = tmp.path().join(want);
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(fs::read_to_string(&path).unwrap(), render_example(&[]));
+        assert_eq!(
+            names(path.parent().unwrap()),
+            [path.file_name().unwrap().to_str().unwrap()]
+        );
+        let out = run(None, &["install-unit", "--root", root]);
+        assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+        let unit =
+            fs::read_to_string(tmp.path().join("etc/systemd/system/podsnat.service")).unwrap();
+        assert!(
+            unit.contains(&format!("ConditionPathExists=/{want}\n")),
+            "{unit}"
+        );
+        assert!(unit.contains(&format!(" -T nat /{want}\n")), "{unit}");
+    }
 }
 
 #[test]
