@@ -364,6 +364,8 @@ fn install_unit_is_old_or_new_after_sigkill() {
             "docker.service".into(),
             "--before".into(),
             "kubelet.service".into(),
+            "--file".into(),
+            "/etc/sysconfig/iptables".into(),
         ]
     };
     // The first run is not killed: from then on the unit always exists.
