@@ -2,6 +2,8 @@
 //! cleans up after itself, the two iptables backends, and the root check.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod boot;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};

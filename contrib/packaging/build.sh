@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds target/package/podsnat_*.deb and podsnat-*.rpm. Needs cargo-deb and
+# cargo-generate-rpm (`cargo install --locked cargo-deb cargo-generate-rpm`).
+# Everything generated comes from the binary itself, so the man page and
+# completions match its --help.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+cargo build --release --quiet
+bin=target/release/podsnat
+out=target/package
+rm -rf "$out"
+mkdir -p "$out"
+"$bin" generate man | gzip -9n > "$out/podsnat.8.gz"
+"$bin" generate completion bash > "$out/podsnat.bash"
+"$bin" generate completion zsh > "$out/_podsnat"
+"$bin" generate completion fish > "$out/podsnat.fish"
+# The unit with default ordering, for each platform's rules file; not
+# enabled: the admin enables it after writing a config.
+unit() { "$bin" install-unit --root "$out/$1" --file "$2" --no-enable > /dev/null || [[ $? -eq 2 ]]; }
+unit deb /etc/iptables/rules.v4
+unit rpm /etc/sysconfig/iptables
+cargo deb --no-build --quiet --output "$out/"
+cargo generate-rpm --output "$out/"
+ls "$out"/*.deb "$out"/*.rpm
