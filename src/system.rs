@@ -12,35 +12,76 @@ pub struct Rejected {
     pub stderr: String,
 }
 
-/// Runs `<restore> --test` on `content` via stdin. `--test` parses and checks
-/// the whole ruleset against the kernel's modules but changes nothing.
-pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
-    let args = ["--test", "-w", "5"];
-    let command = format!("{restore} {}", args.join(" "));
+/// What a finished program left: its exit, its stdout, its stderr.
+struct Finished {
+    command: String,
+    ok: bool,
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Finished {
+    /// What the program said on stderr, or its exit status if nothing.
+    fn message(&self) -> String {
+        match self.stderr.trim_end() {
+            "" => format!("(no message; {})", self.status),
+            text => text.to_owned(),
+        }
+    }
+
+    /// The error for a program that did not succeed, with its message.
+    fn failure(self) -> Error {
+        Error::Spawn {
+            source: std::io::Error::other(self.message()),
+            command: self.command,
+        }
+    }
+}
+
+/// Runs `prog args`, feeding `stdin` if given, and waits for it.
+fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
+    let command = format!("{prog} {}", args.join(" "));
     let spawn_err = |source| Error::Spawn {
         command: command.clone(),
         source,
     };
-    let mut child = Command::new(restore)
+    let mut child = Command::new(prog)
         .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A write error means the child exited early; its status says why.
-        let _ = stdin.write_all(content.as_bytes());
+        let _ = pipe.write_all(text.as_bytes());
     }
     let out = child.wait_with_output().map_err(spawn_err)?;
-    if out.status.success() {
+    Ok(Finished {
+        ok: out.status.success(),
+        status: out.status,
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command,
+    })
+}
+
+/// Runs `<restore> --test` on `content` via stdin. `--test` parses and checks
+/// the whole ruleset against the kernel's modules but changes nothing.
+pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
+    let done = run(restore, &["--test", "-w", "5"], Some(content))?;
+    if done.ok {
         return Ok(Ok(()));
     }
-    let mut stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_owned();
-    if stderr.is_empty() {
-        stderr = format!("(no message; {})", out.status);
-    }
-    Ok(Err(Rejected { command, stderr }))
+    Ok(Err(Rejected {
+        stderr: done.message(),
+        command: done.command,
+    }))
 }
 
 /// True when systemd is PID 1 on this machine (the test `sd_booted()` uses).
@@ -50,51 +91,18 @@ pub fn systemd_booted() -> bool {
 
 /// `systemctl daemon-reload`, so a changed unit file takes effect.
 pub fn daemon_reload() -> Result<()> {
-    let command = "systemctl daemon-reload".to_owned();
-    let out = Command::new("systemctl")
-        .arg("daemon-reload")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Spawn {
-        command,
-        source: std::io::Error::other(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        )),
-    })
+    let done = run("systemctl", &["daemon-reload"], None)?;
+    if done.ok { Ok(()) } else { Err(done.failure()) }
 }
 
 /// `<save> -t nat`: the live nat table as text.
 pub fn save_nat(save: &str) -> Result<String> {
-    let command = format!("{save} -t nat");
-    let out = Command::new(save)
-        .args(["-t", "nat"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| Error::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    if !out.status.success() {
-        return Err(Error::Spawn {
-            command,
-            source: std::io::Error::other(format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim_end()
-            )),
-        });
+    let done = run(save, &["-t", "nat"], None)?;
+    if !done.ok {
+        return Err(done.failure());
     }
-    String::from_utf8(out.stdout).map_err(|e| Error::Spawn {
-        command,
+    String::from_utf8(done.stdout).map_err(|e| Error::Spawn {
+        command: done.command,
         source: std::io::Error::other(format!("output is not UTF-8: {e}")),
     })
 }
@@ -102,32 +110,6 @@ pub fn save_nat(save: &str) -> Result<String> {
 /// `<restore> --noflush -w 5` with `content` on stdin: one transaction that
 /// changes only what it names.
 pub fn restore_noflush(restore: &str, content: &str) -> Result<()> {
-    let args = ["--noflush", "-w", "5"];
-    let command = format!("{restore} {}", args.join(" "));
-    let spawn_err = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
-    let mut child = Command::new(restore)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(content.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(spawn_err)?;
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(Error::Spawn {
-        command: command.clone(),
-        source: std::io::Error::other(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        )),
-    })
+    let done = run(restore, &["--noflush", "-w", "5"], Some(content))?;
+    if done.ok { Ok(()) } else { Err(done.failure()) }
 }
