@@ -122,6 +122,7 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
     // /etc/sysconfig, so /etc/iptables/rules.v4) and enable the unit.
     let setup = "[Unit]\nDescription=first boot: podsnat write and enable\nAfter=multi-user.target\n\
         [Service]\nType=exec\nExecStart=/bin/sh -c 'podsnat write --config /usr/share/doc/podsnat/examples/flannel-docker.toml > /podsnat-out/write.txt 2>&1; echo $? > /podsnat-out/write.rc; \
+        podsnat install-unit --no-enable > /podsnat-out/install-unit.txt 2>&1; \
         systemctl enable podsnat.service > /podsnat-out/enable.txt 2>&1; cp /etc/iptables/rules.v4 /podsnat-out/rules.v4.boot1; \
         systemctl disable podsnat-setup.service; systemctl enable podsnat-collect.service; systemctl poweroff'\n\
         [Install]\nWantedBy=multi-user.target\n";
