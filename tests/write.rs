@@ -332,19 +332,22 @@ fn diff_and_json_report() {
         "unchanged parts stay out of the hunks: {diff}"
     );
 
-    let out = run(
-        None,
-        &[
-            "write",
-            "--config",
-            EXAMPLE,
-            "--output",
-            p,
-            "--no-test",
-            "--format",
-            "json",
-        ],
-    );
+    let write_json = || {
+        run(
+            None,
+            &[
+                "write",
+                "--config",
+                EXAMPLE,
+                "--output",
+                p,
+                "--no-test",
+                "--format",
+                "json",
+            ],
+        )
+    };
+    let out = write_json();
     assert_eq!(code(&out), 2);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["path"], p);
@@ -354,19 +357,7 @@ fn diff_and_json_report() {
     assert_eq!(v["sha256"], podsnat::write::sha256_hex(&written));
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
 
-    let out = run(
-        None,
-        &[
-            "write",
-            "--config",
-            EXAMPLE,
-            "--output",
-            p,
-            "--no-test",
-            "--format",
-            "json",
-        ],
-    );
+    let out = write_json();
     assert_eq!(code(&out), 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["changed"], false);
