@@ -5,7 +5,7 @@
 //! container's root; a collector unit records the nat table and the unit
 //! states, then powers off.
 //!
-//! The cached Debian rootfs (target/boot-rootfs) is never written: each boot
+//! The cached Debian rootfs (common::boot::cache_dir) is never written: each boot
 //! runs on an overlayfs whose upper layer is a temp dir, mounted inside a
 //! private mount (and network) namespace of the test's own.
 

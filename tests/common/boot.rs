@@ -6,12 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Where the minimal rootfs is cached between runs.
+/// Where the minimal rootfs is cached between runs: outside the repo, so a
+/// fresh clone (as CI makes) on the same machine reuses it.
+/// PODSNAT_ROOTFS_CACHE overrides the place.
 pub fn cache_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    std::env::var_os("PODSNAT_ROOTFS_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("boot-rootfs")
+        .unwrap_or_else(|| PathBuf::from("/var/cache/podsnat-tests/boot-rootfs"))
 }
 
 /// The mirror and suite apt uses on this machine (deb822 or one-line form).
