@@ -124,7 +124,7 @@ pub fn write(
         .prefix(TEMP_PREFIX)
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, "cannot create a temp file in", e))?;
+        .map_err(|e| Error::io(dir, "cannot create a temp file in", plain(e)))?;
     let io = |e| Error::io(path, "cannot write temp file for", e);
     let mode = previous.map_or(new_mode, |p| p.mode);
     // Set mode (and owner) before the content lands, so the data is never
@@ -142,6 +142,22 @@ pub fn write(
     tmp.persist(path)
         .map_err(|e| Error::io(path, "cannot rename temp file over", e.error))?;
     if fsync { sync_dir(dir) } else { Ok(()) }
+}
+
+/// tempfile's errors name the random temp file; the OS error alone reads
+/// better and keeps messages the same from run to run.
+fn plain(e: std::io::Error) -> std::io::Error {
+    if let Some(code) = e.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    // tempfile's own error reads `<os error> at path "<temp file>"`.
+    let text = e.to_string();
+    let os_part = text
+        .split(" at path ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    std::io::Error::new(e.kind(), os_part)
 }
 
 /// A rename is durable only once the directory entry is on disk.
@@ -191,7 +207,7 @@ pub fn symlink(link: &Path, target: &Path) -> Result<()> {
         .prefix(TEMP_PREFIX)
         .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, "cannot create a temp file in", e))?
+        .map_err(|e| Error::io(dir, "cannot create a temp file in", plain(e)))?
         .into_temp_path();
     fs::remove_file(&tmp).map_err(|e| Error::io(&*tmp, "cannot replace temp file", e))?;
     std::os::unix::fs::symlink(target, &tmp)

@@ -32,7 +32,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn failed_with(out: &Output, needle: &str) {
+/// Exit 1, one line naming the problem, and a reviewed snapshot of that
+/// line (with the test's temp directory written as [TMP]).
+fn failed_with(out: &Output, needle: &str, snapshot: &str, tmp: &Path) {
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -43,6 +45,11 @@ fn failed_with(out: &Output, needle: &str) {
     let err = text(&out.stderr);
     assert!(err.contains(needle), "expected «{needle}» in: {err}");
     assert_eq!(err.lines().count(), 1, "one line, no forged output: {err}");
+    let transcript = format!(
+        "exit: 1\n{}",
+        err.replace(&tmp.display().to_string(), "[TMP]")
+    );
+    insta::assert_snapshot!(snapshot, transcript);
 }
 
 #[test]
@@ -61,7 +68,7 @@ fn ten_megabyte_config_is_refused() {
         "big.toml: refusing to read: it has {} bytes; podsnat reads at most 1048576",
         body.len()
     );
-    failed_with(&out, &want);
+    failed_with(&out, &want, "ten-megabyte-config", tmp.path());
 }
 
 /// As an unprivileged user (root reads everything): the target exists but
@@ -103,6 +110,8 @@ fn unreadable_target_and_unwritable_directory() {
     failed_with(
         &as_nobody(&target),
         "iptables: cannot read: Permission denied",
+        "unreadable-target",
+        tmp.path(),
     );
     assert_eq!(snapshot(tmp.path()), before);
 
@@ -113,6 +122,8 @@ fn unreadable_target_and_unwritable_directory() {
     failed_with(
         &as_nobody(&target),
         "cannot create a temp file in: Permission denied",
+        "unwritable-directory",
+        tmp.path(),
     );
     assert_eq!(snapshot(tmp.path()), before);
 }
@@ -140,6 +151,11 @@ fn read_only_filesystem() {
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .output()
         .unwrap();
-    failed_with(&out, "Read-only file system");
+    failed_with(
+        &out,
+        "Read-only file system",
+        "read-only-filesystem",
+        tmp.path(),
+    );
     assert_eq!(snapshot(&dir), before);
 }
