@@ -166,17 +166,20 @@ pub struct RawConfig {
     pub mode: Option<String>,
 }
 
+/// A setting's name as the user wrote it, for error messages: the flag
+/// (`--pod-subnet`) on the command line, `prefix` + key (`pod_subnet`,
+/// `unit.after`) in a file.
+pub fn key_name(from_flags: bool, prefix: &str, key: &str) -> String {
+    if from_flags {
+        format!("--{}", key.replace('_', "-"))
+    } else {
+        format!("{prefix}{key}")
+    }
+}
+
 impl RawConfig {
     fn into_layer(self, origin: &str, from_flags: bool) -> Result<Layer> {
-        // Errors name the key as the user wrote it: `pod_subnet` in a file,
-        // `--pod-subnet` on the command line.
-        let key = |field: &str| {
-            if from_flags {
-                format!("--{}", field.replace('_', "-"))
-            } else {
-                field.to_owned()
-            }
-        };
+        let key = |field: &str| key_name(from_flags, "", field);
         let no_masquerade = match self.no_masquerade {
             None => None,
             Some(list) => Some(Given::from(

@@ -133,13 +133,7 @@ impl UnitSpec {
         file: &str,
         restore: &str,
     ) -> Result<Self> {
-        let key = |k: &str| {
-            if from_flags {
-                format!("--{}", k.replace('_', "-"))
-            } else {
-                format!("unit.{k}")
-            }
-        };
+        let key = |k: &str| crate::config::key_name(from_flags, "unit.", k);
         let names = |k: &str, list: &[String]| {
             list.iter()
                 .map(|s| {
