@@ -14,10 +14,9 @@ mod common;
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 const SUBNET: &str = "172.7.21.0/24";
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+use common::EXAMPLE;
 
 /// One boot's setup.
 struct Scenario {
@@ -241,16 +240,6 @@ fn restored(b: &Boot, rendered: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn render(extra: &[&str]) -> String {
-    let out = Command::new(common::podsnat_bin())
-        .args(["render", "--config", EXAMPLE])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn unit_restores_the_table_at_boot() {
     let tools = [
@@ -264,8 +253,8 @@ fn unit_restores_the_table_at_boot() {
         return;
     }
     let rootfs = common::boot::rootfs();
-    let guard = render(&[]);
-    let classic = render(&["--mode", "classic"]);
+    let guard = common::render_example(&[]);
+    let classic = common::render_example(&["--mode", "classic"]);
     let ctx = |name: &str, b: &Boot| {
         format!(
             "{name}\n--- nat\n{}--- journal\n{}--- status\n{}",

@@ -329,7 +329,7 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
     {
         return;
     }
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+    let config = common::EXAMPLE;
     let s = Setup {
         name: "verify",
         config: "examples/flannel-docker.toml",

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+use common::EXAMPLE;
 const EXISTING: &str = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
 
 fn text(b: &[u8]) -> String {

@@ -195,15 +195,7 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         ctx()
     );
     // The rule is in force after the reboot: the table is the rendered one.
-    let rendered = Command::new(common::podsnat_bin())
-        .args([
-            "render",
-            "--config",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml"),
-        ])
-        .output()
-        .unwrap();
-    let rendered = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    let rendered = common::render_example(&[]);
     let want = podsnat::rules_file::parse(&rendered).unwrap();
     let nat = read("nat");
     let got = podsnat::rules_file::parse(&nat).unwrap();

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use common::{BACKENDS, Netns};
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+use common::{EXAMPLE, render_example};
 
 /// A rules file as an admin's iptables-save left it, with other tables.
 const EXISTING: &str = "\
@@ -70,14 +70,6 @@ fn names(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn render_example(extra: &[&str]) -> String {
-    let mut args = vec!["render", "--config", EXAMPLE];
-    args.extend(extra);
-    let out = run(None, &args);
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    text(&out.stdout)
 }
 
 fn target(dir: &Path) -> PathBuf {

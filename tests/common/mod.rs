@@ -153,6 +153,25 @@ impl Drop for Netns {
     }
 }
 
+/// The shipped example config, by absolute path.
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+
+/// `podsnat render` of the example config (plus `extra` flags), by the
+/// binary under test.
+pub fn render_example(extra: &[&str]) -> String {
+    let out = Command::new(podsnat_bin())
+        .args(["render", "--config", EXAMPLE])
+        .args(extra)
+        .output()
+        .expect("run podsnat render");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
 /// The podsnat binary under test.
 pub fn podsnat_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_podsnat"))
