@@ -30,17 +30,13 @@ struct Rule<'a> {
     in_if: Option<(bool, String)>,
     out_if: Option<(bool, String)>,
     proto: Option<(bool, String)>,
-    addrtype: Vec<(bool, Side, Vec<String>)>,
+    /// `-m addrtype --src-type/--dst-type` lists. The side does not matter:
+    /// a forwarded pod packet's source and destination are both UNICAST.
+    addrtype: Vec<(bool, Vec<String>)>,
     marks: Vec<(bool, u32, u32)>,
     /// Why a match part cannot be evaluated, if one cannot.
     unknown: Option<String>,
     target: Target,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
-    Src,
-    Dst,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,13 +436,8 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
                 value();
             }
             "--src-type" | "--dst-type" if module == "addrtype" => {
-                let side = if tok == "--src-type" {
-                    Side::Src
-                } else {
-                    Side::Dst
-                };
                 let types = value().split(',').map(str::to_owned).collect();
-                rule.addrtype.push((neg, side, types));
+                rule.addrtype.push((neg, types));
             }
             "--mark" if module == "mark" => {
                 let (val, mask) = mark_value(&value());
@@ -778,10 +769,9 @@ fn matches(rule: &Rule<'_>, p: &Packet) -> Tri {
         let name = proto_name(proto);
         check(*neg, name == "all" || name == p.proto);
     }
-    for (neg, side, types) in &rule.addrtype {
+    for (neg, types) in &rule.addrtype {
         // A forwarded pod packet's source and destination are plain unicast
         // addresses of other machines, never LOCAL to this node.
-        let _ = side;
         check(*neg, types.iter().any(|t| t == "UNICAST"));
     }
     for (neg, val, mask) in &rule.marks {
