@@ -3,6 +3,16 @@
 //! next to iptables-save is benches/verify.sh.
 //! Run: cargo bench --bench evaluate
 
+// Benchmark code may unwrap: a panic is a failed run with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::unreachable
+)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use podsnat::config::{self, Sources};
 use podsnat::{render, rules_file, verify};

@@ -1,6 +1,16 @@
 //! Render time for the example node and for 10,000 `no_masquerade` CIDRs.
 //! Run: cargo bench --bench render
 
+// Benchmark code may unwrap: a panic is a failed run with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::unreachable
+)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use podsnat::config::{self, RawConfig, Sources};
 use std::hint::black_box;

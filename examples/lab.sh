@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A two-host flannel lab in network namespaces, for the cross-host test
-# (tests/crosshost.rs) and the demo (examples/demo.sh). Nothing here touches
+# (tests/it/crosshost.rs) and the demo (examples/demo.sh). Nothing here touches
 # the host's own network: every link and rule lives in the lab's namespaces.
 #
 #   host A (LAB-a) 10.4.7.21 ----- node network ----- 10.4.7.22 host B (LAB-b)

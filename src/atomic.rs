@@ -43,14 +43,26 @@ pub fn lock_and_clean(dir: &Path) -> Result<DirLock> {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(entry.path(), "cannot remove stale temp file", e)),
-            }
+            remove_if_present(&entry.path(), "cannot remove stale temp file")?;
         }
     }
     Ok(DirLock { _dir: handle })
+}
+
+/// A result where "not found" is an answer, not an error: `Ok(None)`.
+pub fn present<T>(result: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes `path`; one that is already gone is fine.
+pub fn remove_if_present(path: &Path, op: &'static str) -> Result<()> {
+    present(fs::remove_file(path))
+        .map(drop)
+        .map_err(|e| Error::io(path, op, e))
 }
 
 /// The directory a file lives in (`.` for a bare name).
@@ -73,23 +85,23 @@ pub struct Existing {
 /// Reads the target if it exists. A symlink or anything but a regular file
 /// is refused: replacing a link with a file would silently detach it.
 pub fn read(path: &Path) -> Result<Option<Existing>> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, "cannot inspect", e)),
+    let Some(meta) =
+        present(fs::symlink_metadata(path)).map_err(|e| Error::io(path, "cannot inspect", e))?
+    else {
+        return Ok(None);
     };
     if meta.file_type().is_symlink() {
-        return Err(Error::io(
+        return Err(Error::refused(
             path,
             "refusing to write",
-            std::io::Error::other("it is a symlink; point --output at the real file"),
+            "it is a symlink; point --output at the real file",
         ));
     }
     if !meta.is_file() {
-        return Err(Error::io(
+        return Err(Error::refused(
             path,
             "refusing to write",
-            std::io::Error::other("it is not a regular file"),
+            "it is not a regular file",
         ));
     }
     let bytes = fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
@@ -177,10 +189,9 @@ pub enum LinkState {
 }
 
 pub fn link_state(link: &Path, target: &Path) -> Result<LinkState> {
-    match fs::symlink_metadata(link) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(LinkState::Missing),
-        Err(e) => Err(Error::io(link, "cannot inspect", e)),
-        Ok(m) if m.file_type().is_symlink() => {
+    match present(fs::symlink_metadata(link)).map_err(|e| Error::io(link, "cannot inspect", e))? {
+        None => Ok(LinkState::Missing),
+        Some(m) if m.file_type().is_symlink() => {
             let points_to =
                 fs::read_link(link).map_err(|e| Error::io(link, "cannot read link", e))?;
             Ok(if points_to == target {
@@ -189,10 +200,10 @@ pub fn link_state(link: &Path, target: &Path) -> Result<LinkState> {
                 LinkState::Elsewhere
             })
         }
-        Ok(_) => Err(Error::io(
+        Some(_) => Err(Error::refused(
             link,
             "refusing to replace",
-            std::io::Error::other("it is not a symlink; remove it by hand if it is stale"),
+            "it is not a symlink; remove it by hand if it is stale",
         )),
     }
 }

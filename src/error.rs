@@ -18,7 +18,6 @@ pub enum Error {
     },
 
     /// A setting that no source provided.
-    /// A setting that no source provided.
     #[error("{field} is not set by {}; {hint}", shown(read))]
     Missing {
         field: &'static str,
@@ -47,12 +46,26 @@ pub enum Error {
     #[error("{}: {}", shown(path), shown(message))]
     Syntax { path: String, message: String },
 
+    /// Input that parsed but, taken as a whole, cannot be used: two fleet
+    /// nodes whose pod subnets overlap, a rules file without a nat table.
+    #[error("{}: {}", shown(origin), shown(message))]
+    Invalid { origin: String, message: String },
+
     #[error("{}: {op}: {source}", shown_path(path))]
     Io {
         path: PathBuf,
         op: &'static str,
         #[source]
         source: std::io::Error,
+    },
+
+    /// podsnat will not touch `path` as it is: a symlink, a file that is
+    /// too large, a directory holding files podsnat did not write.
+    #[error("{}: {op}: {why}", shown_path(path))]
+    Refused {
+        path: PathBuf,
+        op: &'static str,
+        why: String,
     },
 
     #[error(
@@ -72,6 +85,7 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A program could not be started at all.
     #[error("cannot run {}: {source}", shown(command))]
     Spawn {
         command: String,
@@ -79,6 +93,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A program ran and failed (or printed what podsnat cannot read).
+    #[error("{} failed: {stderr}", shown(command))]
+    Failed { command: String, stderr: String },
+
+    /// `verify --repair` found drift that moving podsnat's exclusion cannot fix.
+    #[error("cannot repair: {0}")]
+    CannotRepair(String),
+
+    /// podsnat's own output could not be produced or delivered: the JSON
+    /// encoding of a report, the man page, a closed stdout.
+    #[error("cannot {what}: {message}")]
+    Output { what: &'static str, message: String },
+
+    /// Flags that do not go together.
     #[error("{0}")]
     Usage(String),
 }
@@ -95,6 +123,14 @@ impl Error {
             field: field.into(),
             value: value.into(),
             problem: problem.into(),
+        }
+    }
+
+    pub fn refused(path: impl Into<PathBuf>, op: &'static str, why: impl Into<String>) -> Self {
+        Error::Refused {
+            path: path.into(),
+            op,
+            why: why.into(),
         }
     }
 

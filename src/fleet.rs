@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{self, NodeSpec, RawConfig};
 use crate::error::{Error, Result};
 use crate::unit::{self, UnitSpec};
-use crate::{atomic, render, write};
+use crate::{atomic, paths, render, write};
 
 /// The files podsnat keeps per node, and nothing else.
 pub const NAT_FILE: &str = "iptables.nat";
@@ -124,14 +124,11 @@ pub fn load(path: &Path) -> Result<Fleet> {
         false,
         &strings(raw.unit.after, &unit::DEFAULT_AFTER),
         &strings(raw.unit.before, &unit::DEFAULT_BEFORE),
-        raw.unit
-            .file
-            .as_deref()
-            .unwrap_or("/etc/sysconfig/iptables"),
+        raw.unit.file.as_deref().unwrap_or(paths::SYSCONFIG_RULES),
         raw.unit
             .iptables_restore
             .as_deref()
-            .unwrap_or("/usr/sbin/iptables-restore"),
+            .unwrap_or(paths::IPTABLES_RESTORE),
     )?;
 
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.nodes.len());
@@ -182,8 +179,8 @@ fn check_overlaps(origin: &str, nodes: &[Node]) -> Result<()> {
     for n in order {
         if let Some(w) = widest {
             if w.spec.pod_subnet().contains(&n.spec.pod_subnet().network()) {
-                return Err(Error::Syntax {
-                    path: origin.to_owned(),
+                return Err(Error::Invalid {
+                    origin: origin.to_owned(),
                     message: format!(
                         "nodes {} and {} have overlapping pod subnets {} and {}",
                         w.name.as_str(),
@@ -234,10 +231,10 @@ pub struct Report {
 /// Directories in `out_dir` that are not nodes of `fleet`.
 fn stale_dirs(fleet: &Fleet, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let names: BTreeSet<&str> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
-    let entries = match fs::read_dir(out_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(out_dir, "cannot list", e)),
+    let Some(entries) =
+        atomic::present(fs::read_dir(out_dir)).map_err(|e| Error::io(out_dir, "cannot list", e))?
+    else {
+        return Ok(Vec::new());
     };
     let mut stale = Vec::new();
     for e in entries.flatten() {
@@ -260,6 +257,7 @@ pub fn render_to(fleet: &Fleet, out_dir: &Path, prune: bool) -> Result<Report> {
     // for 5,000 nodes).
     let opts = write::Options {
         no_fsync: true,
+        locked: true,
         ..write::Options::default()
     };
     let unit_text = unit::render(&fleet.unit);
@@ -272,7 +270,13 @@ pub fn render_to(fleet: &Fleet, out_dir: &Path, prune: bool) -> Result<Report> {
             (UNIT_FILE, unit_text.clone()),
         ] {
             let path = dir.join(file);
-            let outcome = write::update_locked(&path, opts, 0o644, |_| Ok(text), |_| Ok(()))?;
+            let outcome = write::update(
+                &path,
+                opts,
+                atomic::UNIT_FILE_MODE,
+                |_| Ok(text),
+                |_| Ok(()),
+            )?;
             if outcome.changed {
                 report.changed.push(path);
             } else {
@@ -290,21 +294,17 @@ pub fn render_to(fleet: &Fleet, out_dir: &Path, prune: bool) -> Result<Report> {
                 .filter(|n| n != NAT_FILE && n != UNIT_FILE)
                 .collect();
             if !others.is_empty() {
-                return Err(Error::io(
+                return Err(Error::refused(
                     dir,
                     "refusing to prune",
-                    std::io::Error::other(format!(
+                    format!(
                         "it holds files podsnat did not write: {}",
                         others.join(", ")
-                    )),
+                    ),
                 ));
             }
             for f in [NAT_FILE, UNIT_FILE] {
-                match fs::remove_file(dir.join(f)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io(dir.join(f), "cannot remove", e)),
-                }
+                atomic::remove_if_present(&dir.join(f), "cannot remove")?;
             }
             fs::remove_dir(dir).map_err(|e| Error::io(dir, "cannot remove", e))?;
             report.pruned.push(dir.clone());

@@ -1,14 +1,11 @@
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+//! The podsnat binary: parse the command line, run the command, map the
+//! outcome to an exit code (0 unchanged, 2 changed, 1 error).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use podsnat::cli::{self, Cli, Status};
+use podsnat::cli::Cli;
+use podsnat::commands::{self, ExitStatus};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -19,13 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
         }
     };
-    match cli::run(cli) {
-        Ok(Status::Unchanged) => ExitCode::SUCCESS,
-        Ok(Status::Changed) => ExitCode::from(2),
-        Ok(Status::Failed) => ExitCode::from(1),
+    match commands::run(cli) {
+        Ok(status) => status.into(),
         Err(e) => {
             eprintln!("podsnat: {e}");
-            ExitCode::from(1)
+            ExitStatus::Failed.into()
         }
     }
 }

@@ -6,23 +6,91 @@ use ipnet::Ipv4Net;
 
 use crate::config::{Mode, NodeSpec};
 
+/// podsnat's own chain, which guard mode fills with exclusions.
+pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
+
 /// One rule of PODSNAT-POSTROUTING and the reason it exists.
 struct Exclusion {
-    net: Ipv4Net,
+    rule: String,
     why: String,
+}
+
+// podsnat's own rules, written once here: the template prints them and
+// `verify` looks for them, so the two can never disagree.
+
+/// The POSTROUTING rule that carries the exclusion: the jump to
+/// PODSNAT-POSTROUTING in guard mode, the `! -d` rule in classic mode.
+pub fn exclusion(spec: &NodeSpec) -> String {
+    match spec.mode() {
+        Mode::Guard => format!("-A POSTROUTING -s {} -j {OWN_CHAIN}", spec.pod_subnet()),
+        Mode::Classic => format!(
+            "-A POSTROUTING -s {} ! -d {} ! -o {} -j MASQUERADE{}",
+            spec.pod_subnet(),
+            classic_dest(spec),
+            spec.bridge(),
+            if spec.random_fully() {
+                " --random-fully"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// docker's broad rule, byte for byte as `iptables-save` prints it.
+pub fn broad(spec: &NodeSpec) -> String {
+    format!(
+        "-A POSTROUTING -s {} ! -o {} -j MASQUERADE",
+        spec.pod_subnet(),
+        spec.bridge()
+    )
+}
+
+/// Every POSTROUTING rule podsnat renders, in order.
+pub fn postrouting(spec: &NodeSpec) -> Vec<String> {
+    let mut rules = vec![exclusion(spec)];
+    if spec.mode() == Mode::Guard {
+        if spec.random_fully() {
+            rules.push(format!("{} --random-fully", broad(spec)));
+        }
+        if spec.docker() || !spec.random_fully() {
+            rules.push(broad(spec));
+        }
+    }
+    rules
+}
+
+/// Every rule of PODSNAT-POSTROUTING, in order (none in classic mode).
+pub fn own_chain(spec: &NodeSpec) -> Vec<String> {
+    match spec.mode() {
+        Mode::Guard => spec.exclusions().iter().map(own_chain_rule).collect(),
+        Mode::Classic => Vec::new(),
+    }
+}
+
+fn own_chain_rule(net: &Ipv4Net) -> String {
+    format!("-A {OWN_CHAIN} -d {net} -j ACCEPT")
+}
+
+/// Classic mode's single `! -d` network.
+fn classic_dest(spec: &NodeSpec) -> Ipv4Net {
+    spec.exclusions()
+        .first()
+        .copied()
+        .unwrap_or(spec.cluster_cidr())
 }
 
 #[derive(Template)]
 #[template(path = "nat.rules", escape = "none")]
 struct NatTable<'a> {
     version: &'static str,
-    pod_subnet: Ipv4Net,
     bridge: &'a str,
     docker: bool,
     guard: bool,
     random_fully: bool,
-    /// Classic mode's single `! -d` network.
     classic_dest: Ipv4Net,
+    exclusion: String,
+    broad: String,
     exclusions: Vec<Exclusion>,
 }
 
@@ -32,12 +100,13 @@ pub fn nat_table(spec: &NodeSpec) -> String {
     let guard = spec.mode() == Mode::Guard;
     let table = NatTable {
         version: env!("CARGO_PKG_VERSION"),
-        pod_subnet: spec.pod_subnet(),
         bridge: spec.bridge().as_str(),
         docker: spec.docker(),
         guard,
         random_fully: spec.random_fully(),
-        classic_dest: nets.first().copied().unwrap_or(spec.cluster_cidr()),
+        classic_dest: classic_dest(spec),
+        exclusion: exclusion(spec),
+        broad: broad(spec),
         exclusions: if guard {
             explain(spec, &nets)
         } else {
@@ -85,7 +154,45 @@ fn explain(spec: &NodeSpec, nets: &[Ipv4Net]) -> Vec<Exclusion> {
                     format!("{net} aggregates {}", parts.join(", "))
                 }
             };
-            Exclusion { net, why }
+            Exclusion {
+                rule: own_chain_rule(&net),
+                why,
+            }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RawConfig, node_spec};
+
+    /// The rule lists verify uses are exactly the rules the template prints.
+    #[test]
+    fn rule_lists_match_the_template() {
+        for mode in ["guard", "classic"] {
+            for random_fully in [false, true] {
+                for docker in [false, true] {
+                    let raw = RawConfig {
+                        cluster_cidr: Some("172.7.0.0/16".into()),
+                        pod_subnet: Some("172.7.21.0/24".into()),
+                        mode: Some(mode.into()),
+                        random_fully: Some(random_fully),
+                        docker: Some(docker),
+                        ..RawConfig::default()
+                    };
+                    let spec = node_spec("t", &raw, &RawConfig::default()).unwrap();
+                    let text = nat_table(&spec);
+                    let lines = |prefix: &str| -> Vec<String> {
+                        text.lines()
+                            .filter(|l| l.starts_with(prefix))
+                            .map(str::to_owned)
+                            .collect()
+                    };
+                    assert_eq!(postrouting(&spec), lines("-A POSTROUTING "), "{mode}");
+                    assert_eq!(own_chain(&spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
+                }
+            }
+        }
+    }
 }

@@ -32,8 +32,8 @@ impl Finished {
 
     /// The error for a program that did not succeed, with its message.
     fn failure(self) -> Error {
-        Error::Spawn {
-            source: std::io::Error::other(self.message()),
+        Error::Failed {
+            stderr: self.message(),
             command: self.command,
         }
     }
@@ -101,9 +101,9 @@ pub fn save_nat(save: &str) -> Result<String> {
     if !done.ok {
         return Err(done.failure());
     }
-    String::from_utf8(done.stdout).map_err(|e| Error::Spawn {
+    String::from_utf8(done.stdout).map_err(|e| Error::Failed {
         command: done.command,
-        source: std::io::Error::other(format!("output is not UTF-8: {e}")),
+        stderr: format!("its output is not UTF-8: {e}"),
     })
 }
 

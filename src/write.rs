@@ -20,6 +20,9 @@ pub struct Options {
     pub diff: bool,
     /// Skip fsync (see `atomic::write`): only for re-renderable files.
     pub no_fsync: bool,
+    /// The caller already holds the directory's lock
+    /// (`atomic::lock_and_clean`), e.g. for several files in one directory.
+    pub locked: bool,
 }
 
 /// What happened to one file (or, with `check`, would happen).
@@ -54,23 +57,11 @@ pub fn update(
     // Every run that may write first takes the directory's lock and clears
     // temp files of killed runs, changed content or not; --check touches
     // nothing.
-    let _lock = if opts.check {
+    let _lock = if opts.check || opts.locked {
         None
     } else {
         Some(atomic::lock_and_clean(atomic::parent(path))?)
     };
-    update_locked(path, opts, new_mode, make, test)
-}
-
-/// [`update`] for a caller that already holds the directory's lock
-/// (`atomic::lock_and_clean`), e.g. for several files in one directory.
-pub fn update_locked(
-    path: &Path,
-    opts: Options,
-    new_mode: u32,
-    make: impl FnOnce(&str) -> Result<String>,
-    test: impl FnOnce(&str) -> Result<()>,
-) -> Result<FileOutcome> {
     let existing = atomic::read(path)?;
     let old = match &existing {
         Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {

@@ -1,0 +1,70 @@
+//! `podsnat install-unit`: write podsnat's units (and, with
+//! `--verify-timer`, the verify service and timer) under `--root`, enable
+//! them as `systemctl enable` would, and never start them.
+
+use std::io::Write;
+
+use super::{ExitStatus, changed_status, emit, json, verb};
+use crate::cli::{Format, InstallUnitArgs};
+use crate::error::Result;
+use crate::unit::{self, UnitSpec, VerifySpec};
+use crate::{paths, write};
+
+pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let spec = unit_spec(args)?;
+    let verify = args
+        .verify_timer
+        .then(|| VerifySpec::parse(&args.podsnat, &args.config, &spec.restore))
+        .transpose()?;
+    let opts = write::Options {
+        check: args.change.check,
+        diff: args.change.diff,
+        ..write::Options::default()
+    };
+    let outcome = unit::install(&spec, verify.as_ref(), &args.root, !args.no_enable, opts)?;
+    let text = match args.change.format {
+        Format::Json => json(&outcome)?,
+        Format::Text => {
+            let mut t = String::new();
+            for u in &outcome.units {
+                t += &format!(
+                    "{}{}: {} (sha256 {})\n",
+                    u.diff.as_deref().unwrap_or(""),
+                    verb(u.changed, args.change.check),
+                    u.path.display(),
+                    u.sha256
+                );
+            }
+            for l in &outcome.links {
+                t += &format!(
+                    "{}: {} -> {}\n",
+                    verb(l.changed, args.change.check),
+                    l.path.display(),
+                    l.target.display()
+                );
+            }
+            t + &format!("daemon-reload: {}\n", outcome.daemon_reload)
+        }
+    };
+    emit(out, &text)?;
+    Ok(changed_status(outcome.changed))
+}
+
+/// The unit's settings: the flags, or the defaults where none are given.
+fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
+    let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
+        if given.is_empty() {
+            default.iter().map(|s| s.to_string()).collect()
+        } else {
+            given.to_vec()
+        }
+    };
+    UnitSpec::parse(
+        &or_default(&args.after, &unit::DEFAULT_AFTER),
+        &or_default(&args.before, &unit::DEFAULT_BEFORE),
+        args.file
+            .as_deref()
+            .unwrap_or_else(|| paths::default_rules_file(&args.root)),
+        &args.iptables_restore,
+    )
+}

@@ -1,0 +1,111 @@
+//! One file per command. Each reads its arguments, calls the pure core and
+//! the edges (`write`, `unit`, `fleet`, `system`), and owns its report text.
+//! Exit statuses: 0 nothing changed, 2 changed (or would change), 1 error.
+
+mod fleet;
+mod generate;
+mod install_unit;
+mod render;
+mod verify;
+mod write;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, SpecArgs};
+use crate::config::{self, NodeSpec, RawConfig, Sources};
+use crate::error::{Error, Result};
+
+pub use generate::{completion, man_page};
+
+/// What a command did, for the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Unchanged,
+    Changed,
+    /// Exit 1 after a report that already says why (e.g. cannot decide).
+    Failed,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        match status {
+            ExitStatus::Unchanged => ExitCode::SUCCESS,
+            ExitStatus::Changed => ExitCode::from(2),
+            ExitStatus::Failed => ExitCode::from(1),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitStatus> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Render(spec) => render::run(&spec, &mut out),
+        Command::Write(args) => write::run(&args, &mut out),
+        Command::InstallUnit(args) => install_unit::run(&args, &mut out),
+        Command::Verify(args) => verify::run(&args, &mut out),
+        Command::Fleet(cmd) => fleet::run(&cmd, &mut out),
+        Command::Generate { what } => generate::run(what, &mut out),
+    }
+}
+
+/// Where the node's settings come from. Flags override subnet.env, which
+/// must agree with the config file where both set a value.
+pub fn load_spec(args: &SpecArgs) -> Result<NodeSpec> {
+    let docker = match (args.docker, args.no_docker) {
+        (_, true) => Some(false),
+        (true, false) => Some(true),
+        (false, false) => None,
+    };
+    let flags = RawConfig {
+        cluster_cidr: args.cluster_cidr.clone(),
+        pod_subnet: args.pod_subnet.clone(),
+        bridge: args.bridge.clone(),
+        no_masquerade: (!args.no_masquerade.is_empty()).then(|| args.no_masquerade.clone()),
+        random_fully: args.random_fully.then_some(true),
+        docker,
+        mode: args.mode.clone(),
+    };
+    config::load(Sources {
+        config: args.config.as_deref(),
+        flannel_env: args.flannel_env.as_deref(),
+        flags,
+    })
+}
+
+/// How a file's state reads in a report.
+fn verb(changed: bool, check: bool) -> &'static str {
+    match (changed, check) {
+        (false, _) => "unchanged",
+        (true, true) => "would change",
+        (true, false) => "changed",
+    }
+}
+
+fn changed_status(changed: bool) -> ExitStatus {
+    if changed {
+        ExitStatus::Changed
+    } else {
+        ExitStatus::Unchanged
+    }
+}
+
+/// A report as one line of JSON.
+fn json(value: &impl serde::Serialize) -> Result<String> {
+    let mut s = serde_json::to_string(value).map_err(|e| Error::Output {
+        what: "encode the result as JSON",
+        message: e.to_string(),
+    })?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn emit(out: &mut impl Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::Output {
+            what: "write to stdout",
+            message: e.to_string(),
+        })
+}

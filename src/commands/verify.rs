@@ -1,0 +1,108 @@
+//! `podsnat verify`: evaluate the live nat table (or `--file`) in rule
+//! order; with `--repair`, put podsnat's exclusion back with one
+//! `iptables-restore --noflush` transaction and evaluate again.
+
+use std::io::Write;
+
+use serde_json::json as object;
+
+use super::{ExitStatus, emit, json, load_spec};
+use crate::cli::{Format, VerifyArgs};
+use crate::config;
+use crate::error::{Error, Result};
+use crate::rules_file::{self, Table};
+use crate::system;
+use crate::verify::{self, Report, Status};
+
+pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let spec = load_spec(&args.spec)?;
+    let (source, text) = match &args.file {
+        Some(path) => (path.display().to_string(), config::read_text(path)?),
+        None => (
+            format!("{} -t nat", args.iptables_save),
+            system::save_nat(&args.iptables_save)?,
+        ),
+    };
+    let table = nat_table(&source, &text)?;
+    let report = verify::evaluate(&spec, &table);
+    if !args.repair {
+        let shown = match args.format {
+            Format::Json => json(&report)?,
+            Format::Text => verify::text(&report),
+        };
+        emit(out, &shown)?;
+        return Ok(exit(&report));
+    }
+
+    let repair = verify::plan_repair(&spec, &table).map_err(Error::CannotRepair)?;
+    let restore = &args.iptables_restore;
+    let Some(repair) = repair else {
+        let shown = match args.format {
+            Format::Json => json(&object!({"before": report, "repair": null}))?,
+            Format::Text if report.status == Status::Drift => format!(
+                "{}repair: not possible at runtime; only pod→cluster drift is repaired. \
+                 The table is restored at the next boot.\n",
+                verify::text(&report)
+            ),
+            Format::Text => format!("{}repair: nothing to do\n", verify::text(&report)),
+        };
+        emit(out, &shown)?;
+        return Ok(exit(&report));
+    };
+    if args.check {
+        let shown = match args.format {
+            Format::Json => json(&object!({"before": report, "repair": repair, "applied": false}))?,
+            Format::Text => format!(
+                "{}would repair with `{restore} --noflush`:\n{}",
+                verify::text(&report),
+                repair.transaction
+            ),
+        };
+        emit(out, &shown)?;
+        return Ok(ExitStatus::Changed);
+    }
+
+    system::restore_noflush(restore, &repair.transaction)?;
+    let text = system::save_nat(&args.iptables_save)?;
+    let after = verify::evaluate(&spec, &nat_table(&source, &text)?);
+    let shown = match args.format {
+        Format::Json => {
+            json(&object!({"before": report, "repair": repair, "applied": true, "after": after}))?
+        }
+        Format::Text => format!(
+            "{}repaired with `{restore} --noflush`:\n{}now:\n{}",
+            verify::text(&report),
+            repair.transaction,
+            verify::text(&after)
+        ),
+    };
+    emit(out, &shown)?;
+    Ok(match after.status {
+        Status::Ok => ExitStatus::Changed,
+        _ => ExitStatus::Failed,
+    })
+}
+
+/// The nat table of `text`, read from `source`.
+fn nat_table<'a>(source: &str, text: &'a str) -> Result<Table<'a>> {
+    rules_file::parse(text)
+        .map_err(|e| Error::Syntax {
+            path: source.to_owned(),
+            message: e.to_string(),
+        })?
+        .into_iter()
+        .find(|t| t.name == "nat")
+        .ok_or_else(|| Error::Invalid {
+            origin: source.to_owned(),
+            message: "has no *nat table".into(),
+        })
+}
+
+/// 0 ok, 2 drift, 1 cannot decide.
+fn exit(report: &Report) -> ExitStatus {
+    match report.status {
+        Status::Ok => ExitStatus::Unchanged,
+        Status::Drift => ExitStatus::Changed,
+        Status::Undecided => ExitStatus::Failed,
+    }
+}

@@ -1,0 +1,116 @@
+//! Reading the node's files: the TOML config and flannel's subnet.env, each
+//! into a typed [`Layer`], with messages that quote the file and the line.
+
+use std::path::Path;
+
+use super::values::{parse_cidr, parse_cidr_loose};
+use super::{Given, Layer, RawConfig};
+use crate::error::{Error, Result};
+
+/// The largest config or subnet.env podsnat reads. Real ones are a few
+/// hundred bytes; 10,000 `no_masquerade` CIDRs are about 200 KiB.
+pub const MAX_INPUT: u64 = 1024 * 1024;
+
+/// Reads a whole file of at most [`MAX_INPUT`] bytes as UTF-8, with errors
+/// that name it.
+pub fn read_text(path: &Path) -> Result<String> {
+    read_limited(path, MAX_INPUT)
+}
+
+/// Reads a whole file of at most `max` bytes as UTF-8.
+pub fn read_limited(path: &Path, max: u64) -> Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, "cannot read", e))?;
+    if bytes.len() as u64 > max {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(max + 1);
+        return Err(Error::refused(
+            path,
+            "refusing to read",
+            format!("it has {size} bytes; podsnat reads at most {max}"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+pub(super) fn load_config_file(path: &Path) -> Result<Layer> {
+    let text = read_text(path)?;
+    let origin = path.display().to_string();
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Syntax {
+        path: origin.clone(),
+        message: toml_message(&text, &e),
+    })?;
+    raw.into_layer(&origin, false)
+}
+
+/// toml's own Display draws a multi-line caret picture; a one-line
+/// "line N: message" reads better in a playbook's failure output.
+pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let start = before.rfind('\n').map_or(0, |i| i + 1);
+            let source = text.get(start..).unwrap_or("").lines().next().unwrap_or("");
+            format!("line {line}: {msg}: {}", crate::error::quoted(source))
+        }
+        None => msg.to_owned(),
+    }
+}
+
+/// flannel's /run/flannel/subnet.env: `KEY=VALUE` lines. Only
+/// FLANNEL_NETWORK and FLANNEL_SUBNET are used; other keys are ignored.
+/// Lines that are not plain `KEY=VALUE` (an `export` prefix, say) are an
+/// error rather than silently skipped, since flannel never writes them.
+pub(super) fn load_flannel_env(path: &Path) -> Result<Layer> {
+    let text = read_text(path)?;
+    let origin = path.display().to_string();
+    let mut network = None;
+    let mut subnet = None;
+    for (i, line) in text.split('\n').enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad_line = || Error::Syntax {
+            path: origin.clone(),
+            message: format!("line {}: expected KEY=VALUE, found {:?}", i + 1, line),
+        };
+        let (key, value) = line.split_once('=').ok_or_else(bad_line)?;
+        let key_ok = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !key_ok {
+            return Err(bad_line());
+        }
+        match key {
+            "FLANNEL_NETWORK" => network = Some(value),
+            "FLANNEL_SUBNET" => subnet = Some(value),
+            _ => {}
+        }
+    }
+    let missing = |key: &str| Error::Syntax {
+        path: origin.clone(),
+        message: format!("{key} is missing; is this flannel's subnet.env?"),
+    };
+    let network = network.ok_or_else(|| missing("FLANNEL_NETWORK"))?;
+    let subnet = subnet.ok_or_else(|| missing("FLANNEL_SUBNET"))?;
+    let cluster =
+        parse_cidr(network).map_err(|p| Error::field(&origin, "FLANNEL_NETWORK", network, p))?;
+    // flannel writes the node's gateway address (172.7.21.1/24); the pod
+    // subnet is its network.
+    let pod = parse_cidr_loose(subnet)
+        .map_err(|p| Error::field(&origin, "FLANNEL_SUBNET", subnet, p))?
+        .trunc();
+    Ok(Layer {
+        cluster_cidr: Some(Given::from(&origin, cluster)),
+        origin: Some(origin.clone()),
+        pod_subnet: Some(Given::from(&origin, pod)),
+        ..Layer::default()
+    })
+}

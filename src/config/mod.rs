@@ -1,0 +1,372 @@
+//! The edge where text becomes types. A config file, flannel's subnet.env and
+//! command-line flags are each parsed into a typed [`Layer`]; the layers are
+//! merged and checked once into a [`NodeSpec`]. Nothing downstream re-checks.
+
+mod files;
+mod values;
+
+use std::fmt;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+pub use files::{MAX_INPUT, read_limited, read_text, toml_message};
+use files::{load_config_file, load_flannel_env};
+pub use values::{Iface, Mode, parse_cidr};
+
+use crate::error::{Error, Result};
+
+/// A value together with where it came from, for error messages.
+#[derive(Debug, Clone)]
+struct Given<T> {
+    value: T,
+    origin: String,
+}
+
+/// One source of settings, already typed. Every field is optional because a
+/// source may hold only part of the settings (subnet.env has two).
+#[derive(Debug, Default)]
+struct Layer {
+    /// The file this layer was read from; `None` for flags, which are
+    /// explicit intent and override the files without a conflict check.
+    origin: Option<String>,
+    cluster_cidr: Option<Given<Ipv4Net>>,
+    pod_subnet: Option<Given<Ipv4Net>>,
+    bridge: Option<Given<Iface>>,
+    no_masquerade: Option<Given<Vec<Ipv4Net>>>,
+    random_fully: Option<Given<bool>>,
+    docker: Option<Given<bool>>,
+    mode: Option<Given<Mode>>,
+}
+
+/// The config file as written, and the same shape for command-line flags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub cluster_cidr: Option<String>,
+    pub pod_subnet: Option<String>,
+    pub bridge: Option<String>,
+    pub no_masquerade: Option<Vec<String>>,
+    pub random_fully: Option<bool>,
+    pub docker: Option<bool>,
+    pub mode: Option<String>,
+}
+
+/// A setting's name as the user wrote it, for error messages: the flag
+/// (`--pod-subnet`) on the command line, `prefix` + key (`pod_subnet`,
+/// `unit.after`) in a file.
+pub fn key_name(from_flags: bool, prefix: &str, key: &str) -> String {
+    if from_flags {
+        format!("--{}", key.replace('_', "-"))
+    } else {
+        format!("{prefix}{key}")
+    }
+}
+
+impl RawConfig {
+    fn into_layer(self, origin: &str, from_flags: bool) -> Result<Layer> {
+        let key = |field: &str| key_name(from_flags, "", field);
+        let no_masquerade = match self.no_masquerade {
+            None => None,
+            Some(list) => Some(Given::from(
+                origin,
+                list.iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        parse_cidr(s).map_err(|p| {
+                            let field = if from_flags {
+                                key("no_masquerade")
+                            } else {
+                                format!("no_masquerade[{i}]")
+                            };
+                            Error::field(origin, field, s.as_str(), p)
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            )),
+        };
+        Ok(Layer {
+            origin: (!from_flags).then(|| origin.to_owned()),
+            cluster_cidr: typed(origin, &key("cluster_cidr"), self.cluster_cidr, parse_cidr)?,
+            pod_subnet: typed(origin, &key("pod_subnet"), self.pod_subnet, parse_cidr)?,
+            bridge: typed(origin, &key("bridge"), self.bridge, Iface::parse)?,
+            no_masquerade,
+            random_fully: self.random_fully.map(|v| Given::from(origin, v)),
+            docker: self.docker.map(|v| Given::from(origin, v)),
+            mode: typed(origin, &key("mode"), self.mode, Mode::parse)?,
+        })
+    }
+}
+
+impl<T> Given<T> {
+    fn from(origin: &str, value: T) -> Self {
+        Given {
+            value,
+            origin: origin.to_owned(),
+        }
+    }
+}
+
+/// Parses an optional raw string into a typed value that remembers its origin.
+fn typed<T>(
+    origin: &str,
+    field: &str,
+    raw: Option<String>,
+    parse: fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<Given<T>>> {
+    raw.map(|s| {
+        parse(&s)
+            .map(|v| Given::from(origin, v))
+            .map_err(|problem| Error::field(origin, field, s.as_str(), problem))
+    })
+    .transpose()
+}
+
+/// How command-line flags are named in error messages.
+pub const FLAGS_ORIGIN: &str = "command line";
+
+/// Where settings come from. Precedence: flags, then subnet.env, then the
+/// config file. subnet.env and the config file must agree where both speak:
+/// a silent winner would hide a node whose config no longer matches flannel.
+#[derive(Debug, Default)]
+pub struct Sources<'a> {
+    pub config: Option<&'a Path>,
+    pub flannel_env: Option<&'a Path>,
+    pub flags: RawConfig,
+}
+
+/// Everything podsnat needs to know about one node, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    cluster_cidr: Ipv4Net,
+    pod_subnet: Ipv4Net,
+    bridge: Iface,
+    no_masquerade: Vec<Ipv4Net>,
+    random_fully: bool,
+    docker: bool,
+    mode: Mode,
+}
+
+impl NodeSpec {
+    pub fn cluster_cidr(&self) -> Ipv4Net {
+        self.cluster_cidr
+    }
+    pub fn pod_subnet(&self) -> Ipv4Net {
+        self.pod_subnet
+    }
+    pub fn bridge(&self) -> &Iface {
+        &self.bridge
+    }
+    pub fn no_masquerade(&self) -> &[Ipv4Net] {
+        &self.no_masquerade
+    }
+    pub fn random_fully(&self) -> bool {
+        self.random_fully
+    }
+    pub fn docker(&self) -> bool {
+        self.docker
+    }
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The destinations whose traffic keeps the pod source IP: the cluster
+    /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
+    /// adjacent networks become as few rules as possible. Sorted.
+    pub fn exclusions(&self) -> Vec<Ipv4Net> {
+        let mut all = Vec::with_capacity(self.no_masquerade.len() + 1);
+        all.push(self.cluster_cidr);
+        all.extend_from_slice(&self.no_masquerade);
+        Ipv4Net::aggregate(&all)
+    }
+
+    fn from_layers(layers: &[Layer]) -> Result<Self> {
+        let files: Vec<&str> = layers.iter().filter_map(|l| l.origin.as_deref()).collect();
+        let missing = |field, hint| Error::Missing {
+            field,
+            read: match files.as_slice() {
+                [] => "the command line (no --config or --flannel-env given)".to_owned(),
+                f => format!("the command line or {}", f.join(", ")),
+            },
+            hint,
+        };
+        let cluster =
+            pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or_else(|| {
+                missing(
+                    "cluster_cidr",
+                    "set it in --config, pass --cluster-cidr, or use --flannel-env",
+                )
+            })?;
+        let pod = pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?.ok_or_else(|| {
+            missing(
+                "pod_subnet",
+                "set it in --config, pass --pod-subnet, or use --flannel-env",
+            )
+        })?;
+        if !cluster.value.contains(&pod.value) {
+            return Err(Error::field(
+                &pod.origin,
+                "pod_subnet",
+                pod.value.to_string(),
+                if cluster.origin == pod.origin {
+                    format!("is not inside cluster_cidr \"{}\"", cluster.value)
+                } else {
+                    format!(
+                        "is not inside cluster_cidr \"{}\" (from {})",
+                        cluster.value, cluster.origin
+                    )
+                },
+            ));
+        }
+        let mode = pick("mode", layers, |l| l.mode.as_ref())?;
+        let no_masquerade = pick("no_masquerade", layers, |l| l.no_masquerade.as_ref())?;
+        let spec = NodeSpec {
+            cluster_cidr: cluster.value,
+            pod_subnet: pod.value,
+            bridge: pick("bridge", layers, |l| l.bridge.as_ref())?
+                .map(|g| g.value)
+                .unwrap_or_else(Iface::docker0),
+            no_masquerade: no_masquerade
+                .as_ref()
+                .map(|g| g.value.clone())
+                .unwrap_or_default(),
+            random_fully: pick("random_fully", layers, |l| l.random_fully.as_ref())?
+                .is_some_and(|g| g.value),
+            docker: pick("docker", layers, |l| l.docker.as_ref())?.is_none_or(|g| g.value),
+            mode: mode.as_ref().map(|g| g.value).unwrap_or_default(),
+        };
+        // Classic mode is one rule with one `! -d`; it can only express a
+        // single destination network.
+        if let (Some(mode), Some(extra)) = (&mode, &no_masquerade) {
+            let excl = spec.exclusions();
+            if mode.value == Mode::Classic && excl.len() > 1 {
+                let list: Vec<String> = excl.iter().map(|n| n.to_string()).collect();
+                return Err(Error::field(
+                    &mode.origin,
+                    "mode",
+                    "classic",
+                    format!(
+                        "writes a single `! -d` rule, but cluster_cidr and no_masquerade \
+                         (from {}) need {} exclusions ({}); use mode = \"guard\"",
+                        extra.origin,
+                        excl.len(),
+                        list.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// Picks a setting by precedence (layers are ordered flags, subnet.env,
+/// config). The two files must agree when both set it.
+fn pick<T, F>(field: &'static str, layers: &[Layer], get: F) -> Result<Option<Given<T>>>
+where
+    T: Clone + PartialEq + fmt::Debug,
+    F: Fn(&Layer) -> Option<&Given<T>>,
+{
+    let found: Vec<(bool, &Given<T>)> = layers
+        .iter()
+        .filter_map(|l| get(l).map(|g| (l.origin.is_none(), g)))
+        .collect();
+    if let [(false, a), (_, b), ..] = found[..]
+        && a.value != b.value
+    {
+        return Err(Error::Conflict {
+            field,
+            a_origin: a.origin.clone(),
+            a: debug_value(&a.value),
+            b_origin: b.origin.clone(),
+            b: debug_value(&b.value),
+        });
+    }
+    Ok(found.first().map(|(_, g)| (*g).clone()))
+}
+
+fn debug_value<T: fmt::Debug>(v: &T) -> String {
+    format!("{v:?}")
+}
+
+/// One node of an inventory: the node's own values override the
+/// cluster-wide ones. `origin` names the node in messages.
+pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<NodeSpec> {
+    let merged = RawConfig {
+        cluster_cidr: node
+            .cluster_cidr
+            .clone()
+            .or_else(|| cluster.cluster_cidr.clone()),
+        pod_subnet: node
+            .pod_subnet
+            .clone()
+            .or_else(|| cluster.pod_subnet.clone()),
+        bridge: node.bridge.clone().or_else(|| cluster.bridge.clone()),
+        no_masquerade: node
+            .no_masquerade
+            .clone()
+            .or_else(|| cluster.no_masquerade.clone()),
+        random_fully: node.random_fully.or(cluster.random_fully),
+        docker: node.docker.or(cluster.docker),
+        mode: node.mode.clone().or_else(|| cluster.mode.clone()),
+    };
+    NodeSpec::from_layers(&[merged.into_layer(origin, false)?])
+}
+
+/// Reads and merges every source into a checked [`NodeSpec`].
+pub fn load(sources: Sources<'_>) -> Result<NodeSpec> {
+    let mut layers = vec![sources.flags.into_layer(FLAGS_ORIGIN, true)?];
+    if let Some(p) = sources.flannel_env {
+        layers.push(load_flannel_env(p)?);
+    }
+    if let Some(p) = sources.config {
+        layers.push(load_config_file(p)?);
+    }
+    NodeSpec::from_layers(&layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(cluster: &str, pod: &str, origin: &str) -> Layer {
+        RawConfig {
+            cluster_cidr: Some(cluster.into()),
+            pod_subnet: Some(pod.into()),
+            ..RawConfig::default()
+        }
+        .into_layer(origin, origin == FLAGS_ORIGIN)
+        .unwrap()
+    }
+
+    #[test]
+    fn files_must_agree_but_flags_win() {
+        let a = layer("172.7.0.0/16", "172.7.21.0/24", "a.env");
+        let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
+        let err = NodeSpec::from_layers(&[a, b]).unwrap_err().to_string();
+        assert!(
+            err.contains("a.env says") && err.contains("b.toml says"),
+            "{err}"
+        );
+
+        let flags = layer("172.9.0.0/16", "172.9.1.0/24", FLAGS_ORIGIN);
+        let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
+        let spec = NodeSpec::from_layers(&[flags, b]).unwrap();
+        assert_eq!(spec.cluster_cidr().to_string(), "172.9.0.0/16");
+    }
+
+    #[test]
+    fn exclusions_aggregate() {
+        let mut l = layer("172.7.0.0/16", "172.7.21.0/24", "x");
+        l.no_masquerade = Some(Given::from(
+            "x",
+            ["10.0.0.0/16", "10.1.0.0/16", "172.7.5.0/24", "10.0.3.0/24"]
+                .iter()
+                .map(|s| parse_cidr(s).unwrap())
+                .collect(),
+        ));
+        let spec = NodeSpec::from_layers(&[l]).unwrap();
+        let got: Vec<String> = spec.exclusions().iter().map(|n| n.to_string()).collect();
+        assert_eq!(got, ["10.0.0.0/15", "172.7.0.0/16"]);
+    }
+}

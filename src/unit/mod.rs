@@ -1,0 +1,277 @@
+//! The boot unit: `podsnat.service` runs `iptables-restore -T nat` on the
+//! file `podsnat write` produced, after the units that create the broad
+//! MASQUERADE rule and before kube-proxy. Rendering is pure; installing goes
+//! through `write::update` (files) and `atomic::symlink` (enablement).
+
+mod names;
+
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use serde::Serialize;
+
+pub use names::{UnitName, UnitPath};
+
+use crate::config::FLAGS_ORIGIN;
+use crate::error::{Error, Result};
+use crate::write::{self, FileOutcome, Options};
+use crate::{atomic, paths, system};
+
+/// Everything the unit depends on, checked.
+#[derive(Debug, Clone)]
+pub struct UnitSpec {
+    pub after: Vec<UnitName>,
+    pub before: Vec<UnitName>,
+    /// The rules file `podsnat write` keeps.
+    pub file: UnitPath,
+    /// The iptables-restore binary the unit runs.
+    pub restore: UnitPath,
+}
+
+impl UnitSpec {
+    /// Parses raw command-line values; `--after`/`--before` errors name the flag.
+    pub fn parse(after: &[String], before: &[String], file: &str, restore: &str) -> Result<Self> {
+        Self::parse_from(FLAGS_ORIGIN, true, after, before, file, restore)
+    }
+
+    /// The same for settings read from a file (an inventory's `[unit]`):
+    /// errors name `origin` and the key (`unit.after`) instead of the flag.
+    pub fn parse_from(
+        origin: &str,
+        from_flags: bool,
+        after: &[String],
+        before: &[String],
+        file: &str,
+        restore: &str,
+    ) -> Result<Self> {
+        let key = |k: &str| crate::config::key_name(from_flags, "unit.", k);
+        let names = |k: &str, list: &[String]| {
+            list.iter()
+                .map(|s| {
+                    UnitName::parse(s).map_err(|p| Error::field(origin, key(k), s.as_str(), p))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(UnitSpec {
+            after: names("after", after)?,
+            before: names("before", before)?,
+            file: UnitPath::parse(file).map_err(|p| Error::field(origin, key("file"), file, p))?,
+            restore: UnitPath::parse(restore)
+                .map_err(|p| Error::field(origin, key("iptables_restore"), restore, p))?,
+        })
+    }
+}
+
+pub const DEFAULT_AFTER: [&str; 2] = ["flanneld.service", "docker.service"];
+pub const DEFAULT_BEFORE: [&str; 2] = ["kubelet.service", "kube-proxy.service"];
+pub const UNIT_NAME: &str = "podsnat.service";
+
+#[derive(Template)]
+#[template(path = "podsnat.service.in", escape = "none")]
+struct ServiceUnit<'a> {
+    version: &'static str,
+    after: String,
+    before: String,
+    file: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-verify.service.in", escape = "none")]
+struct VerifyService<'a> {
+    version: &'static str,
+    podsnat: &'a UnitPath,
+    config: &'a UnitPath,
+    save: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-verify.timer.in", escape = "none")]
+struct VerifyTimer {
+    version: &'static str,
+}
+
+/// `podsnat-verify.service` and its timer: where podsnat and its config are.
+#[derive(Debug, Clone)]
+pub struct VerifySpec {
+    pub podsnat: UnitPath,
+    pub config: UnitPath,
+    /// The iptables-save that pairs with the unit's iptables-restore.
+    pub save: UnitPath,
+}
+
+impl VerifySpec {
+    pub fn parse(podsnat: &str, config: &str, restore: &UnitPath) -> Result<Self> {
+        let path = |flag: &str, v: &str| {
+            UnitPath::parse(v).map_err(|p| Error::field(FLAGS_ORIGIN, flag, v, p))
+        };
+        // iptables-restore and iptables-save come in pairs per backend.
+        let save = restore
+            .as_str()
+            .strip_suffix("-restore")
+            .map(|stem| format!("{stem}-save"))
+            .ok_or_else(|| {
+                Error::field(
+                    FLAGS_ORIGIN,
+                    "--iptables-restore",
+                    restore.as_str(),
+                    "does not end in \"-restore\", so its iptables-save cannot be derived",
+                )
+            })?;
+        Ok(VerifySpec {
+            podsnat: path("--podsnat", podsnat)?,
+            config: path("--config", config)?,
+            save: path("--iptables-restore", &save)?,
+        })
+    }
+}
+
+fn join(list: &[UnitName]) -> String {
+    list.iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// askama drops a template's final newline; unit files end with one.
+fn with_newline(mut s: String) -> String {
+    s.push('\n');
+    s
+}
+
+/// One unit file podsnat installs, and the target whose `.wants`
+/// directory enables it.
+pub struct UnitFile {
+    pub name: &'static str,
+    pub text: String,
+    pub wanted_by: &'static str,
+}
+
+/// Renders podsnat.service. Pure.
+pub fn render(spec: &UnitSpec) -> String {
+    with_newline(
+        ServiceUnit {
+            version: env!("CARGO_PKG_VERSION"),
+            after: join(&spec.after),
+            before: join(&spec.before),
+            file: &spec.file,
+            restore: &spec.restore,
+        }
+        .to_string(),
+    )
+}
+
+/// Every unit file to install, rendered. Pure.
+pub fn unit_files(spec: &UnitSpec, verify: Option<&VerifySpec>) -> Vec<UnitFile> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut files = vec![UnitFile {
+        name: UNIT_NAME,
+        text: render(spec),
+        wanted_by: "multi-user.target",
+    }];
+    if let Some(v) = verify {
+        files.push(UnitFile {
+            name: "podsnat-verify.service",
+            text: with_newline(
+                VerifyService {
+                    version,
+                    podsnat: &v.podsnat,
+                    config: &v.config,
+                    save: &v.save,
+                    restore: &spec.restore,
+                }
+                .to_string(),
+            ),
+            wanted_by: "docker.service",
+        });
+        files.push(UnitFile {
+            name: "podsnat-verify.timer",
+            text: with_newline(VerifyTimer { version }.to_string()),
+            wanted_by: "timers.target",
+        });
+    }
+    files
+}
+
+/// An enablement link's state after (or, with `check`, before) install.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkOutcome {
+    pub path: PathBuf,
+    pub target: PathBuf,
+    pub changed: bool,
+}
+
+/// What `install-unit` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallOutcome {
+    pub units: Vec<FileOutcome>,
+    /// Empty with `--no-enable`: links are left as they are.
+    pub links: Vec<LinkOutcome>,
+    pub changed: bool,
+    /// What happened about `systemctl daemon-reload`, in words.
+    pub daemon_reload: String,
+}
+
+/// Writes the units under `root` and, with `enable`, their wants links
+/// exactly as `systemctl enable` makes them. Never starts a unit: a
+/// whole-table restore at runtime would wipe kube-proxy's rules.
+pub fn install(
+    spec: &UnitSpec,
+    verify: Option<&VerifySpec>,
+    root: &Path,
+    enable: bool,
+    opts: Options,
+) -> Result<InstallOutcome> {
+    let unit_dir = paths::unit_dir(root);
+    let mut units = Vec::new();
+    let mut links = Vec::new();
+    for file in unit_files(spec, verify) {
+        units.push(write::update(
+            &unit_dir.join(file.name),
+            opts,
+            atomic::UNIT_FILE_MODE,
+            |_| Ok(file.text),
+            |_| Ok(()),
+        )?);
+        if enable {
+            let link = unit_dir
+                .join(format!("{}.wants", file.wanted_by))
+                .join(file.name);
+            let target = Path::new(paths::UNIT_DIR).join(file.name);
+            let _lock = if opts.check {
+                None
+            } else {
+                Some(atomic::lock_and_clean(atomic::parent(&link))?)
+            };
+            let changed = atomic::link_state(&link, &target)? != atomic::LinkState::Correct;
+            if changed && !opts.check {
+                atomic::symlink(&link, &target)?;
+            }
+            links.push(LinkOutcome {
+                path: link,
+                target,
+                changed,
+            });
+        }
+    }
+    let changed = units.iter().any(|u| u.changed) || links.iter().any(|l| l.changed);
+    let daemon_reload = if !changed {
+        "not needed: nothing changed".to_owned()
+    } else if opts.check {
+        "not run: --check".to_owned()
+    } else if root != Path::new("/") {
+        format!("not run: --root is {}, not /", root.display())
+    } else if !system::systemd_booted() {
+        "not possible: systemd is not running as PID 1 here; run `systemctl daemon-reload` once it is".to_owned()
+    } else {
+        system::daemon_reload()?;
+        "done".to_owned()
+    };
+    Ok(InstallOutcome {
+        units,
+        links,
+        changed,
+        daemon_reload,
+    })
+}

@@ -1,0 +1,237 @@
+//! Order-aware drift detection. Walks POSTROUTING the way the kernel does
+//! (jumps, gotos, RETURN, the first terminal target, `!` negations) for
+//! every kind of pod packet the check is about, and names the rule that
+//! decides each case. A match it does not model is never guessed: the
+//! result is "cannot decide", naming the rule.
+//!
+//! Exactness: destinations, sources, interfaces and protocols are split
+//! into "atoms" at every boundary that the reachable rules mention, and one
+//! packet per atom is walked. Within an atom every rule matches all packets
+//! or none, so the verdict holds for the whole class, not a sample.
+
+mod atoms;
+mod repair;
+mod rule;
+mod walk;
+
+use serde::Serialize;
+
+pub use repair::{Repair, plan_repair};
+
+use crate::config::NodeSpec;
+use crate::render;
+use crate::rules_file::Table;
+use atoms::Atoms;
+use rule::{Rule, index_by_chain, reachable_rules};
+use walk::{End, Evaluator};
+
+/// A rule named in a report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RuleRef {
+    pub chain: String,
+    pub position: usize,
+    pub text: String,
+}
+
+impl RuleRef {
+    fn of(r: &Rule<'_>) -> RuleRef {
+        RuleRef {
+            chain: r.chain.to_owned(),
+            position: r.pos,
+            text: r.text.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} rule {}: {}", self.chain, self.position, self.text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Drift,
+    Undecided,
+}
+
+/// The outcome for one class of packets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// `pod-to-cluster` or `pod-to-outside`.
+    pub name: &'static str,
+    /// What must happen: `keep` the source IP, or `masquerade`.
+    pub expect: &'static str,
+    pub status: Status,
+    /// The rule that decided the first failing (or, when ok, the first)
+    /// packet; `None` when the chain policy decided.
+    pub rule: Option<RuleRef>,
+    /// The packet that was decided, as `src -> dst via out_if (proto)`.
+    pub packet: String,
+    /// The destination range that packet stands for.
+    pub destination: String,
+    pub note: Option<String>,
+    /// Why it cannot be decided.
+    pub reason: Option<String>,
+    /// Position in POSTROUTING where the walk left the built-in chain.
+    #[serde(skip)]
+    pub(crate) top: usize,
+}
+
+/// The whole verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub status: Status,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// Evaluates the nat table `table` against what `spec` promises.
+pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Report {
+    let rules = reachable_rules(table);
+    let exclusion = render::exclusion(spec);
+    let atoms = Atoms::collect(spec, &rules);
+    let evaluator = Evaluator {
+        chains: index_by_chain(&rules),
+    };
+
+    let mut checks = Vec::new();
+    for (name, expect_nat, dsts) in [
+        ("pod-to-cluster", false, &atoms.cluster_dsts),
+        ("pod-to-outside", true, &atoms.outside_dsts),
+    ] {
+        let mut first_ok: Option<Check> = None;
+        let mut undecided: Option<Check> = None;
+        let mut drift: Option<Check> = None;
+        'packets: for p in atoms.packets(spec, dsts) {
+            let end = evaluator.walk(&p);
+            let (status, rule, top, reason) = match &end {
+                End::Nat(r, top) => (
+                    if expect_nat {
+                        Status::Ok
+                    } else {
+                        Status::Drift
+                    },
+                    Some(*r),
+                    *top,
+                    None,
+                ),
+                End::NoNat(r, top) => (
+                    if expect_nat {
+                        Status::Drift
+                    } else {
+                        Status::Ok
+                    },
+                    *r,
+                    *top,
+                    None,
+                ),
+                End::Undecided(r, why) => (Status::Undecided, Some(*r), 0, Some(why.clone())),
+            };
+            let check = Check {
+                name,
+                expect: if expect_nat { "masquerade" } else { "keep" },
+                status,
+                rule: rule.map(RuleRef::of),
+                packet: format!("{} -> {} via {} ({})", p.src, p.dst, p.out_if, p.proto),
+                destination: p.dst_class.to_string(),
+                note: None,
+                reason,
+                top,
+            };
+            match status {
+                Status::Drift => {
+                    drift = Some(check);
+                    break 'packets;
+                }
+                Status::Undecided => {
+                    undecided.get_or_insert(check);
+                }
+                Status::Ok => {
+                    first_ok.get_or_insert(check);
+                }
+            }
+        }
+        let mut check = drift.or(undecided).or(first_ok).unwrap_or_else(|| Check {
+            name,
+            expect: if expect_nat { "masquerade" } else { "keep" },
+            status: Status::Ok,
+            rule: None,
+            packet: String::new(),
+            destination: String::new(),
+            note: Some("no packet of this class exists".into()),
+            reason: None,
+            top: 0,
+        });
+        if check.status == Status::Drift && !expect_nat {
+            let ours = table
+                .rules
+                .iter()
+                .filter(|r| r.chain == "POSTROUTING")
+                .position(|r| r.text == exclusion)
+                .map(|i| i + 1);
+            check.note = Some(match ours {
+                Some(q) if check.top < q => "inserted above podsnat's exclusion".into(),
+                Some(_) => "podsnat's exclusion does not cover it".into(),
+                None => "podsnat's exclusion is missing".into(),
+            });
+        }
+        checks.push(check);
+    }
+    let status = if checks.iter().any(|c| c.status == Status::Drift) {
+        Status::Drift
+    } else if checks.iter().any(|c| c.status == Status::Undecided) {
+        Status::Undecided
+    } else {
+        Status::Ok
+    };
+    Report { status, checks }
+}
+
+/// Human-readable report lines.
+pub fn text(report: &Report) -> String {
+    let mut out = String::new();
+    for c in &report.checks {
+        let what = match c.name {
+            "pod-to-cluster" => "pod→cluster traffic",
+            _ => "pod→outside traffic",
+        };
+        let rule = c
+            .rule
+            .as_ref()
+            .map_or_else(|| "the POSTROUTING policy".to_owned(), |r| r.to_string());
+        let note = c
+            .note
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        let line = match (c.status, c.expect) {
+            (Status::Ok, "keep") => {
+                format!("ok: {what} keeps the pod source IP; decided by {rule}")
+            }
+            (Status::Ok, _) => format!("ok: {what} is masqueraded by {rule}"),
+            (Status::Drift, "keep") => format!(
+                "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {})",
+                c.packet, c.destination
+            ),
+            (Status::Drift, _) => format!(
+                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}",
+                c.packet
+            ),
+            (Status::Undecided, _) => format!(
+                "warning: cannot decide {what}: {rule}: {}; packet {}",
+                c.reason.as_deref().unwrap_or("not modeled"),
+                c.packet
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

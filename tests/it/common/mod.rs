@@ -1,0 +1,199 @@
+//! Test helpers shared by the integration tests: a network namespace that
+//! cleans up after itself, the two iptables backends, and the root check.
+
+pub mod boot;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// One iptables backend's programs.
+#[derive(Debug, Clone, Copy)]
+pub struct Backend {
+    pub name: &'static str,
+    pub iptables: &'static str,
+    pub restore: &'static str,
+    pub save: &'static str,
+}
+
+pub const BACKENDS: [Backend; 2] = [
+    Backend {
+        name: "nft",
+        iptables: "iptables-nft",
+        restore: "iptables-nft-restore",
+        save: "iptables-nft-save",
+    },
+    Backend {
+        name: "legacy",
+        iptables: "iptables-legacy",
+        restore: "iptables-legacy-restore",
+        save: "iptables-legacy-save",
+    },
+];
+
+/// True when the test may touch netfilter (as root, with `ip` and both
+/// backends). Otherwise it panics under CI=true and returns false, loudly,
+/// on a developer machine so the skip cannot go unnoticed.
+pub fn require_root_or_fail(test: &str) -> bool {
+    let progs: Vec<&str> = std::iter::once("ip")
+        .chain(
+            BACKENDS
+                .iter()
+                .flat_map(|b| [b.iptables, b.restore, b.save]),
+        )
+        .collect();
+    require(test, true, &progs)
+}
+
+/// The general form: `root` and every program in `progs` must be there.
+pub fn require(test: &str, root: bool, progs: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    if root {
+        let uid = Command::new("id").arg("-u").output();
+        if !matches!(&uid, Ok(o) if o.stdout.starts_with(b"0\n")) {
+            missing.push("root".to_owned());
+        }
+    }
+    for prog in progs {
+        if !on_path(prog) {
+            missing.push((*prog).to_owned());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test} needs {} (see .ci/run for the packages)",
+        missing.join(", ")
+    );
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}; CI is set, so this is a failure, not a skip");
+    }
+    eprintln!("\n!!! SKIPPED: {msg}\n");
+    false
+}
+
+fn on_path(prog: &str) -> bool {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(prog))
+        .chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join(prog)),
+        )
+        .any(|p| p.is_file())
+}
+
+/// A network namespace with a unique name, deleted on drop, also when the
+/// test panics. Nothing in it can reach the host's own firewall.
+pub struct Netns {
+    pub name: String,
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+impl Netns {
+    pub fn new() -> Netns {
+        let name = format!(
+            "podsnat-t{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns { name }
+    }
+
+    /// Runs a program inside the namespace.
+    pub fn exec(&self, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+        exec_in(&self.name, prog, args)
+    }
+
+    /// Runs a program inside the namespace and returns its stdout; panics
+    /// with its stderr when it fails.
+    pub fn ok(&self, prog: &str, args: &[&str]) -> String {
+        ok_in(&self.name, prog, args)
+    }
+}
+
+/// Runs a program inside the named namespace.
+pub fn exec_in(ns: &str, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("run ip netns exec")
+}
+
+/// `exec_in` that must succeed; returns stdout.
+pub fn ok_in(ns: &str, prog: &str, args: &[&str]) -> String {
+    let out = exec_in(ns, prog, args);
+    assert!(
+        out.status.success(),
+        "in {ns}: {prog} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The shipped example config, by absolute path.
+pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
+
+/// `podsnat render` of the example config (plus `extra` flags), by the
+/// binary under test.
+pub fn render_example(extra: &[&str]) -> String {
+    let out = Command::new(podsnat_bin())
+        .args(["render", "--config", EXAMPLE])
+        .args(extra)
+        .output()
+        .expect("run podsnat render");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// The podsnat binary under test.
+pub fn podsnat_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podsnat"))
+}
+
+/// Docker's start-up step for its bridge network, exactly as docker does it:
+/// check for its broad rule, insert it on top when missing.
+pub fn docker_restart(ns: &str, backend: &Backend, subnet: &str, bridge: &str) {
+    let rule = [
+        "POSTROUTING",
+        "-s",
+        subnet,
+        "!",
+        "-o",
+        bridge,
+        "-j",
+        "MASQUERADE",
+    ];
+    let mut check = vec!["-w", "5", "-t", "nat", "-C"];
+    check.extend(rule);
+    if !exec_in(ns, backend.iptables, &check).status.success() {
+        let mut insert = vec!["-w", "5", "-t", "nat", "-I"];
+        insert.extend(rule);
+        ok_in(ns, backend.iptables, &insert);
+    }
+}

@@ -1,0 +1,509 @@
+//! The effect, not just the rules: a pod on host A calls a pod on host B
+//! over real TCP, and we read the source address B's listener saw. Before
+//! podsnat it is host A's node IP; after the restore it is pod A's IP;
+//! egress to an outside machine is still masqueraded; and docker's restart
+//! step undoes classic mode but not guard mode. The topology is
+//! examples/lab.sh, which the demo uses too.
+
+use crate::common;
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{BACKENDS, Backend};
+
+const NODE_A: &str = "10.4.7.21";
+const OUTSIDE_SEEN: &str = "10.9.0.1"; // host A's address on the outside link
+
+struct Setup {
+    name: &'static str,
+    config: &'static str,
+    mode: &'static str,
+    bridge: &'static str,
+    subnet_a: &'static str,
+    subnet_b: &'static str,
+    /// An address on host B inside a no_masquerade CIDR.
+    extra: Option<&'static str>,
+}
+
+impl Setup {
+    fn pod(subnet: &str) -> String {
+        subnet.replace(".0/24", ".2")
+    }
+}
+
+/// The lab's namespaces, deleted on drop even when an assertion fails.
+struct Lab {
+    name: String,
+    env: Vec<(&'static str, String)>,
+}
+
+fn lab_sh() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lab.sh"))
+}
+
+impl Lab {
+    fn up(s: &Setup, tag: &str) -> Lab {
+        let mut env = vec![
+            ("BRIDGE", s.bridge.to_owned()),
+            ("SUBNET_A", s.subnet_a.to_owned()),
+            ("SUBNET_B", s.subnet_b.to_owned()),
+        ];
+        if let Some(extra) = s.extra {
+            env.push(("EXTRA", extra.to_owned()));
+        }
+        let lab = Lab {
+            name: format!("psx{}{tag}", std::process::id()),
+            env,
+        };
+        let out = lab.run(&["up"]);
+        assert!(
+            out.status.success(),
+            "lab up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        lab
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("bash")
+            .arg(lab_sh())
+            .args(args)
+            .env("LAB", &self.name)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
+    fn ns(&self, host: &str) -> String {
+        format!("{}-{host}", self.name)
+    }
+
+    /// The source address `to` saw for a TCP connection from `from`.
+    fn seen(&self, from: &str, to: &str, ip: &str) -> String {
+        let out = self.run(&["probe", from, to, ip]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+fn expect(step: &str, seen: &str, want: &str, why: &str) {
+    assert_eq!(
+        seen, want,
+        "{step}: the listener saw {seen}, expected {want} ({why})"
+    );
+}
+
+fn cross_host(s: &Setup, backend: &Backend, tag: &str) {
+    let ctx = format!("{} [{}]", s.name, backend.name);
+    let lab = Lab::up(s, tag);
+    let (a, pod_a, pod_b) = (lab.ns("a"), Setup::pod(s.subnet_a), Setup::pod(s.subnet_b));
+
+    // Step 1, the problem: the broad rule masquerades pod-to-pod traffic.
+    let broad = [
+        "-w",
+        "5",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        s.subnet_a,
+        "!",
+        "-o",
+        s.bridge,
+        "-j",
+        "MASQUERADE",
+    ];
+    common::ok_in(&a, backend.iptables, &broad);
+    let seen = lab.seen("pa", "pb", &pod_b);
+    expect(
+        &format!("{ctx} step 1, broad rule"),
+        &seen,
+        NODE_A,
+        "host A's node IP: the lab must show the problem first",
+    );
+
+    // Step 2, the fix: the file `podsnat write` made, restored as the unit does.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("iptables");
+    let f = file.to_str().unwrap();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join(s.config);
+    let bin = common::podsnat_bin();
+    let write = common::exec_in(
+        &a,
+        &bin,
+        &[
+            "write",
+            "--config",
+            config.to_str().unwrap(),
+            "--mode",
+            s.mode,
+            "--output",
+            f,
+            "--iptables-restore",
+            backend.restore,
+        ],
+    );
+    assert_eq!(
+        write.status.code(),
+        Some(2),
+        "{ctx}: podsnat write: {}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    common::ok_in(&a, backend.restore, &["-w", "5", "-T", "nat", f]);
+    let seen = lab.seen("pa", "pb", &pod_b);
+    expect(
+        &format!("{ctx} step 2, pod to pod"),
+        &seen,
+        &pod_a,
+        "pod A's own IP after the restore",
+    );
+    let seen = lab.seen("pa", "out", "10.9.0.2");
+    expect(
+        &format!("{ctx} step 2, egress"),
+        &seen,
+        OUTSIDE_SEEN,
+        "host A's address: egress stays masqueraded",
+    );
+    if let Some(extra) = s.extra {
+        let ip = extra.split('/').next().unwrap();
+        let seen = lab.seen("pa", "b", ip);
+        expect(
+            &format!("{ctx} step 2, no_masquerade {ip}"),
+            &seen,
+            &pod_a,
+            "pod A's IP: a no_masquerade destination",
+        );
+    }
+
+    // Step 3, docker restarts: `-C` its broad rule, `-I` it on top if missing.
+    common::docker_restart(&a, backend, s.subnet_a, s.bridge);
+    let seen = lab.seen("pa", "pb", &pod_b);
+    match s.mode {
+        "guard" => expect(
+            &format!("{ctx} step 3, after docker restart"),
+            &seen,
+            &pod_a,
+            "guard mode survives docker",
+        ),
+        _ => expect(
+            &format!("{ctx} step 3, after docker restart"),
+            &seen,
+            NODE_A,
+            "classic mode loses the pod IP again: docker's rule now sits above the fix",
+        ),
+    }
+}
+
+#[test]
+fn pod_source_ip_survives_across_hosts() {
+    let tools = ["socat", "ss", "timeout", "bash"];
+    if !common::require_root_or_fail("pod_source_ip_survives_across_hosts")
+        || !common::require("pod_source_ip_survives_across_hosts", true, &tools)
+    {
+        return;
+    }
+    let example = |mode| Setup {
+        name: "example",
+        config: "examples/flannel-docker.toml",
+        mode,
+        bridge: "docker0",
+        subnet_a: "172.7.21.0/24",
+        subnet_b: "172.7.22.0/24",
+        extra: None,
+    };
+    let setups = [
+        example("guard"),
+        example("classic"),
+        Setup {
+            name: "cni",
+            config: "tests/crosshost/cni.toml",
+            mode: "guard",
+            bridge: "cni0",
+            subnet_a: "10.244.1.0/24",
+            subnet_b: "10.244.2.0/24",
+            extra: Some("192.168.77.10/24"),
+        },
+    ];
+    for (i, s) in setups.iter().enumerate() {
+        for (j, backend) in BACKENDS.iter().enumerate() {
+            cross_host(s, backend, &format!("{i}{j}"));
+        }
+    }
+}
+
+/// The demo runs the same lab with the real binary and checks its own rows.
+#[test]
+fn demo_shows_the_fix() {
+    let tools = [
+        "socat",
+        "ss",
+        "timeout",
+        "bash",
+        "iptables",
+        "iptables-restore",
+    ];
+    if !common::require("demo_shows_the_fix", true, &tools) {
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.sh"))
+        .env("PODSNAT", common::podsnat_bin())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(table.lines().count(), 9, "{table}");
+    assert!(!table.contains("MISMATCH"), "{table}");
+}
+
+/// kube-proxy-style rules that were there before the drift: a jump on top
+/// of POSTROUTING into KUBE-POSTROUTING and a KUBE-SERVICES chain with a few
+/// hundred service rules. A repair must leave them byte for byte.
+fn kube_proxy_rules(services: usize) -> String {
+    let mut t = String::from(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n\
+         -I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I OUTPUT 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I POSTROUTING 1 -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+         -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
+         -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n",
+    );
+    for i in 0..services {
+        t += &format!(
+            "-A KUBE-SERVICES -d 10.96.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    t + "COMMIT\n"
+}
+
+/// iptables-save output without its timestamp comments and with the
+/// policy counters zeroed: the legacy backend resets the built-in chains'
+/// counters on any change at all, even a plain `iptables -I` (measured).
+fn saved(ns: &str, backend: &Backend) -> Vec<String> {
+    common::ok_in(ns, backend.save, &["-t", "nat"])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(i)) => format!("{} [0:0]", &l[..i]),
+            _ => l.to_owned(),
+        })
+        .collect()
+}
+
+fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String, String) {
+    let out = common::exec_in(ns, common::podsnat_bin(), args);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Live drift, caught by `podsnat verify` in rule order and repaired with
+/// one --noflush transaction; only podsnat's lines move, the cross-host
+/// check passes again.
+#[test]
+fn verify_catches_live_drift_and_repair_fixes_it() {
+    let tools = ["socat", "ss", "timeout", "bash"];
+    if !common::require_root_or_fail("verify_catches_live_drift_and_repair_fixes_it")
+        || !common::require(
+            "verify_catches_live_drift_and_repair_fixes_it",
+            true,
+            &tools,
+        )
+    {
+        return;
+    }
+    let config = common::EXAMPLE;
+    let s = Setup {
+        name: "verify",
+        config: "examples/flannel-docker.toml",
+        mode: "classic",
+        bridge: "docker0",
+        subnet_a: "172.7.21.0/24",
+        subnet_b: "172.7.22.0/24",
+        extra: None,
+    };
+    let broad = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
+    for (j, backend) in BACKENDS.iter().enumerate() {
+        for mode in ["classic", "guard"] {
+            let ctx = format!("{mode} [{}]", backend.name);
+            let lab = Lab::up(&s, &format!("v{j}{}", &mode[..1]));
+            let a = lab.ns("a");
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("iptables");
+            let f = file.to_str().unwrap();
+            let (code, _, err) = podsnat_in(
+                &a,
+                &[
+                    "write",
+                    "--config",
+                    config,
+                    "--mode",
+                    mode,
+                    "--output",
+                    f,
+                    "--iptables-restore",
+                    backend.restore,
+                ],
+            );
+            assert_eq!(code, 2, "{ctx}: {err}");
+            common::ok_in(&a, backend.restore, &["-w", "5", "-T", "nat", f]);
+            let kube = tmp.path().join("kube");
+            std::fs::write(&kube, kube_proxy_rules(300)).unwrap();
+            common::ok_in(
+                &a,
+                backend.restore,
+                &["-w", "5", "--noflush", kube.to_str().unwrap()],
+            );
+
+            // The drift: docker's restart (classic) or a hand-deleted jump (guard).
+            let exclusion = match mode {
+                "classic" => {
+                    common::docker_restart(&a, backend, "172.7.21.0/24", "docker0");
+                    "-A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE"
+                }
+                _ => {
+                    common::ok_in(
+                        &a,
+                        backend.iptables,
+                        &[
+                            "-w",
+                            "5",
+                            "-t",
+                            "nat",
+                            "-D",
+                            "POSTROUTING",
+                            "-s",
+                            "172.7.21.0/24",
+                            "-j",
+                            "PODSNAT-POSTROUTING",
+                        ],
+                    );
+                    "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING"
+                }
+            };
+            let pod_a = "172.7.21.2";
+            assert_eq!(
+                lab.seen("pa", "pb", "172.7.22.2"),
+                NODE_A,
+                "{ctx}: the drift is real"
+            );
+
+            let verify = [
+                "verify",
+                "--config",
+                config,
+                "--mode",
+                mode,
+                "--iptables-save",
+                backend.save,
+                "--iptables-restore",
+                backend.restore,
+            ];
+            let (code, out, err) = podsnat_in(&a, &verify);
+            assert_eq!(code, 2, "{ctx}: verify must report drift: {out}{err}");
+            let note = if mode == "classic" {
+                "inserted above podsnat's exclusion"
+            } else {
+                "podsnat's exclusion is missing"
+            };
+            let pos = if mode == "classic" { 1 } else { 2 };
+            let want = format!(
+                "drift: pod→cluster traffic is masqueraded by POSTROUTING rule {pos}: {broad} ({note})"
+            );
+            assert!(
+                out.starts_with(&want),
+                "{ctx}: expected «{want}» in:\n{out}"
+            );
+
+            let before = saved(&a, backend);
+            let mut check = verify.to_vec();
+            check.extend(["--repair", "--check"]);
+            let (code, out, _) = podsnat_in(&a, &check);
+            assert_eq!(code, 2, "{ctx}: {out}");
+            assert!(out.contains("would repair with"), "{out}");
+            assert_eq!(
+                saved(&a, backend),
+                before,
+                "{ctx}: --repair --check changed the table"
+            );
+
+            let mut repair = verify.to_vec();
+            repair.push("--repair");
+            let (code, out, err) = podsnat_in(&a, &repair);
+            assert_eq!(code, 2, "{ctx}: repair: {out}{err}");
+            let after = saved(&a, backend);
+            // Only podsnat's lines changed: every other line is the same, in
+            // the same order, the KUBE-SERVICES rules among them.
+            let ours =
+                |l: &&String| l.as_str() == exclusion || (mode == "classic" && l.as_str() == broad);
+            let others = |v: &[String]| v.iter().filter(|l| !ours(l)).cloned().collect::<Vec<_>>();
+            let (old, new) = (others(&before).join("\n"), others(&after).join("\n"));
+            if old != new {
+                let diff = similar::TextDiff::from_lines(&old, &new)
+                    .unified_diff()
+                    .context_radius(1)
+                    .to_string();
+                panic!("{ctx}: lines other than podsnat's changed:\n{diff}");
+            }
+            assert_eq!(
+                after
+                    .iter()
+                    .filter(|l| l.starts_with("-A KUBE-SERVICES"))
+                    .count(),
+                300
+            );
+            let post: Vec<&String> = after
+                .iter()
+                .filter(|l| l.starts_with("-A POSTROUTING"))
+                .collect();
+            assert_eq!(
+                post.iter().filter(|l| l.as_str() == exclusion).count(),
+                1,
+                "{ctx}: {post:?}"
+            );
+            if mode == "classic" {
+                assert!(!post.iter().any(|l| l.as_str() == broad), "{ctx}: {post:?}");
+            } else {
+                let at = |t: &str| post.iter().position(|l| l.as_str() == t);
+                assert!(
+                    at(exclusion) < at(broad),
+                    "{ctx}: exclusion must sit above docker's rule: {post:?}"
+                );
+                assert!(
+                    post[0].contains("KUBE-POSTROUTING"),
+                    "{ctx}: kube-proxy's jump stays first: {post:?}"
+                );
+            }
+
+            let (code, out, _) = podsnat_in(&a, &verify);
+            assert_eq!(code, 0, "{ctx}: verify after repair: {out}");
+            assert_eq!(
+                lab.seen("pa", "pb", "172.7.22.2"),
+                pod_a,
+                "{ctx}: pod IP after repair"
+            );
+            assert_eq!(
+                lab.seen("pa", "out", "10.9.0.2"),
+                OUTSIDE_SEEN,
+                "{ctx}: egress after repair"
+            );
+        }
+    }
+}

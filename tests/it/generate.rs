@@ -1,0 +1,135 @@
+//! The man page, completions and --version come from the clap definitions.
+
+use crate::common;
+
+use std::process::Command;
+
+use clap::CommandFactory;
+use podsnat::cli::Cli;
+
+fn podsnat(args: &[&str]) -> String {
+    let out = Command::new(common::podsnat_bin())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every visible command, as "podsnat fleet check".
+fn commands() -> Vec<String> {
+    let cli = Cli::command();
+    let mut out = Vec::new();
+    for sub in cli
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let nested: Vec<_> = sub
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help")
+            .collect();
+        if nested.is_empty() {
+            out.push(format!("podsnat {}", sub.get_name()));
+        }
+        for inner in nested {
+            out.push(format!("podsnat {} {}", sub.get_name(), inner.get_name()));
+        }
+    }
+    out
+}
+
+#[test]
+fn man_page_covers_every_command_and_renders_cleanly() {
+    let man = podsnat(&["generate", "man"]);
+    let cmds = commands();
+    assert!(cmds.len() >= 6, "{cmds:?}");
+    for c in &cmds {
+        assert!(
+            man.contains(&format!(".SH \"{}\"", c.to_uppercase())),
+            "no section for {c}"
+        );
+    }
+    for section in ["CONFIGURATION", "\"EXIT STATUS\"", "FILES", "UNITS"] {
+        assert!(
+            man.contains(&format!(".SH {section}")),
+            "no {section} section"
+        );
+    }
+    // Every option of every command is documented.
+    for flag in [
+        "--flannel-env",
+        "--no-masquerade",
+        "--random-fully",
+        "--check",
+        "--verify-timer",
+        "--repair",
+        "--prune",
+    ] {
+        assert!(man.contains(&flag.replace('-', "\\-")), "{flag} is missing");
+    }
+    if common::require(
+        "man_page_covers_every_command_and_renders_cleanly",
+        false,
+        &["groff"],
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("podsnat.8");
+        std::fs::write(&file, &man).unwrap();
+        let out = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww", "-z"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "groff: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn completions_know_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let script = podsnat(&["generate", "completion", shell]);
+        for c in commands() {
+            let last = c.rsplit(' ').next().unwrap();
+            assert!(script.contains(last), "{shell} completion lacks {c}");
+        }
+        assert!(script.contains("flannel-env"), "{shell}");
+    }
+}
+
+#[test]
+fn version_names_the_commit() {
+    let v = podsnat(&["--version"]);
+    assert!(
+        v.starts_with(&format!("podsnat {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Ok(out) = head
+        && out.status.success()
+    {
+        let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            v.contains(&format!("(commit {commit})")),
+            "{v} vs HEAD {commit}"
+        );
+    }
+}
+
+/// clap's own consistency checks on the whole command line (conflicting
+/// flags, duplicate names, bad defaults), which it otherwise runs only
+/// when a command is parsed in a debug build.
+#[test]
+fn cli_definitions_are_consistent() {
+    Cli::command().debug_assert();
+}

@@ -1,0 +1,32 @@
+//! podsnat's integration tests, one binary (one link, one run). Each module
+//! is one concern; `common` holds the helpers they share: network
+//! namespaces that clean up after themselves, the two iptables backends,
+//! requirement checks that fail (never skip), and the nspawn boot helpers.
+//! Golden cases live in `tests/cases/<case>/` with their snapshot beside them.
+
+// Test code may unwrap: a panic is a failed test with its message.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::string_slice,
+    clippy::unreachable
+)]
+
+mod common;
+
+mod ansible;
+mod boot;
+mod cases;
+mod crash;
+mod crosshost;
+mod fleet;
+mod generate;
+mod hostile;
+mod package;
+mod props;
+mod restore;
+mod unit;
+mod verify;
+mod write;

@@ -1,0 +1,381 @@
+//! The evaluator on tables shaped like the ones real components write:
+//! docker's skeleton and broad rule, flannel's FLANNEL-POSTRTG, kube-proxy's
+//! KUBE-POSTROUTING with mark 0x4000, ip-masq-agent's chain, RETURN inside a
+//! user chain, gotos and negated matches.
+
+use podsnat::config::{self, NodeSpec, RawConfig, Sources};
+use podsnat::render;
+use podsnat::rules_file;
+use podsnat::verify::{self, Report, Status};
+
+fn spec(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
+    config::load(Sources {
+        flags: RawConfig {
+            cluster_cidr: Some("172.7.0.0/16".into()),
+            pod_subnet: Some("172.7.21.0/24".into()),
+            no_masquerade: Some(no_masquerade.iter().map(|s| s.to_string()).collect()),
+            mode: Some(mode.into()),
+            ..RawConfig::default()
+        },
+        ..Sources::default()
+    })
+    .unwrap()
+}
+
+fn eval(spec: &NodeSpec, table: &str) -> Report {
+    let tables = rules_file::parse(table).unwrap();
+    verify::evaluate(spec, &tables[0])
+}
+
+/// A nat table from chain declarations and rules.
+fn table(chains: &[&str], rules: &[&str]) -> String {
+    let mut t = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
+    );
+    for c in chains {
+        t += &format!(":{c} - [0:0]\n");
+    }
+    for r in rules {
+        t += r;
+        t.push('\n');
+    }
+    t + "COMMIT\n"
+}
+
+/// podsnat's rendered rules with `extra` inserted at the top of POSTROUTING.
+fn ours_with_top(spec: &NodeSpec, chains: &[&str], extra: &[&str]) -> String {
+    let rendered = render::nat_table(spec);
+    let mut decls: Vec<String> = chains.iter().map(|c| format!(":{c} - [0:0]")).collect();
+    let mut rules: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    for l in rendered.lines() {
+        if l.starts_with(':') && !l.contains(" ACCEPT ") {
+            decls.push(l.to_owned());
+        } else if l.starts_with("-A ") {
+            rules.push(l.to_owned());
+        }
+    }
+    let mut t = String::from(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n",
+    );
+    for d in decls {
+        t += &d;
+        t.push('\n');
+    }
+    for r in rules {
+        t += &r;
+        t.push('\n');
+    }
+    t + "COMMIT\n"
+}
+
+fn status(r: &Report, check: &str) -> Status {
+    r.check(check).unwrap().status
+}
+
+fn rule_text(r: &Report, check: &str) -> String {
+    r.check(check)
+        .unwrap()
+        .rule
+        .as_ref()
+        .map(|x| x.text.clone())
+        .unwrap_or_default()
+}
+
+const BROAD: &str = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
+
+#[test]
+fn podsnat_tables_are_ok_in_both_modes() {
+    for mode in ["guard", "classic"] {
+        let s = spec(mode, &[]);
+        let r = eval(&s, &render::nat_table(&s));
+        assert_eq!(r.status, Status::Ok, "{mode}: {}", verify::text(&r));
+    }
+    let s = spec("guard", &["10.96.0.0/12", "192.168.0.0/16"]);
+    let r = eval(&s, &render::nat_table(&s));
+    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+}
+
+#[test]
+fn docker_broad_rule_above_classic_is_drift() {
+    let s = spec("classic", &[]);
+    let t = ours_with_top(&s, &[], &[BROAD]);
+    let r = eval(&s, &t);
+    assert_eq!(r.status, Status::Drift);
+    let c = r.check("pod-to-cluster").unwrap();
+    assert_eq!(c.rule.as_ref().unwrap().position, 1);
+    assert_eq!(c.rule.as_ref().unwrap().text, BROAD);
+    assert_eq!(
+        c.note.as_deref(),
+        Some("inserted above podsnat's exclusion")
+    );
+    let line = verify::text(&r);
+    assert!(
+        line.starts_with(&format!("drift: pod→cluster traffic is masqueraded by POSTROUTING rule 1: {BROAD} (inserted above podsnat's exclusion)")),
+        "{line}"
+    );
+    // Guard mode with the same rule on top is drift too: the order decides.
+    let g = spec("guard", &[]);
+    assert_eq!(
+        eval(&g, &ours_with_top(&g, &[], &[BROAD])).status,
+        Status::Drift
+    );
+    // Without podsnat's rules at all, the note says so.
+    let r = eval(&s, &table(&[], &[BROAD]));
+    assert_eq!(
+        r.check("pod-to-cluster").unwrap().note.as_deref(),
+        Some("podsnat's exclusion is missing")
+    );
+}
+
+#[test]
+fn docker_skeleton_is_understood() {
+    // addrtype and a DOCKER chain reached only from PREROUTING/OUTPUT.
+    let s = spec("guard", &[]);
+    let t = ours_with_top(
+        &s,
+        &[],
+        &[
+            "-A POSTROUTING -s 172.7.21.3/32 -d 172.7.21.3/32 -p tcp -m tcp --dport 443 -j MASQUERADE",
+        ],
+    );
+    // A docker hairpin rule for one container: its destination is in the
+    // node's own subnet (leaves through the bridge), so it decides nothing.
+    let r = eval(&s, &t);
+    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+}
+
+const FLANNEL: [&str; 6] = [
+    "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG",
+    "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment \"flanneld masq\" -j RETURN",
+    "-A FLANNEL-POSTRTG -s 172.7.0.0/16 -d 172.7.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN",
+    "-A FLANNEL-POSTRTG -s 172.7.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully",
+    "-A FLANNEL-POSTRTG ! -s 172.7.0.0/16 -d 172.7.21.0/24 -m comment --comment \"flanneld masq\" -j RETURN",
+    "-A FLANNEL-POSTRTG ! -s 172.7.0.0/16 -d 172.7.0.0/16 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully",
+];
+
+#[test]
+fn flannel_ip_masq_chain() {
+    // Alone, flannel's chain keeps pod IPs inside the cluster (a RETURN in
+    // a user chain goes back to POSTROUTING, whose policy applies).
+    let s = spec("guard", &[]);
+    let r = eval(&s, &table(&["FLANNEL-POSTRTG"], &FLANNEL));
+    assert_eq!(
+        status(&r, "pod-to-cluster"),
+        Status::Ok,
+        "{}",
+        verify::text(&r)
+    );
+    assert_eq!(status(&r, "pod-to-outside"), Status::Ok);
+    assert_eq!(rule_text(&r, "pod-to-outside"), FLANNEL[3]);
+    // But it masquerades a no_masquerade destination, and says which rule.
+    let s = spec("guard", &["10.96.0.0/12"]);
+    let r = eval(&s, &table(&["FLANNEL-POSTRTG"], &FLANNEL));
+    let c = r.check("pod-to-cluster").unwrap();
+    assert_eq!(c.status, Status::Drift);
+    assert_eq!(c.destination, "10.96.0.0/12");
+    let rule = c.rule.as_ref().unwrap();
+    assert_eq!((rule.chain.as_str(), rule.position), ("FLANNEL-POSTRTG", 3));
+    // Above podsnat's rules flannel's chain still masquerades 10.96.0.0/12
+    // before podsnat's exclusion is reached: the order decides.
+    let t = ours_with_top(&s, &["FLANNEL-POSTRTG"], &FLANNEL);
+    let r = eval(&s, &t);
+    assert_eq!(
+        r.check("pod-to-cluster").unwrap().destination,
+        "10.96.0.0/12"
+    );
+    assert_eq!(eval(&s, &t).status, Status::Drift);
+}
+
+const KUBE: [&str; 5] = [
+    "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING",
+    "-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000",
+    "-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN",
+    "-A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0",
+    "-A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully",
+];
+
+#[test]
+fn kube_proxy_mark_is_modeled() {
+    // kube-proxy on top: plain pod packets carry no mark, so it RETURNs.
+    let s = spec("guard", &[]);
+    let t = ours_with_top(&s, &["KUBE-POSTROUTING", "KUBE-MARK-MASQ"], &KUBE);
+    let r = eval(&s, &t);
+    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    // A rule that marks pod traffic makes kube-proxy masquerade it.
+    let mut marked = vec!["-A POSTROUTING -s 172.7.21.0/24 -j KUBE-MARK-MASQ"];
+    marked.extend(KUBE);
+    let t = ours_with_top(&s, &["KUBE-POSTROUTING", "KUBE-MARK-MASQ"], &marked);
+    let r = eval(&s, &t);
+    let c = r.check("pod-to-cluster").unwrap();
+    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    let rule = c.rule.as_ref().unwrap();
+    assert_eq!(
+        (rule.chain.as_str(), rule.position),
+        ("KUBE-POSTROUTING", 3)
+    );
+}
+
+#[test]
+fn ip_masq_agent_chain() {
+    let chain = [
+        "-A POSTROUTING -m comment --comment \"ip-masq-agent: ensure nat POSTROUTING directs all non-LOCAL destination traffic to our custom IP-MASQ-AGENT chain\" -m addrtype ! --dst-type LOCAL -j IP-MASQ-AGENT",
+        "-A IP-MASQ-AGENT -d 169.254.0.0/16 -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN",
+        "-A IP-MASQ-AGENT -d 10.0.0.0/8 -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN",
+        "-A IP-MASQ-AGENT -d 172.16.0.0/12 -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN",
+        "-A IP-MASQ-AGENT -d 192.168.0.0/16 -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN",
+        "-A IP-MASQ-AGENT -d 172.7.0.0/16 -m comment --comment \"ip-masq-agent: local traffic is not subject to MASQUERADE\" -j RETURN",
+        "-A IP-MASQ-AGENT -m comment --comment \"ip-masq-agent: outbound traffic is subject to MASQUERADE (must be last in chain)\" -j MASQUERADE",
+    ];
+    let s = spec("guard", &[]);
+    let r = eval(&s, &table(&["IP-MASQ-AGENT"], &chain));
+    assert_eq!(
+        status(&r, "pod-to-cluster"),
+        Status::Ok,
+        "{}",
+        verify::text(&r)
+    );
+    assert_eq!(
+        rule_text(&r, "pod-to-cluster"),
+        chain[5],
+        "the RETURN decides"
+    );
+    // Without the cluster among its nonMasqueradeCIDRs (172.7.0.0/16 is not
+    // RFC 1918), ip-masq-agent masquerades pod-to-pod traffic.
+    let mut without = chain.to_vec();
+    without.remove(5);
+    let r = eval(&s, &table(&["IP-MASQ-AGENT"], &without));
+    assert_eq!(status(&r, "pod-to-cluster"), Status::Drift);
+    assert_eq!(rule_text(&r, "pod-to-cluster"), without[5]);
+    let r = eval(&s, &table(&["IP-MASQ-AGENT"], &chain));
+    // Egress to 10.0.0.0/8 is not masqueraded by ip-masq-agent's defaults:
+    // the check finds that atom and names the RETURN that decides it.
+    let c = r.check("pod-to-outside").unwrap();
+    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(c.rule.as_ref().unwrap().text, chain[2]);
+}
+
+#[test]
+fn goto_returns_to_the_callers_caller() {
+    let s = spec("guard", &[]);
+    // With -j, RETURN comes back to POSTROUTING and the MASQUERADE after it
+    // applies; with -g, RETURN ends POSTROUTING (policy) for that packet.
+    let jump = table(
+        &["X"],
+        &[
+            "-A POSTROUTING -s 172.7.21.0/24 -j X",
+            "-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE",
+            "-A X -j RETURN",
+        ],
+    );
+    assert_eq!(status(&eval(&s, &jump), "pod-to-cluster"), Status::Drift);
+    let goto = jump.replace("-j X", "-g X");
+    let r = eval(&s, &goto);
+    assert_eq!(
+        status(&r, "pod-to-cluster"),
+        Status::Ok,
+        "{}",
+        verify::text(&r)
+    );
+    assert_eq!(status(&r, "pod-to-outside"), Status::Drift);
+}
+
+#[test]
+fn negations_and_interfaces() {
+    let s = spec("guard", &[]);
+    // Masquerading on the overlay interface only: pod→cluster through
+    // flannel.1 is masqueraded, and the report names that interface.
+    let t = ours_with_top(&s, &[], &["-A POSTROUTING -o flannel.1 -j MASQUERADE"]);
+    let r = eval(&s, &t);
+    let c = r.check("pod-to-cluster").unwrap();
+    assert_eq!(c.status, Status::Drift);
+    assert!(c.packet.contains("via flannel.1"), "{}", c.packet);
+    // `! -s` and `! -d` that exclude pod traffic decide nothing.
+    let t = ours_with_top(
+        &s,
+        &[],
+        &[
+            "-A POSTROUTING ! -s 172.7.0.0/16 -j MASQUERADE",
+            "-A POSTROUTING -s 172.7.21.0/24 ! -d 0.0.0.0/1 ! -d 128.0.0.0/1 -j MASQUERADE",
+        ],
+    );
+    assert_eq!(eval(&s, &t).status, Status::Ok);
+    // -i is the bridge for pod traffic.
+    let t = ours_with_top(&s, &[], &["-A POSTROUTING ! -i docker0 -j MASQUERADE"]);
+    assert_eq!(eval(&s, &t).status, Status::Ok);
+    let t = ours_with_top(&s, &[], &["-A POSTROUTING -i docker+ -j MASQUERADE"]);
+    assert_eq!(eval(&s, &t).status, Status::Drift);
+}
+
+#[test]
+fn unknown_matches_are_not_guessed() {
+    let s = spec("guard", &[]);
+    for rule in [
+        "-A POSTROUTING -m set --match-set cluster dst -j RETURN",
+        "-A POSTROUTING -m physdev --physdev-is-bridged -j MASQUERADE",
+        "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE",
+        "-A POSTROUTING -j CONNMARK --restore-mark",
+    ] {
+        let r = eval(&s, &ours_with_top(&s, &[], &[rule]));
+        assert_eq!(r.status, Status::Undecided, "{rule}: {}", verify::text(&r));
+        let c = r.check("pod-to-cluster").unwrap();
+        assert_eq!(c.rule.as_ref().unwrap().text, rule);
+        assert!(verify::text(&r).contains("warning: cannot decide"));
+    }
+    // A module the evaluator does not model decides nothing when another
+    // part of the rule already excludes pod traffic.
+    let t = ours_with_top(
+        &s,
+        &[],
+        &["-A POSTROUTING -s 10.0.0.0/8 -m set --match-set x dst -j MASQUERADE"],
+    );
+    assert_eq!(eval(&s, &t).status, Status::Ok);
+}
+
+#[test]
+fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
+    let s = spec("classic", &[]);
+    let classic = render::exclusion(&s);
+    let t = ours_with_top(
+        &s,
+        &[],
+        &[
+            "-A POSTROUTING -s 10.0.0.0/8 -m comment --comment \"other\" -j RETURN",
+            BROAD,
+        ],
+    );
+    let tables = rules_file::parse(&t).unwrap();
+    let plan = verify::plan_repair(&s, &tables[0]).unwrap().unwrap();
+    // Classic mode: the hand fix replaces docker's rule, which goes again.
+    assert_eq!(plan.removed, [BROAD.to_owned(), classic.clone()]);
+    assert_eq!(plan.position, 2);
+    assert_eq!(
+        plan.transaction,
+        format!(
+            "*nat\n-D {}\n-D {}\n-I POSTROUTING 2 {}\nCOMMIT\n",
+            &BROAD[3..],
+            &classic[3..],
+            &classic["-A POSTROUTING ".len()..]
+        )
+    );
+    // Guard: duplicate jumps go, PODSNAT-POSTROUTING is rewritten.
+    let g = spec("guard", &[]);
+    let jump = render::exclusion(&g);
+    let t = ours_with_top(&g, &[], &[BROAD, &jump]);
+    let tables = rules_file::parse(&t).unwrap();
+    let plan = verify::plan_repair(&g, &tables[0]).unwrap().unwrap();
+    assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
+    assert!(
+        plan.transaction.starts_with(
+            "*nat\n:PODSNAT-POSTROUTING - [0:0]\n-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\n"
+        ),
+        "{}",
+        plan.transaction
+    );
+    // No drift, no plan.
+    let ok = render::nat_table(&g);
+    assert!(
+        verify::plan_repair(&g, &rules_file::parse(&ok).unwrap()[0])
+            .unwrap()
+            .is_none()
+    );
+}
