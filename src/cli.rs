@@ -20,6 +20,7 @@ Exit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error
 const WRITE_HELP: &str = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
 const INSTALL_UNIT_HELP: &str = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flannel.service --after docker.service\n  podsnat install-unit --root /srv/images/node --no-enable\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
 const VERIFY_HELP: &str = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/iptables.nat     # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide.";
+const PIN_HELP: &str = "Examples:\n  podsnat pin --file /etc/sysconfig/iptables           # what podsnat-pin.service runs\n  podsnat pin --file /etc/iptables/rules.v4 --check    # show the --noflush transaction\n\nReads podsnat's rules from the rules file (not a config) and moves only them, in one\n`iptables-restore --noflush` transaction.\nExit codes: 0 already in place, 2 pinned (or would pin with --check), 1 error.";
 const FLEET_RENDER_HELP: &str = "Example:\n  podsnat fleet render --inventory inventory.toml --out-dir golden\n\nExit codes: 0 nothing changed, 2 files written or pruned, 1 error.";
 const FLEET_CHECK_HELP: &str = "Example (in CI):\n  podsnat fleet check --inventory inventory.toml --out-dir golden\n\nExit codes: 0 all match, 2 a file differs or a node directory is stale (diffs printed), 1 error.";
 
@@ -57,6 +58,9 @@ pub enum Command {
     /// Check, in rule order, that pod traffic to the cluster keeps its source IP and egress is masqueraded.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
+    /// Put podsnat's rules back above docker's MASQUERADE rule; runs after every docker start.
+    #[command(after_help = PIN_HELP)]
+    Pin(PinArgs),
     /// Render or check every node's golden files from one inventory.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -172,10 +176,11 @@ pub struct InstallUnitArgs {
     /// Install under this directory instead of /.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
-    /// A unit that creates the broad MASQUERADE rule; repeatable [default: flanneld.service docker.service].
+    /// A unit the boot restore runs after; repeatable [default: flanneld.service].
     #[arg(long = "after", value_name = "UNIT")]
     pub after: Vec<String>,
-    /// A unit that fills the nat table later; repeatable [default: kubelet.service kube-proxy.service].
+    /// A unit that adds its rules to the nat table later; repeatable
+    /// [default: docker.service kubelet.service kube-proxy.service].
     #[arg(long = "before", value_name = "UNIT")]
     pub before: Vec<String>,
     /// The rules file `podsnat write` keeps (absolute) [default: as for
@@ -191,11 +196,16 @@ pub struct InstallUnitArgs {
     /// Do not create the wants link (an existing one is left as it is).
     #[arg(long)]
     pub no_enable: bool,
+    /// Do not install podsnat-pin.service (after every docker start) and
+    /// podsnat-pin.timer (every minute), which put podsnat's rules back above
+    /// docker's MASQUERADE rule. Only for nodes where docker does not masquerade.
+    #[arg(long)]
+    pub no_pin: bool,
     /// Also install podsnat-verify.service (after every docker start) and
     /// podsnat-verify.timer (every 5 minutes): `podsnat verify --repair`.
     #[arg(long)]
     pub verify_timer: bool,
-    /// With --verify-timer: the podsnat binary the verify service runs.
+    /// The podsnat binary the pin and verify services run.
     #[arg(long, value_name = "PATH", default_value = paths::PODSNAT_BIN)]
     pub podsnat: String,
     /// With --verify-timer: the node's podsnat config.
@@ -203,6 +213,25 @@ pub struct InstallUnitArgs {
     pub config: String,
     #[command(flatten)]
     pub change: ChangeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The rules file `podsnat write` keeps [default: /etc/sysconfig/iptables,
+    /// or /etc/iptables/rules.v4 where /etc/sysconfig does not exist].
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Change nothing; print the transaction and exit 2 if it would pin.
+    #[arg(long)]
+    pub check: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
+    pub iptables_save: String,
+    /// The iptables-restore that applies the pin.
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
+    pub iptables_restore: String,
 }
 
 /// How a command that writes files reports: what config management needs.

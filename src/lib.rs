@@ -41,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod fleet;
 pub mod paths;
+pub mod pin;
 pub mod render;
 pub mod rules_file;
 pub mod system;

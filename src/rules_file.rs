@@ -51,6 +51,12 @@ impl Table<'_> {
         })
     }
 
+    /// Whether podsnat wrote this table: its header comment is part of the span.
+    pub fn is_podsnats(&self, text: &str) -> bool {
+        text.get(self.span.clone())
+            .is_some_and(|t| t.starts_with(OUR_HEADER))
+    }
+
     /// The rules of one chain, in order, as text.
     pub fn chain_rules(&self, chain: &str) -> Vec<&str> {
         self.rules

@@ -1,27 +1,36 @@
-//! `podsnat install-unit`: write podsnat's units (and, with
-//! `--verify-timer`, the verify service and timer) under `--root`, enable
-//! them as `systemctl enable` would, and never start them.
+//! `podsnat install-unit`: write podsnat's units under `--root` (the boot
+//! restore, the pin after every docker start and its timer, and with
+//! `--verify-timer` the verify service and timer), enable them as
+//! `systemctl enable` would, and never start them.
 
 use std::io::Write;
 
 use super::{ExitStatus, changed_status, emit, json, verb};
 use crate::cli::{Format, InstallUnitArgs};
 use crate::error::Result;
-use crate::unit::{self, UnitSpec, VerifySpec};
+use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 use crate::{paths, write};
 
 pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let spec = unit_spec(args)?;
-    let verify = args
-        .verify_timer
-        .then(|| VerifySpec::parse(&args.podsnat, &args.config, &spec.restore))
-        .transpose()?;
+    let extras = if args.no_pin && !args.verify_timer {
+        None
+    } else {
+        Some(Extras {
+            runtime: RuntimeSpec::parse(&args.podsnat, &spec.restore)?,
+            pin: !args.no_pin,
+            verify_config: args
+                .verify_timer
+                .then(|| unit::flag_path("--config", &args.config))
+                .transpose()?,
+        })
+    };
     let opts = write::Options {
         check: args.change.check,
         diff: args.change.diff,
         ..write::Options::default()
     };
-    let outcome = unit::install(&spec, verify.as_ref(), &args.root, !args.no_enable, opts)?;
+    let outcome = unit::install(&spec, extras.as_ref(), &args.root, !args.no_enable, opts)?;
     let text = match args.change.format {
         Format::Json => json(&outcome)?,
         Format::Text => {

@@ -5,6 +5,7 @@
 mod fleet;
 mod generate;
 mod install_unit;
+mod pin;
 mod render;
 mod verify;
 mod write;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use crate::cli::{Cli, Command, SpecArgs};
 use crate::config::{self, NodeSpec, RawConfig, Sources};
 use crate::error::{Error, Result};
+use crate::rules_file::{self, Table};
 
 pub use generate::{completion, man_page};
 
@@ -45,6 +47,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Write(args) => write::run(&args, &mut out),
         Command::InstallUnit(args) => install_unit::run(&args, &mut out),
         Command::Verify(args) => verify::run(&args, &mut out),
+        Command::Pin(args) => pin::run(&args, &mut out),
         Command::Fleet(cmd) => fleet::run(&cmd, &mut out),
         Command::Generate { what } => generate::run(what, &mut out),
     }
@@ -107,5 +110,20 @@ fn emit(out: &mut impl Write, text: &str) -> Result<()> {
         .map_err(|e| Error::Output {
             what: "write to stdout",
             message: e.to_string(),
+        })
+}
+
+/// The nat table of `text`, read from `source` (a file, or iptables-save).
+fn nat_table<'a>(source: &str, text: &'a str) -> Result<Table<'a>> {
+    rules_file::parse(text)
+        .map_err(|e| Error::Syntax {
+            path: source.to_owned(),
+            message: e.to_string(),
+        })?
+        .into_iter()
+        .find(|t| t.name == "nat")
+        .ok_or_else(|| Error::Invalid {
+            origin: source.to_owned(),
+            message: "has no *nat table".into(),
         })
 }

@@ -6,11 +6,10 @@ use std::io::Write;
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, load_spec};
+use super::{ExitStatus, emit, json, load_spec, nat_table};
 use crate::cli::{Format, VerifyArgs};
 use crate::config;
 use crate::error::{Error, Result};
-use crate::rules_file::{self, Table};
 use crate::system;
 use crate::verify::{self, Report, Status};
 
@@ -81,21 +80,6 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         Status::Ok => ExitStatus::Changed,
         _ => ExitStatus::Failed,
     })
-}
-
-/// The nat table of `text`, read from `source`.
-fn nat_table<'a>(source: &str, text: &'a str) -> Result<Table<'a>> {
-    rules_file::parse(text)
-        .map_err(|e| Error::Syntax {
-            path: source.to_owned(),
-            message: e.to_string(),
-        })?
-        .into_iter()
-        .find(|t| t.name == "nat")
-        .ok_or_else(|| Error::Invalid {
-            origin: source.to_owned(),
-            message: "has no *nat table".into(),
-        })
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.

@@ -3,13 +3,14 @@
 //! MASQUERADE rule and before kube-proxy. Rendering is pure; installing goes
 //! through `write::update` (files) and `atomic::symlink` (enablement).
 
+mod files;
 mod names;
 
 use std::path::{Path, PathBuf};
 
-use askama::Template;
 use serde::Serialize;
 
+pub use files::{Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, unit_files};
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;
@@ -62,137 +63,11 @@ impl UnitSpec {
     }
 }
 
-pub const DEFAULT_AFTER: [&str; 2] = ["flanneld.service", "docker.service"];
-pub const DEFAULT_BEFORE: [&str; 2] = ["kubelet.service", "kube-proxy.service"];
-pub const UNIT_NAME: &str = "podsnat.service";
-
-#[derive(Template)]
-#[template(path = "podsnat.service.in", escape = "none")]
-struct ServiceUnit<'a> {
-    version: &'static str,
-    after: String,
-    before: String,
-    file: &'a UnitPath,
-    restore: &'a UnitPath,
-}
-
-#[derive(Template)]
-#[template(path = "podsnat-verify.service.in", escape = "none")]
-struct VerifyService<'a> {
-    version: &'static str,
-    podsnat: &'a UnitPath,
-    config: &'a UnitPath,
-    save: &'a UnitPath,
-    restore: &'a UnitPath,
-}
-
-#[derive(Template)]
-#[template(path = "podsnat-verify.timer.in", escape = "none")]
-struct VerifyTimer {
-    version: &'static str,
-}
-
-/// `podsnat-verify.service` and its timer: where podsnat and its config are.
-#[derive(Debug, Clone)]
-pub struct VerifySpec {
-    pub podsnat: UnitPath,
-    pub config: UnitPath,
-    /// The iptables-save that pairs with the unit's iptables-restore.
-    pub save: UnitPath,
-}
-
-impl VerifySpec {
-    pub fn parse(podsnat: &str, config: &str, restore: &UnitPath) -> Result<Self> {
-        let path = |flag: &str, v: &str| {
-            UnitPath::parse(v).map_err(|p| Error::field(FLAGS_ORIGIN, flag, v, p))
-        };
-        // iptables-restore and iptables-save come in pairs per backend.
-        let save = restore
-            .as_str()
-            .strip_suffix("-restore")
-            .map(|stem| format!("{stem}-save"))
-            .ok_or_else(|| {
-                Error::field(
-                    FLAGS_ORIGIN,
-                    "--iptables-restore",
-                    restore.as_str(),
-                    "does not end in \"-restore\", so its iptables-save cannot be derived",
-                )
-            })?;
-        Ok(VerifySpec {
-            podsnat: path("--podsnat", podsnat)?,
-            config: path("--config", config)?,
-            save: path("--iptables-restore", &save)?,
-        })
-    }
-}
-
-fn join(list: &[UnitName]) -> String {
-    list.iter()
-        .map(|u| u.to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// askama drops a template's final newline; unit files end with one.
-fn with_newline(mut s: String) -> String {
-    s.push('\n');
-    s
-}
-
-/// One unit file podsnat installs, and the target whose `.wants`
-/// directory enables it.
-pub struct UnitFile {
-    pub name: &'static str,
-    pub text: String,
-    pub wanted_by: &'static str,
-}
-
-/// Renders podsnat.service. Pure.
-pub fn render(spec: &UnitSpec) -> String {
-    with_newline(
-        ServiceUnit {
-            version: env!("CARGO_PKG_VERSION"),
-            after: join(&spec.after),
-            before: join(&spec.before),
-            file: &spec.file,
-            restore: &spec.restore,
-        }
-        .to_string(),
-    )
-}
-
-/// Every unit file to install, rendered. Pure.
-pub fn unit_files(spec: &UnitSpec, verify: Option<&VerifySpec>) -> Vec<UnitFile> {
-    let version = env!("CARGO_PKG_VERSION");
-    let mut files = vec![UnitFile {
-        name: UNIT_NAME,
-        text: render(spec),
-        wanted_by: "multi-user.target",
-    }];
-    if let Some(v) = verify {
-        files.push(UnitFile {
-            name: "podsnat-verify.service",
-            text: with_newline(
-                VerifyService {
-                    version,
-                    podsnat: &v.podsnat,
-                    config: &v.config,
-                    save: &v.save,
-                    restore: &spec.restore,
-                }
-                .to_string(),
-            ),
-            wanted_by: "docker.service",
-        });
-        files.push(UnitFile {
-            name: "podsnat-verify.timer",
-            text: with_newline(VerifyTimer { version }.to_string()),
-            wanted_by: "timers.target",
-        });
-    }
-    files
-}
+/// After flanneld; before docker, kubelet and kube-proxy, which then build
+/// their own rules (docker's DOCKER chain and port maps, kube-proxy's
+/// chains) on top of the restored table instead of losing them to it.
+pub const DEFAULT_AFTER: [&str; 1] = ["flanneld.service"];
+pub const DEFAULT_BEFORE: [&str; 3] = ["docker.service", "kubelet.service", "kube-proxy.service"];
 
 /// An enablement link's state after (or, with `check`, before) install.
 #[derive(Debug, Clone, Serialize)]
@@ -218,7 +93,7 @@ pub struct InstallOutcome {
 /// whole-table restore at runtime would wipe kube-proxy's rules.
 pub fn install(
     spec: &UnitSpec,
-    verify: Option<&VerifySpec>,
+    extras: Option<&Extras>,
     root: &Path,
     enable: bool,
     opts: Options,
@@ -226,7 +101,7 @@ pub fn install(
     let unit_dir = paths::unit_dir(root);
     let mut units = Vec::new();
     let mut links = Vec::new();
-    for file in unit_files(spec, verify) {
+    for file in unit_files(spec, extras) {
         units.push(write::update(
             &unit_dir.join(file.name),
             opts,

@@ -66,7 +66,7 @@ fn installs_enables_and_is_idempotent() {
     assert_eq!(code(&moved), 2);
     let diff = text(&moved.stdout);
     assert!(
-        diff.contains("-After=flanneld.service docker.service\n+After=flannel.service\n"),
+        diff.contains("-After=flanneld.service\n+After=flannel.service\n"),
         "{diff}"
     );
     assert!(
@@ -188,7 +188,7 @@ fn systemd_accepts_the_unit() {
         assert!(score <= 2.5, "exposure {score} > 2.5:\n{report}");
     }
 
-    // The verify service and timer, with the podsnat under test as binary.
+    // The pin and verify services and timers, with the podsnat under test as binary.
     let tmp = tempfile::tempdir().unwrap();
     let bin = common::podsnat_bin();
     let out = install(
@@ -199,6 +199,8 @@ fn systemd_accepts_the_unit() {
     let dir = tmp.path().join("etc/systemd/system");
     for (unit, wants) in [
         ("podsnat.service", "multi-user.target.wants"),
+        ("podsnat-pin.service", "docker.service.wants"),
+        ("podsnat-pin.timer", "timers.target.wants"),
         ("podsnat-verify.service", "docker.service.wants"),
         ("podsnat-verify.timer", "timers.target.wants"),
     ] {
@@ -217,17 +219,19 @@ fn systemd_accepts_the_unit() {
             Path::new("/etc/systemd/system").join(unit)
         );
     }
-    let security = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(dir.join("podsnat-verify.service"))
-        .output()
-        .unwrap();
-    let report = text(&security.stdout);
-    assert!(
-        report.contains("Overall exposure level for podsnat-verify.service: 1.")
-            || report.contains("Overall exposure level for podsnat-verify.service: 2."),
-        "{report}"
-    );
+    for unit in ["podsnat-pin.service", "podsnat-verify.service"] {
+        let security = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes"])
+            .arg(dir.join(unit))
+            .output()
+            .unwrap();
+        let report = text(&security.stdout);
+        assert!(
+            report.contains(&format!("Overall exposure level for {unit}: 1."))
+                || report.contains(&format!("Overall exposure level for {unit}: 2.")),
+            "{report}"
+        );
+    }
 
     // The check can fail: a unit that runs a missing binary does not verify.
     let tmp = tempfile::tempdir().unwrap();

@@ -1,0 +1,243 @@
+//! The pin: after every docker start, podsnat's rules go back above docker's
+//! broad MASQUERADE rule, in one `iptables-restore --noflush` transaction
+//! that touches nothing but podsnat's own rules. Pure: it plans from two
+//! tables, the one in the rules file and the live one.
+//!
+//! Why it is needed (measured with the real dockerd): every docker start
+//! with a stored bridge network deletes docker's broad rule (the first copy,
+//! which in guard mode is podsnat's) and inserts it again at position 1,
+//! above podsnat's exclusion. Only the first start ever leaves it alone.
+//!
+//! It reads podsnat's rules from the rules file, not from a config, so a
+//! node needs nothing that `write` (or a fleet's golden file) did not put
+//! there: the file's POSTROUTING rules are podsnat's, as is its chain
+//! PODSNAT-POSTROUTING. In classic mode the file has one `! -d` rule and
+//! docker's broad rule is what shadows it, so the pin deletes docker's rule
+//! (the hand fix); in guard mode docker's rule is part of podsnat's block.
+
+use serde::Serialize;
+
+use crate::render::OWN_CHAIN;
+use crate::rules_file::Table;
+
+/// podsnat's rules, as the rules file has them.
+#[derive(Debug, Clone)]
+pub struct Ours<'a> {
+    /// POSTROUTING rules, in order; the first is the exclusion.
+    postrouting: Vec<&'a str>,
+    /// PODSNAT-POSTROUTING's rules, if the file declares the chain.
+    own_chain: Option<Vec<&'a str>>,
+    /// Rules that shadow the exclusion and go without replacement: docker's
+    /// broad rule in classic mode.
+    shadows: Vec<String>,
+}
+
+/// Reads podsnat's rules from the nat table of the rules file `text`.
+pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, String> {
+    if !nat.is_podsnats(text) {
+        return Err("its nat table was not written by podsnat (no \"# podsnat\" header above *nat); run `podsnat write` first".into());
+    }
+    let chain = |name: &str| -> Vec<&'a str> {
+        nat.rules
+            .iter()
+            .filter(|r| r.chain == name)
+            .map(|r| r.text)
+            .collect()
+    };
+    let postrouting = chain("POSTROUTING");
+    if postrouting.is_empty() {
+        return Err("its nat table has no POSTROUTING rule".into());
+    }
+    let own_chain = nat.chains.contains(&OWN_CHAIN).then(|| chain(OWN_CHAIN));
+    let shadows = match own_chain {
+        Some(_) => Vec::new(),
+        None => postrouting
+            .iter()
+            .filter_map(|r| classic_shadow(r))
+            .collect(),
+    };
+    Ok(Ours {
+        postrouting,
+        own_chain,
+        shadows,
+    })
+}
+
+/// Docker's broad rule that shadows a classic `! -d` rule: the same rule
+/// without `! -d NET` and without `--random-fully`.
+fn classic_shadow(rule: &str) -> Option<String> {
+    let words: Vec<&str> = rule.split(' ').collect();
+    let at = words.windows(2).position(|w| w == ["!", "-d"])?;
+    let kept: Vec<&str> = words
+        .iter()
+        .enumerate()
+        .filter(|(i, w)| !(at..at + 3).contains(i) && **w != "--random-fully")
+        .map(|(_, w)| *w)
+        .collect();
+    Some(kept.join(" "))
+}
+
+/// The transaction that pins podsnat's rules, and what it moves.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pin {
+    /// The restore input, `*nat` ... `COMMIT`.
+    pub transaction: String,
+    /// Where podsnat's POSTROUTING block goes (1-based).
+    pub position: usize,
+    /// Live rules it deletes: podsnat's out-of-place copies and docker's
+    /// shadowing ones.
+    pub removed: Vec<String>,
+}
+
+/// Plans the pin against the live nat table. `None` when podsnat's rules
+/// already stand where they belong, so a second run changes nothing.
+///
+/// podsnat's block goes where its exclusion was (kube-proxy's jump, which
+/// kube-proxy inserts on top after boot, stays above it), or, where the
+/// exclusion is gone, where the first of its rules or docker's was; with
+/// none of them live, at the end of POSTROUTING.
+pub fn plan(ours: &Ours<'_>, live: &Table<'_>) -> Option<Pin> {
+    let live_post = live.chain_rules("POSTROUTING");
+    let exclusion = ours.postrouting.first().copied().unwrap_or_default();
+    let is_ours = |r: &str| ours.postrouting.contains(&r) || ours.shadows.iter().any(|s| s == r);
+    let mut kept: Vec<&str> = Vec::with_capacity(live_post.len());
+    let mut removed = Vec::new();
+    let (mut at_exclusion, mut at_first) = (None, None);
+    for r in &live_post {
+        if is_ours(r) {
+            if *r == exclusion {
+                at_exclusion.get_or_insert(kept.len());
+            }
+            at_first.get_or_insert(kept.len());
+            removed.push((*r).to_owned());
+        } else {
+            kept.push(r);
+        }
+    }
+    let at = at_exclusion.or(at_first).unwrap_or(kept.len());
+    let mut want = kept.clone();
+    want.splice(at..at, ours.postrouting.iter().copied());
+    let chain_ok = match &ours.own_chain {
+        None => true,
+        Some(rules) => live.chains.contains(&OWN_CHAIN) && live.chain_rules(OWN_CHAIN) == *rules,
+    };
+    if want == live_post && chain_ok {
+        return None;
+    }
+
+    let mut tx = String::from("*nat\n");
+    if let Some(rules) = &ours.own_chain {
+        // Declaring a user chain under --noflush empties it (both
+        // backends), so its rules are exactly the file's afterwards.
+        tx += &format!(":{OWN_CHAIN} - [0:0]\n");
+        for r in rules {
+            tx += r;
+            tx.push('\n');
+        }
+    }
+    for r in &removed {
+        tx += &format!("-D {}\n", r.trim_start_matches("-A "));
+    }
+    for (i, r) in ours.postrouting.iter().enumerate() {
+        tx += &format!(
+            "-I POSTROUTING {} {}\n",
+            at + 1 + i,
+            r.trim_start_matches("-A POSTROUTING ")
+        );
+    }
+    tx += "COMMIT\n";
+    Some(Pin {
+        transaction: tx,
+        position: at + 1,
+        removed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules_file::parse;
+
+    const GUARD: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n:PODSNAT-POSTROUTING - [0:0]\n\
+        -A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n\
+        -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE\n\
+        -A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\nCOMMIT\n";
+    const CLASSIC: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n\
+        -A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE --random-fully\nCOMMIT\n";
+    const JUMP: &str = "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING";
+    const BROAD: &str = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
+    const KUBE: &str =
+        "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING";
+
+    fn live(post: &[&str], own: bool) -> String {
+        let mut t = String::from("*nat\n:POSTROUTING ACCEPT [0:0]\n:KUBE-POSTROUTING - [0:0]\n");
+        if own {
+            t += ":PODSNAT-POSTROUTING - [0:0]\n";
+        }
+        for r in post {
+            t += r;
+            t.push('\n');
+        }
+        if own {
+            t += "-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\n";
+        }
+        t + "COMMIT\n"
+    }
+
+    fn pin(file: &str, live_text: &str) -> Option<Pin> {
+        let f = parse(file).unwrap();
+        let ours = ours(file, &f[0]).unwrap();
+        plan(&ours, &parse(live_text).unwrap()[0])
+    }
+
+    #[test]
+    fn after_a_docker_start_the_block_goes_back_where_the_exclusion_was() {
+        // docker deleted its rule (podsnat's copy) and inserted it on top,
+        // above kube-proxy's jump.
+        let p = pin(GUARD, &live(&[BROAD, KUBE, JUMP], true)).unwrap();
+        assert_eq!(p.position, 2);
+        assert_eq!(p.removed, [BROAD, JUMP]);
+        assert!(
+            p.transaction
+                .contains(&format!("-I POSTROUTING 2 {}", &JUMP[15..]))
+        );
+        assert!(
+            p.transaction
+                .contains(&format!("-I POSTROUTING 3 {}", &BROAD[15..]))
+        );
+        // Already in place: nothing to do.
+        assert!(pin(GUARD, &live(&[KUBE, JUMP, BROAD], true)).is_none());
+    }
+
+    #[test]
+    fn a_missing_chain_or_exclusion_is_put_back() {
+        let p = pin(GUARD, &live(&[BROAD], false)).unwrap();
+        assert!(
+            p.transaction
+                .starts_with("*nat\n:PODSNAT-POSTROUTING - [0:0]\n-A PODSNAT-POSTROUTING")
+        );
+        assert_eq!(p.position, 1);
+        let p = pin(GUARD, &live(&[KUBE], true)).unwrap();
+        assert_eq!(p.position, 2, "{}", p.transaction);
+    }
+
+    #[test]
+    fn classic_pin_deletes_dockers_rule() {
+        let classic = "-A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE --random-fully";
+        let p = pin(CLASSIC, &live(&[BROAD, classic], false)).unwrap();
+        assert_eq!(p.removed, [BROAD, classic]);
+        assert_eq!(p.position, 1);
+        assert!(pin(CLASSIC, &live(&[classic], false)).is_none());
+    }
+
+    #[test]
+    fn a_file_podsnat_did_not_write_is_refused() {
+        let text = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
+        let t = parse(text).unwrap();
+        assert!(
+            ours(text, &t[0])
+                .unwrap_err()
+                .contains("not written by podsnat")
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The unit files, rendered from `units/*.in`: podsnat.service (the boot
+//! restore), podsnat-pin.service and its timer (after every docker start),
+//! podsnat-verify.service and its timer (optional). Pure.
+
+use askama::Template;
+
+use super::{UnitName, UnitPath, UnitSpec};
+use crate::config::FLAGS_ORIGIN;
+use crate::error::{Error, Result};
+
+pub const UNIT_NAME: &str = "podsnat.service";
+
+#[derive(Template)]
+#[template(path = "podsnat.service.in", escape = "none")]
+struct ServiceUnit<'a> {
+    version: &'static str,
+    after: String,
+    before: String,
+    file: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-verify.service.in", escape = "none")]
+struct VerifyService<'a> {
+    version: &'static str,
+    podsnat: &'a UnitPath,
+    config: &'a UnitPath,
+    save: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-verify.timer.in", escape = "none")]
+struct VerifyTimer {
+    version: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-pin.service.in", escape = "none")]
+struct PinService<'a> {
+    version: &'static str,
+    podsnat: &'a UnitPath,
+    file: &'a UnitPath,
+    save: &'a UnitPath,
+    restore: &'a UnitPath,
+}
+
+#[derive(Template)]
+#[template(path = "podsnat-pin.timer.in", escape = "none")]
+struct PinTimer {
+    version: &'static str,
+}
+
+/// What the units that run podsnat itself (the pin, verify) need: the
+/// binary, and the iptables-save that pairs with the boot unit's restore.
+#[derive(Debug, Clone)]
+pub struct RuntimeSpec {
+    pub podsnat: UnitPath,
+    pub save: UnitPath,
+}
+
+/// The units beside podsnat.service: podsnat-pin.service and its timer
+/// (the default), podsnat-verify.service and its timer (`--verify-timer`,
+/// with the node's config).
+#[derive(Debug, Clone)]
+pub struct Extras {
+    pub runtime: RuntimeSpec,
+    pub pin: bool,
+    pub verify_config: Option<UnitPath>,
+}
+
+/// A path given with `flag` on the command line.
+pub fn flag_path(flag: &str, v: &str) -> Result<UnitPath> {
+    UnitPath::parse(v).map_err(|p| Error::field(FLAGS_ORIGIN, flag, v, p))
+}
+
+impl RuntimeSpec {
+    pub fn parse(podsnat: &str, restore: &UnitPath) -> Result<Self> {
+        // iptables-restore and iptables-save come in pairs per backend.
+        let save = restore
+            .as_str()
+            .strip_suffix("-restore")
+            .map(|stem| format!("{stem}-save"))
+            .ok_or_else(|| {
+                Error::field(
+                    FLAGS_ORIGIN,
+                    "--iptables-restore",
+                    restore.as_str(),
+                    "does not end in \"-restore\", so its iptables-save cannot be derived",
+                )
+            })?;
+        Ok(RuntimeSpec {
+            podsnat: flag_path("--podsnat", podsnat)?,
+            save: flag_path("--iptables-restore", &save)?,
+        })
+    }
+}
+
+fn join(list: &[UnitName]) -> String {
+    list.iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// askama drops a template's final newline; unit files end with one.
+fn with_newline(mut s: String) -> String {
+    s.push('\n');
+    s
+}
+
+/// One unit file podsnat installs, and the target whose `.wants`
+/// directory enables it.
+pub struct UnitFile {
+    pub name: &'static str,
+    pub text: String,
+    pub wanted_by: &'static str,
+}
+
+/// Renders podsnat.service. Pure.
+pub fn render(spec: &UnitSpec) -> String {
+    with_newline(
+        ServiceUnit {
+            version: env!("CARGO_PKG_VERSION"),
+            after: join(&spec.after),
+            before: join(&spec.before),
+            file: &spec.file,
+            restore: &spec.restore,
+        }
+        .to_string(),
+    )
+}
+
+/// Every unit file to install, rendered. Pure.
+pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut files = vec![UnitFile {
+        name: UNIT_NAME,
+        text: render(spec),
+        wanted_by: "multi-user.target",
+    }];
+    let Some(x) = extras else {
+        return files;
+    };
+    let rt = &x.runtime;
+    if x.pin {
+        files.push(UnitFile {
+            name: "podsnat-pin.service",
+            text: with_newline(
+                PinService {
+                    version,
+                    podsnat: &rt.podsnat,
+                    file: &spec.file,
+                    save: &rt.save,
+                    restore: &spec.restore,
+                }
+                .to_string(),
+            ),
+            wanted_by: "docker.service",
+        });
+        files.push(UnitFile {
+            name: "podsnat-pin.timer",
+            text: with_newline(PinTimer { version }.to_string()),
+            wanted_by: "timers.target",
+        });
+    }
+    if let Some(config) = &x.verify_config {
+        files.push(UnitFile {
+            name: "podsnat-verify.service",
+            text: with_newline(
+                VerifyService {
+                    version,
+                    podsnat: &rt.podsnat,
+                    config,
+                    save: &rt.save,
+                    restore: &spec.restore,
+                }
+                .to_string(),
+            ),
+            wanted_by: "docker.service",
+        });
+        files.push(UnitFile {
+            name: "podsnat-verify.timer",
+            text: with_newline(VerifyTimer { version }.to_string()),
+            wanted_by: "timers.target",
+        });
+    }
+    files
+}
