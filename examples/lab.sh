@@ -15,6 +15,7 @@
 # Usage (as root; settings come from the environment):
 #   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] lab.sh up
 #   LAB=x lab.sh probe FROM_NS TO_NS TO_IP    # prints the source address TO_NS saw
+#   LAB=x lab.sh http FROM_NS IP PORT         # prints the last line of an HTTP GET
 #   LAB=x lab.sh down
 # Pod subnets must be /24s: the gateway is .1 and the pod is .2.
 set -euo pipefail
@@ -28,7 +29,14 @@ base() {
   [[ $1 =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || { echo "lab.sh: $1 is not a x.y.z.0/24 subnet" >&2; exit 1; }
   echo "${BASH_REMATCH[1]}"
 }
-in_ns() { ip netns exec "$LAB-$1" "${@:2}"; }
+# A lab host by name (a, b, pa, pb, out), or any process's network
+# namespace as pid:PID (a docker container's, say).
+in_ns() {
+  case $1 in
+    pid:*) nsenter -t "${1#pid:}" -n "${@:2}" ;;
+    *) ip netns exec "$LAB-$1" "${@:2}" ;;
+  esac
+}
 
 up() {
   : "${BRIDGE:?}" "${SUBNET_A:?}" "${SUBNET_B:?}"
@@ -49,6 +57,11 @@ up() {
     in_ns $host ip addr add "$node/24" dev eth0
     in_ns $host ip link set eth0 up
     in_ns $host ip link add "$BRIDGE" type bridge
+    # A fixed MAC, as docker gives the bridge it creates: otherwise the
+    # bridge takes its ports' lowest MAC, which changes when docker
+    # recreates a container's veth, and the pod's ARP entry for the
+    # gateway goes stale for seconds.
+    in_ns $host ip link set "$BRIDGE" address "02:00:00:00:00:0$([[ $host == a ]] && echo 1 || echo 2)"
     in_ns $host ip addr add "$net.1/24" dev "$BRIDGE"
     in_ns $host ip link set "$BRIDGE" up
     in_ns $host ip link set veth-pod master "$BRIDGE" up
@@ -84,6 +97,13 @@ probe() {
   echo "${seen:-none}"
 }
 
+# An HTTP GET from FROM to IP:PORT; prints the body's last line, or "none".
+http() {
+  local body
+  body=$(printf 'GET / HTTP/1.0\r\n\r\n' | in_ns "$1" timeout 5 socat -T 3 - "TCP:$2:$3,connect-timeout=3" 2>/dev/null | tail -n 1 || true)
+  echo "${body:-none}"
+}
+
 down() {
   for ns in a b pa pb out; do ip netns del "$LAB-$ns" 2>/dev/null || true; done
 }
@@ -91,6 +111,7 @@ down() {
 case "${1:-}" in
   up) up ;;
   probe) probe "$2" "$3" "$4" ;;
+  http) http "$2" "$3" "$4" ;;
   down) down ;;
-  *) sed -n '2,21p' "$0" >&2; exit 1 ;;
+  *) sed -n '2,20p' "$0" >&2; exit 1 ;;
 esac

@@ -10,6 +10,7 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::lab::Lab;
 use crate::common::{BACKENDS, Backend};
 
 const NODE_A: &str = "10.4.7.21";
@@ -32,66 +33,6 @@ impl Setup {
     }
 }
 
-/// The lab's namespaces, deleted on drop even when an assertion fails.
-struct Lab {
-    name: String,
-    env: Vec<(&'static str, String)>,
-}
-
-fn lab_sh() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/lab.sh"))
-}
-
-impl Lab {
-    fn up(s: &Setup, tag: &str) -> Lab {
-        let mut env = vec![
-            ("BRIDGE", s.bridge.to_owned()),
-            ("SUBNET_A", s.subnet_a.to_owned()),
-            ("SUBNET_B", s.subnet_b.to_owned()),
-        ];
-        if let Some(extra) = s.extra {
-            env.push(("EXTRA", extra.to_owned()));
-        }
-        let lab = Lab {
-            name: format!("psx{}{tag}", std::process::id()),
-            env,
-        };
-        let out = lab.run(&["up"]);
-        assert!(
-            out.status.success(),
-            "lab up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        lab
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::new("bash")
-            .arg(lab_sh())
-            .args(args)
-            .env("LAB", &self.name)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap()
-    }
-
-    fn ns(&self, host: &str) -> String {
-        format!("{}-{host}", self.name)
-    }
-
-    /// The source address `to` saw for a TCP connection from `from`.
-    fn seen(&self, from: &str, to: &str, ip: &str) -> String {
-        let out = self.run(&["probe", from, to, ip]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.run(&["down"]);
-    }
-}
-
 fn expect(step: &str, seen: &str, want: &str, why: &str) {
     assert_eq!(
         seen, want,
@@ -101,7 +42,7 @@ fn expect(step: &str, seen: &str, want: &str, why: &str) {
 
 fn cross_host(s: &Setup, backend: &Backend, tag: &str) {
     let ctx = format!("{} [{}]", s.name, backend.name);
-    let lab = Lab::up(s, tag);
+    let lab = Lab::up(s.bridge, s.subnet_a, s.subnet_b, s.extra, tag);
     let (a, pod_a, pod_b) = (lab.ns("a"), Setup::pod(s.subnet_a), Setup::pod(s.subnet_b));
 
     // Step 1, the problem: the broad rule masquerades pod-to-pod traffic.
@@ -267,44 +208,6 @@ fn demo_shows_the_fix() {
     assert!(!table.contains("MISMATCH"), "{table}");
 }
 
-/// kube-proxy-style rules that were there before the drift: a jump on top
-/// of POSTROUTING into KUBE-POSTROUTING and a KUBE-SERVICES chain with a few
-/// hundred service rules. A repair must leave them byte for byte.
-fn kube_proxy_rules(services: usize) -> String {
-    let mut t = String::from(
-        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n\
-         -I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-         -I OUTPUT 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
-         -I POSTROUTING 1 -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
-         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
-         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
-         -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
-         -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n",
-    );
-    for i in 0..services {
-        t += &format!(
-            "-A KUBE-SERVICES -d 10.96.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
-            i / 250,
-            i % 250 + 1
-        );
-    }
-    t + "COMMIT\n"
-}
-
-/// iptables-save output without its timestamp comments and with the
-/// policy counters zeroed: the legacy backend resets the built-in chains'
-/// counters on any change at all, even a plain `iptables -I` (measured).
-fn saved(ns: &str, backend: &Backend) -> Vec<String> {
-    common::ok_in(ns, backend.save, &["-t", "nat"])
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
-            (true, Some(i)) => format!("{} [0:0]", &l[..i]),
-            _ => l.to_owned(),
-        })
-        .collect()
-}
-
 fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String, String) {
     let out = common::exec_in(ns, common::podsnat_bin(), args);
     (
@@ -343,7 +246,13 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
     for (j, backend) in BACKENDS.iter().enumerate() {
         for mode in ["classic", "guard"] {
             let ctx = format!("{mode} [{}]", backend.name);
-            let lab = Lab::up(&s, &format!("v{j}{}", &mode[..1]));
+            let lab = Lab::up(
+                s.bridge,
+                s.subnet_a,
+                s.subnet_b,
+                None,
+                &format!("v{j}{}", &mode[..1]),
+            );
             let a = lab.ns("a");
             let tmp = tempfile::tempdir().unwrap();
             let file = tmp.path().join("iptables");
@@ -365,7 +274,7 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
             assert_eq!(code, 2, "{ctx}: {err}");
             common::ok_in(&a, backend.restore, &["-w", "5", "-T", "nat", f]);
             let kube = tmp.path().join("kube");
-            std::fs::write(&kube, kube_proxy_rules(300)).unwrap();
+            std::fs::write(&kube, common::kube_proxy_rules(300)).unwrap();
             common::ok_in(
                 &a,
                 backend.restore,
@@ -432,14 +341,14 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
                 "{ctx}: expected «{want}» in:\n{out}"
             );
 
-            let before = saved(&a, backend);
+            let before = common::saved(&a, backend);
             let mut check = verify.to_vec();
             check.extend(["--repair", "--check"]);
             let (code, out, _) = podsnat_in(&a, &check);
             assert_eq!(code, 2, "{ctx}: {out}");
             assert!(out.contains("would repair with"), "{out}");
             assert_eq!(
-                saved(&a, backend),
+                common::saved(&a, backend),
                 before,
                 "{ctx}: --repair --check changed the table"
             );
@@ -448,7 +357,7 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
             repair.push("--repair");
             let (code, out, err) = podsnat_in(&a, &repair);
             assert_eq!(code, 2, "{ctx}: repair: {out}{err}");
-            let after = saved(&a, backend);
+            let after = common::saved(&a, backend);
             // Only podsnat's lines changed: every other line is the same, in
             // the same order, the KUBE-SERVICES rules among them.
             let ours =

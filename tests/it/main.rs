@@ -21,6 +21,7 @@ mod boot;
 mod cases;
 mod crash;
 mod crosshost;
+mod docker;
 mod fleet;
 mod generate;
 mod hostile;

@@ -2,6 +2,8 @@
 //! cleans up after itself, the two iptables backends, and the root check.
 
 pub mod boot;
+pub mod dockerd;
+pub mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -196,4 +198,42 @@ pub fn docker_restart(ns: &str, backend: &Backend, subnet: &str, bridge: &str) {
         insert.extend(rule);
         ok_in(ns, backend.iptables, &insert);
     }
+}
+
+/// kube-proxy-style rules that were there before the drift: a jump on top
+/// of POSTROUTING into KUBE-POSTROUTING and a KUBE-SERVICES chain with a few
+/// hundred service rules. A repair must leave them byte for byte.
+pub fn kube_proxy_rules(services: usize) -> String {
+    let mut t = String::from(
+        "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n\
+         -I PREROUTING 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I OUTPUT 1 -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+         -I POSTROUTING 1 -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING\n\
+         -A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n\
+         -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
+         -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
+         -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n",
+    );
+    for i in 0..services {
+        t += &format!(
+            "-A KUBE-SERVICES -d 10.96.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
+            i / 250,
+            i % 250 + 1
+        );
+    }
+    t + "COMMIT\n"
+}
+
+/// iptables-save output without its timestamp comments and with the
+/// policy counters zeroed: the legacy backend resets the built-in chains'
+/// counters on any change at all, even a plain `iptables -I` (measured).
+pub fn saved(ns: &str, backend: &Backend) -> Vec<String> {
+    ok_in(ns, backend.save, &["-t", "nat"])
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match (l.starts_with(':'), l.rfind(" [")) {
+            (true, Some(i)) => format!("{} [0:0]", &l[..i]),
+            _ => l.to_owned(),
+        })
+        .collect()
 }

@@ -1,0 +1,362 @@
+//! The central promise with the real dockerd (Debian's docker.io) on host A
+//! of the two-host lab: pod traffic to another host keeps the pod source
+//! IP at boot and after real docker restarts, egress is still masqueraded,
+//! a restart-policy container's published port answers from another host,
+//! and kube-proxy-style rules stay as they were.
+//!
+//! A node is set up as a real one looks: docker's stored state (dockerd ran
+//! once with a `--restart always -p` container and was stopped), then a
+//! "reboot" (the nat table emptied), then the boot order of the units:
+//! podsnat.service's restore, dockerd, podsnat-pin.service (`podsnat pin`),
+//! then kube-proxy's rules. Each docker restart is followed by the pin, as
+//! podsnat-pin.service (WantedBy=docker.service) does on a node.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::dockerd::{Dockerd, IMAGE};
+use crate::common::lab::Lab;
+use crate::common::{self, BACKENDS, Backend};
+
+const NODE_A: &str = "10.4.7.21";
+const OUTSIDE_SEEN: &str = "10.9.0.1"; // host A's address on the outside link
+const RESTARTS: usize = 3;
+const HOST_PORT: &str = "8080";
+
+/// A node's settings: held-out in the sense that the two differ in every
+/// value podsnat reads.
+struct Node {
+    cluster: &'static str,
+    bridge: &'static str,
+    subnet_a: &'static str,
+    subnet_b: &'static str,
+}
+
+const EXAMPLE: Node = Node {
+    cluster: "172.7.0.0/16",
+    bridge: "docker0",
+    subnet_a: "172.7.21.0/24",
+    subnet_b: "172.7.22.0/24",
+};
+
+const OTHER: Node = Node {
+    cluster: "10.244.0.0/16",
+    bridge: "cni0",
+    subnet_a: "10.244.1.0/24",
+    subnet_b: "10.244.2.0/24",
+};
+
+/// Where the boot restore runs relative to docker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Order {
+    /// podsnat.service as installed: Before=docker.service.
+    BeforeDocker,
+    /// The old After=docker.service ordering.
+    AfterDocker,
+}
+
+fn pod(subnet: &str) -> String {
+    subnet.replace(".0/24", ".2")
+}
+
+fn tools() -> Vec<&'static str> {
+    vec![
+        "dockerd",
+        "docker",
+        "containerd",
+        "runc",
+        "busybox",
+        "nsenter",
+        "socat",
+        "ss",
+        "timeout",
+        "tar",
+        "pkill",
+    ]
+}
+
+/// `podsnat ARGS` inside `ns`: exit code and stdout+stderr.
+fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
+    let out = common::exec_in(ns, common::podsnat_bin(), args);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+struct Run<'a> {
+    node: &'a Node,
+    backend: &'a Backend,
+    lab: Lab,
+    docker: Dockerd,
+    file: String,
+    spec: Vec<String>,
+    /// kube-proxy's rules as they were after boot.
+    kube: Vec<String>,
+    ctx: String,
+}
+
+impl Run<'_> {
+    fn a(&self) -> String {
+        self.lab.ns("a")
+    }
+
+    fn verify(&self) -> (i32, String) {
+        let mut args = vec!["verify".to_owned()];
+        args.extend(self.spec.iter().cloned());
+        args.extend(["--iptables-save".to_owned(), self.backend.save.to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        podsnat_in(&self.a(), &args)
+    }
+
+    /// What podsnat-pin.service runs; returns its exit code and duration.
+    fn pin(&self) -> (i32, Duration) {
+        let t = Instant::now();
+        let (code, out) = podsnat_in(
+            &self.a(),
+            &[
+                "pin",
+                "--file",
+                &self.file,
+                "--iptables-save",
+                self.backend.save,
+                "--iptables-restore",
+                self.backend.restore,
+            ],
+        );
+        assert!(code == 0 || code == 2, "{}: pin failed: {out}", self.ctx);
+        (code, t.elapsed())
+    }
+
+    fn restore_file(&self) {
+        common::ok_in(
+            &self.a(),
+            self.backend.restore,
+            &["-w", "5", "-T", "nat", &self.file],
+        );
+    }
+
+    fn container(&self) -> (String, String) {
+        let f = "{{.NetworkSettings.IPAddress}} {{.State.Pid}}";
+        let out = self.docker.ok(&["inspect", "-f", f, "web"]);
+        let (ip, pid) = out.split_once(' ').unwrap();
+        (ip.to_owned(), pid.to_owned())
+    }
+
+    /// The whole ruleset and docker's log, for a failure message.
+    fn dump(&self) -> String {
+        format!(
+            "{}\n{}",
+            common::ok_in(&self.a(), self.backend.save, &[]),
+            self.docker.log()
+        )
+    }
+
+    /// Every promise, after boot or after a restart.
+    fn check(&self, step: &str, port_map_expected: bool) {
+        let ctx = format!("{} {step}", self.ctx);
+        let (pod_a, pod_b) = (pod(self.node.subnet_a), pod(self.node.subnet_b));
+        assert_eq!(
+            self.lab.seen("pa", "pb", &pod_b),
+            pod_a,
+            "{ctx}: pod B must see pod A's IP\n{}",
+            self.dump()
+        );
+        let (ip, pid) = self.container();
+        assert_eq!(
+            self.lab.seen(&format!("pid:{pid}"), "pb", &pod_b),
+            ip,
+            "{ctx}: pod B must see the container's IP\n{}",
+            self.dump()
+        );
+        assert_eq!(
+            self.lab.seen("pa", "out", "10.9.0.2"),
+            OUTSIDE_SEEN,
+            "{ctx}: the outside host must see host A's IP"
+        );
+        let answer = self.lab.http("b", NODE_A, HOST_PORT);
+        if port_map_expected {
+            assert_eq!(
+                answer, "hello from the container",
+                "{ctx}: the published port must answer from host B"
+            );
+        } else {
+            assert_eq!(answer, "none", "{ctx}: the port map should be gone");
+        }
+        let kube = kube_lines(&self.a(), self.backend);
+        assert_eq!(kube, self.kube, "{ctx}: kube-proxy's rules changed");
+        let (code, out) = self.verify();
+        assert_eq!(code, 0, "{ctx}: podsnat verify: {out}");
+    }
+}
+
+fn kube_lines(ns: &str, backend: &Backend) -> Vec<String> {
+    common::saved(ns, backend)
+        .into_iter()
+        .filter(|l| l.contains("KUBE"))
+        .collect()
+}
+
+fn real_node(node: &Node, backend: &Backend, order: Order, tag: &str) -> Vec<Duration> {
+    let ctx = format!("[{} {} {order:?}]", node.bridge, backend.name);
+    let lab = Lab::up(node.bridge, node.subnet_a, node.subnet_b, None, tag);
+    let a = lab.ns("a");
+    let fixed = node.subnet_a.replace(".0/24", ".128/25");
+    let docker = Dockerd::new(
+        &a,
+        backend,
+        &["--bridge", node.bridge, "--fixed-cidr", &fixed],
+    );
+
+    // docker's stored state: a first start, a restart-policy container with
+    // a published port, a stop. Then a reboot empties the nat table.
+    docker.start();
+    docker.import_busybox();
+    docker.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        "-p",
+        &format!("{HOST_PORT}:80"),
+        IMAGE,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    docker.stop();
+    for args in [["-t", "nat", "-F"], ["-t", "nat", "-X"]] {
+        common::ok_in(&a, backend.iptables, &args);
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("iptables").display().to_string();
+    let spec: Vec<String> = [
+        "--cluster-cidr",
+        node.cluster,
+        "--pod-subnet",
+        node.subnet_a,
+        "--bridge",
+        node.bridge,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut write: Vec<&str> = vec![
+        "write",
+        "--output",
+        &file,
+        "--iptables-restore",
+        backend.restore,
+    ];
+    write.extend(spec.iter().map(String::as_str));
+    let (code, out) = podsnat_in(&a, &write);
+    assert_eq!(code, 2, "{ctx}: podsnat write: {out}");
+
+    let mut run = Run {
+        node,
+        backend,
+        lab,
+        docker,
+        file,
+        spec,
+        kube: Vec::new(),
+        ctx,
+    };
+
+    // Boot.
+    match order {
+        Order::BeforeDocker => {
+            run.restore_file();
+            run.docker.start();
+        }
+        Order::AfterDocker => {
+            run.docker.start();
+            run.restore_file();
+        }
+    }
+    let (code, verify) = run.verify();
+    if order == Order::BeforeDocker {
+        // docker's start really did move its rule above podsnat's exclusion.
+        assert_eq!(
+            code, 2,
+            "{}: drift expected before the pin: {verify}",
+            run.ctx
+        );
+    }
+    run.pin();
+    let kube = Path::new(tmp.path()).join("kube");
+    std::fs::write(&kube, common::kube_proxy_rules(50)).unwrap();
+    common::ok_in(
+        &run.a(),
+        backend.restore,
+        &["-w", "5", "--noflush", kube.to_str().unwrap()],
+    );
+    run.kube = kube_lines(&run.a(), backend);
+    assert!(run.kube.len() > 50, "{}: {:?}", run.ctx, run.kube);
+    // A whole-table restore after docker deletes the port maps docker just
+    // made; before docker, docker makes them on top of the restored table.
+    run.check("after boot", order == Order::BeforeDocker);
+
+    let mut pins = Vec::new();
+    for i in 1..=RESTARTS {
+        run.docker.stop();
+        run.docker.start();
+        let (code, verify) = run.verify();
+        assert_eq!(
+            code, 2,
+            "{}: restart {i}: docker's start must move its rule on top again: {verify}",
+            run.ctx
+        );
+        let (code, took) = run.pin();
+        assert_eq!(
+            code, 2,
+            "{}: restart {i}: the pin must move podsnat's rules",
+            run.ctx
+        );
+        pins.push(took);
+        assert_eq!(run.pin().0, 0, "{}: a second pin changes nothing", run.ctx);
+        run.check(&format!("after restart {i}"), true);
+    }
+    pins
+}
+
+#[test]
+fn real_dockerd_keeps_the_pod_ip_across_restarts() {
+    let mut progs = tools();
+    progs.extend(["ip", "iptables-nft", "iptables-legacy"]);
+    if !common::require_root_or_fail("real_dockerd_keeps_the_pod_ip_across_restarts")
+        || !common::require(
+            "real_dockerd_keeps_the_pod_ip_across_restarts",
+            true,
+            &progs,
+        )
+    {
+        return;
+    }
+    let [nft, legacy] = &BACKENDS;
+    let runs = [
+        (&EXAMPLE, nft, Order::BeforeDocker),
+        (&EXAMPLE, legacy, Order::AfterDocker),
+        (&OTHER, legacy, Order::BeforeDocker),
+        (&OTHER, nft, Order::AfterDocker),
+    ];
+    for (i, (node, backend, order)) in runs.into_iter().enumerate() {
+        let pins = real_node(node, backend, order, &format!("d{i}"));
+        eprintln!(
+            "real dockerd [{} {} {order:?}]: pin after each restart took {pins:?}",
+            node.bridge, backend.name
+        );
+    }
+}
