@@ -32,6 +32,8 @@ pub struct Dockerd {
     ns: String,
     dir: tempfile::TempDir,
     args: Vec<String>,
+    /// The nsenter processes that became dockerd, reaped after each stop.
+    children: std::cell::RefCell<Vec<std::process::Child>>,
 }
 
 impl Dockerd {
@@ -55,6 +57,7 @@ impl Dockerd {
             ns: ns.to_owned(),
             dir,
             args: args.iter().map(|s| (*s).to_owned()).collect(),
+            children: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -80,7 +83,7 @@ impl Dockerd {
             .append(true)
             .open(self.path("log"))
             .unwrap();
-        Command::new("nsenter")
+        let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.ns))
             .arg(DOCKERD)
             .args(["--data-root", &self.path("data").display().to_string()])
@@ -96,6 +99,7 @@ impl Dockerd {
             .stderr(log)
             .spawn()
             .unwrap();
+        self.children.borrow_mut().push(child);
         while t.elapsed() < Duration::from_secs(60) {
             if self.docker(&["info"]).status.success() {
                 return t.elapsed();
@@ -119,6 +123,9 @@ impl Dockerd {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        for mut child in self.children.borrow_mut().drain(..) {
+            let _ = child.wait();
         }
     }
 
@@ -149,7 +156,7 @@ impl Dockerd {
         fs::create_dir_all(root.join("www")).unwrap();
         fs::copy(BUSYBOX, root.join("bin/busybox")).unwrap();
         fs::write(root.join("www/index.html"), "hello from the container\n").unwrap();
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .arg("-C")
             .arg(&root)
             .args(["-cf", "-", "."])
@@ -158,9 +165,10 @@ impl Dockerd {
             .unwrap();
         let out = Command::new(DOCKER)
             .args(["-H", &self.sock(), "import", "-", IMAGE])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .output()
             .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar of the busybox rootfs");
         assert!(
             out.status.success(),
             "docker import: {}",
