@@ -360,3 +360,109 @@ fn real_dockerd_keeps_the_pod_ip_across_restarts() {
         );
     }
 }
+
+/// The boot test's stand-in for dockerd (tests/docker-standin.sh) leaves
+/// the same nat table as the real dockerd, started on a node with stored
+/// state (a restart-policy container with a published port) after podsnat's
+/// table was restored: the stand-in cannot drift from the real thing.
+#[test]
+fn the_stand_in_does_what_the_real_dockerd_does() {
+    let mut progs = tools();
+    progs.extend(["ip", "sh"]);
+    if !common::require_root_or_fail("the_stand_in_does_what_the_real_dockerd_does")
+        || !common::require("the_stand_in_does_what_the_real_dockerd_does", true, &progs)
+    {
+        return;
+    }
+    let standin = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-standin.sh");
+    for node in [&EXAMPLE, &OTHER] {
+        for backend in &BACKENDS {
+            let ctx = format!("[{} {}]", node.bridge, backend.name);
+            let table = common::render_example(&[
+                "--cluster-cidr",
+                node.cluster,
+                "--pod-subnet",
+                node.subnet_a,
+                "--bridge",
+                node.bridge,
+            ]);
+            let tmp = tempfile::tempdir().unwrap();
+            let file = tmp.path().join("nat");
+            std::fs::write(&file, &table).unwrap();
+            let file = file.to_str().unwrap();
+            let node_ns = || {
+                let ns = common::Netns::new();
+                let gw = node.subnet_a.replace(".0/24", ".1/24");
+                for args in [
+                    vec!["link", "add", node.bridge, "type", "bridge"],
+                    vec!["addr", "add", &gw, "dev", node.bridge],
+                    vec!["link", "set", node.bridge, "up"],
+                ] {
+                    ns.ok("ip", &args);
+                }
+                ns
+            };
+
+            // The real dockerd: stored state, a reboot, the restore, a start.
+            let real_ns = node_ns();
+            let fixed = node.subnet_a.replace(".0/24", ".128/25");
+            let docker = Dockerd::new(
+                &real_ns.name,
+                backend,
+                &["--bridge", node.bridge, "--fixed-cidr", &fixed],
+            );
+            docker.start();
+            docker.import_busybox();
+            docker.ok(&[
+                "run",
+                "-d",
+                "--name",
+                "web",
+                "--restart",
+                "always",
+                "--stop-timeout",
+                "1",
+                "-p",
+                "8080:80",
+                IMAGE,
+                "/bin/busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "80",
+                "-h",
+                "/www",
+            ]);
+            docker.stop();
+            real_ns.ok(backend.iptables, &["-t", "nat", "-F"]);
+            real_ns.ok(backend.iptables, &["-t", "nat", "-X"]);
+            real_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
+            docker.start();
+            let ip = docker.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+            let real = common::saved(&real_ns.name, backend);
+            docker.stop();
+
+            // The stand-in, from the same restored table.
+            let standin_ns = node_ns();
+            standin_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
+            standin_ns.ok(
+                "sh",
+                &[standin, backend.iptables, node.subnet_a, node.bridge, &ip],
+            );
+            let stand_in = common::saved(&standin_ns.name, backend);
+            assert_eq!(
+                stand_in, real,
+                "{ctx}: the stand-in's nat table (left) differs from the real dockerd's (right)"
+            );
+            // And docker's rule really is on top of podsnat's exclusion.
+            let post: Vec<&String> = real
+                .iter()
+                .filter(|l| l.starts_with("-A POSTROUTING"))
+                .collect();
+            assert!(
+                post[0].ends_with("-j MASQUERADE") && post[1].contains("PODSNAT"),
+                "{ctx}: {post:?}"
+            );
+        }
+    }
+}

@@ -5,8 +5,6 @@
 //! - its own --data-root, --exec-root, --pidfile and -H unix://..., and
 //!   --storage-driver vfs;
 //! - a PATH shim of `iptables*` links to the backend's programs;
-//! - `--userland-proxy=false`, so a published port answers only through
-//!   docker's DNAT rule (docker-proxy would answer without it);
 //! - an image without a registry: busybox-static in a rootfs, `docker import`.
 //!
 //! Drop stops dockerd by its own pid, waits for its pid file to go, kills
@@ -90,7 +88,7 @@ impl Dockerd {
             .args(["--exec-root", &self.path("exec").display().to_string()])
             .args(["--pidfile", &self.path("pid").display().to_string()])
             .args(["-H", &self.sock()])
-            .args(["--storage-driver", "vfs", "--userland-proxy=false"])
+            .args(["--storage-driver", "vfs"])
             .args(["--shutdown-timeout", "1"])
             .args(&self.args)
             .env("PATH", path)

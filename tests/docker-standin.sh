@@ -1,0 +1,34 @@
+#!/bin/sh
+# A stand-in for dockerd's start on a node with a stored bridge network, for
+# the boot test (where no dockerd can run). It does what the real dockerd
+# (Debian docker.io 20.10, default --userland-proxy) does to the nat table,
+# as measured, and tests/it/docker.rs compares the table it leaves with the
+# one the real dockerd leaves, so the two cannot drift apart:
+#   1. its DOCKER chain and the jumps to it are removed and made again;
+#   2. the stored network is deleted, and with it the broad MASQUERADE rule
+#      (the first copy, which may be podsnat's);
+#   3. the network is created again: `-C` fails, so the rule is inserted on
+#      top of POSTROUTING;
+#   4. a restart-policy container comes back with its port map.
+# Usage: docker-standin.sh IPTABLES SUBNET BRIDGE CONTAINER_IP
+set -eu
+IPT=$1 SUBNET=$2 BRIDGE=$3 IP=$4
+ipt() { "$IPT" -w 5 -t nat "$@"; }
+quiet() { ipt "$@" 2>/dev/null || true; }
+
+quiet -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+quiet -D OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
+quiet -D OUTPUT -m addrtype --dst-type LOCAL -j DOCKER
+quiet -F DOCKER
+quiet -X DOCKER
+ipt -N DOCKER
+ipt -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+ipt -A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
+
+set -- POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE
+if ipt -C "$@" 2>/dev/null; then ipt -D "$@"; fi
+ipt -C "$@" 2>/dev/null || ipt -I "$@"
+ipt -I DOCKER -i "$BRIDGE" -j RETURN
+
+ipt -A POSTROUTING -s "$IP/32" -d "$IP/32" -p tcp -m tcp --dport 80 -j MASQUERADE
+ipt -A DOCKER ! -i "$BRIDGE" -p tcp -m tcp --dport 8080 -j DNAT --to-destination "$IP:80"
