@@ -10,11 +10,21 @@
 #   3. the network is created again: `-C` fails, so the rule is inserted on
 #      top of POSTROUTING;
 #   4. a restart-policy container comes back with its port map.
-# Usage: docker-standin.sh IPTABLES SUBNET BRIDGE CONTAINER_IP
+# Stopping dockerd stops the container, which removes its port map and
+# nothing else.
+# Usage: docker-standin.sh start|stop IPTABLES SUBNET BRIDGE CONTAINER_IP
 set -eu
-IPT=$1 SUBNET=$2 BRIDGE=$3 IP=$4
+ACTION=$1 IPT=$2 SUBNET=$3 BRIDGE=$4 IP=$5
 ipt() { "$IPT" -w 5 -t nat "$@"; }
 quiet() { ipt "$@" 2>/dev/null || true; }
+hairpin() { ipt "$1" POSTROUTING -s "$IP/32" -d "$IP/32" -p tcp -m tcp --dport 80 -j MASQUERADE; }
+port_map() { ipt "$1" DOCKER ! -i "$BRIDGE" -p tcp -m tcp --dport 8080 -j DNAT --to-destination "$IP:80"; }
+
+if [ "$ACTION" = stop ]; then
+  hairpin -D
+  port_map -D
+  exit 0
+fi
 
 quiet -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
 quiet -D OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
@@ -30,5 +40,5 @@ if ipt -C "$@" 2>/dev/null; then ipt -D "$@"; fi
 ipt -C "$@" 2>/dev/null || ipt -I "$@"
 ipt -I DOCKER -i "$BRIDGE" -j RETURN
 
-ipt -A POSTROUTING -s "$IP/32" -d "$IP/32" -p tcp -m tcp --dport 80 -j MASQUERADE
-ipt -A DOCKER ! -i "$BRIDGE" -p tcp -m tcp --dport 8080 -j DNAT --to-destination "$IP:80"
+hairpin -A
+port_map -A

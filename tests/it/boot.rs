@@ -1,9 +1,14 @@
-//! The proof that the unit works at boot: a real systemd as PID 1 in a
-//! systemd-nspawn container with its own network namespace. A stand-in
-//! flanneld.service adds the broad MASQUERADE rule the way docker does;
-//! podsnat's file and unit are installed with the real binary into the
-//! container's root; a collector unit records the nat table and the unit
-//! states, then powers off.
+//! The proof that the default install works on a booting node: a real
+//! systemd as PID 1 in a systemd-nspawn container with its own network
+//! namespace. podsnat's file and units are installed with the real binary
+//! into the container's root (`podsnat write`, `podsnat install-unit` with
+//! no flags, podsnat at /usr/sbin/podsnat). A stand-in docker.service runs
+//! tests/docker-standin.sh, which does to the nat table what the real
+//! dockerd does at every start with a stored network (rebuilt DOCKER chain,
+//! its broad rule deleted and inserted on top, a port map); tests/it/docker.rs
+//! compares the two. A collector unit records the table and the units at
+//! boot, runs `systemctl restart docker.service`, records them again, then
+//! powers off. `podsnat verify` inside the container judges the table.
 //!
 //! The cached Debian rootfs (common::boot::cache_dir) is never written: each boot
 //! runs on an overlayfs whose upper layer is a temp dir, mounted inside a
@@ -16,6 +21,8 @@ use std::fs;
 use std::path::Path;
 
 const SUBNET: &str = "172.7.21.0/24";
+/// The restart-policy container's address the stand-in maps port 8080 to.
+const CONTAINER: &str = "172.7.21.128";
 use crate::common::EXAMPLE;
 
 /// One boot's setup.
@@ -28,20 +35,28 @@ struct Scenario {
     /// "nft" or "legacy": the stand-in and the collector use this backend.
     backend: &'static str,
     mask: bool,
-    /// Also install podsnat-verify.service (pulled in by a stand-in
-    /// docker.service) with the podsnat under test and the example config.
-    verify_timer: bool,
+    /// `--mode classic` etc., for `podsnat verify` in the collector.
+    verify: &'static [&'static str],
+}
+
+/// What the collector recorded at one moment: at boot, or after
+/// `systemctl restart docker.service`.
+struct Moment {
+    nat: String,
+    show: HashMap<String, HashMap<String, String>>,
+    /// `podsnat verify`'s exit code and output.
+    verify: (String, String),
 }
 
 /// What the collector brought out of the container.
 struct Boot {
-    nat: String,
-    show: HashMap<String, HashMap<String, String>>,
+    boot: Moment,
+    restart: Moment,
     journal: String,
     status: String,
 }
 
-impl Boot {
+impl Moment {
     fn prop(&self, unit: &str, key: &str) -> &str {
         self.show
             .get(unit)
@@ -68,37 +83,71 @@ fn parse_show(text: &str) -> HashMap<String, HashMap<String, String>> {
     units
 }
 
-fn stand_in_flanneld(ipt: &str) -> String {
-    let rule = format!("POSTROUTING -s {SUBNET} ! -o docker0 -j MASQUERADE");
+/// Units that must exist for the ordering to mean anything: flanneld
+/// (a oneshot; flannel's own rules live in its own chain) and docker (the
+/// stand-in, run again by every restart).
+fn stand_in_units(ipt: &str) -> [(&'static str, String); 2] {
+    [
+        (
+            "flanneld.service",
+            "[Unit]\nDescription=stand-in for flanneld\n\
+             [Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n\
+             [Install]\nWantedBy=multi-user.target\n"
+                .to_owned(),
+        ),
+        (
+            "docker.service",
+            format!(
+                "[Unit]\nDescription=stand-in for dockerd's start (tests/docker-standin.sh)\n\
+                 After=network.target\n\
+                 [Service]\nType=oneshot\nRemainAfterExit=yes\n\
+                 ExecStart=/bin/sh /usr/local/sbin/docker-standin start {ipt} {SUBNET} docker0 {CONTAINER}\n\
+                 ExecStop=/bin/sh /usr/local/sbin/docker-standin stop {ipt} {SUBNET} docker0 {CONTAINER}\n\
+                 [Install]\nWantedBy=multi-user.target\n"
+            ),
+        ),
+    ]
+}
+
+const UNITS: &str = "podsnat.service flanneld.service docker.service podsnat-pin.service";
+
+/// The collector's script: record at boot, restart docker, record again.
+fn collector_script(save: &str, verify: &str) -> String {
+    let props = "Id,ActiveState,SubState,Result,ExecMainStatus,ConditionResult,\
+                 ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
     format!(
-        "[Unit]\nDescription=stand-in for flanneld/docker: adds the broad MASQUERADE rule\n\
-         [Service]\nType=oneshot\nRemainAfterExit=yes\n\
-         ExecStart=/bin/sh -c '{ipt} -w 5 -t nat -C {rule} || {ipt} -w 5 -t nat -I {rule}'\n\
-         [Install]\nWantedBy=multi-user.target\n"
+        r#"#!/bin/sh
+# Waits until systemd has no jobs left (a docker start pulls in the pin).
+settle() {{
+  for i in $(seq 100); do [ -z "$(systemctl list-jobs --no-legend)" ] && break; sleep 0.1; done
+}}
+record() {{
+  {save} -t nat > /podsnat-out/$1.nat
+  systemctl show -p {props} {UNITS} > /podsnat-out/$1.show
+  /usr/sbin/podsnat verify --config /etc/podsnat/config.toml {verify} --iptables-save {save} > /podsnat-out/$1.verify 2>&1
+  echo $? > /podsnat-out/$1.rc
+}}
+systemctl is-system-running --wait
+settle
+record boot
+systemctl restart docker.service
+settle
+record restart
+systemctl status --no-pager podsnat.service > /podsnat-out/status 2>&1
+journalctl -b --no-pager -o short-monotonic -u flanneld.service -u docker.service -u podsnat.service -u podsnat-pin.service > /podsnat-out/journal
+systemctl poweroff
+"#
     )
 }
 
-fn collector(save: &str) -> String {
-    let props = "Id,ActiveState,SubState,Result,ExecMainStatus,ConditionResult,\
-                 ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
-    let units = "podsnat.service flanneld.service podsnat-verify.service";
-    format!(
-        "[Unit]\nDescription=boot-test collector\nAfter=podsnat.service flanneld.service podsnat-verify.service multi-user.target\n\
-         [Service]\nType=exec\n\
-         ExecStart=/bin/sh -c 'systemctl is-system-running --wait; \
-         {save} -t nat > /podsnat-out/nat; \
-         systemctl show -p {props} {units} > /podsnat-out/show; \
-         systemctl status --no-pager podsnat.service > /podsnat-out/status 2>&1; \
-         journalctl -b --no-pager -o short-monotonic -u flanneld.service -u podsnat.service -u podsnat-verify.service > /podsnat-out/journal; \
-         systemctl poweroff'\n\
-         [Install]\nWantedBy=multi-user.target\n"
-    )
-}
+const COLLECTOR_UNIT: &str = "[Unit]\nDescription=boot-test collector\nAfter=multi-user.target\n\
+    [Service]\nType=exec\nExecStart=/bin/sh /usr/local/sbin/podsnat-collect\n\
+    [Install]\nWantedBy=multi-user.target\n";
 
 fn boot(rootfs: &Path, s: &Scenario) -> Boot {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    for d in ["upper", "work", "merged", "out", "units"] {
+    for d in ["upper", "work", "merged", "out", "units", "sbin"] {
         fs::create_dir(t.join(d)).unwrap();
     }
     let (ipt, save) = match s.backend {
@@ -108,8 +157,20 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         ),
         _ => ("/usr/sbin/iptables-nft", "/usr/sbin/iptables-nft-save"),
     };
-    fs::write(t.join("units/flanneld.service"), stand_in_flanneld(ipt)).unwrap();
-    fs::write(t.join("units/podsnat-collect.service"), collector(save)).unwrap();
+    for (name, text) in stand_in_units(ipt) {
+        fs::write(t.join("units").join(name), text).unwrap();
+    }
+    fs::write(t.join("units/podsnat-collect.service"), COLLECTOR_UNIT).unwrap();
+    fs::write(
+        t.join("sbin/podsnat-collect"),
+        collector_script(save, &s.verify.join(" ")),
+    )
+    .unwrap();
+    fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-standin.sh"),
+        t.join("sbin/docker-standin"),
+    )
+    .unwrap();
 
     let bin = common::podsnat_bin();
     let m = t.join("merged");
@@ -124,11 +185,17 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         "set -eu\n\
          expect2() {{ rc=0; \"$@\" || rc=$?; [ $rc -eq 2 ] || {{ echo \"exit $rc from $*\" >&2; exit 1; }}; }}\n\
          mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn\n\
-         mount -t overlay overlay -o lowerdir={rootfs},upperdir={upper},workdir={work} {m}\n",
+         mount -t overlay overlay -o lowerdir={rootfs},upperdir={upper},workdir={work} {m}\n\
+         install -D -m 0755 {bin} {m}/usr/sbin/podsnat\n\
+         install -D -m 0644 {ex} {m}/etc/podsnat/config.toml\n\
+         install -m 0755 {sbin}/* {m}/usr/local/sbin/\n",
         rootfs = rootfs.display(),
         upper = t.join("upper").display(),
         work = t.join("work").display(),
         m = q(&m),
+        bin = q(&bin),
+        ex = q(Path::new(EXAMPLE)),
+        sbin = q(&t.join("sbin")),
     );
     if let Some(extra) = s.write {
         // The namespace's own (empty) netfilter answers the --test.
@@ -142,31 +209,16 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         );
     }
     script += &format!(
-        "expect2 {bin} install-unit --root {m} {extra}\n",
+        "expect2 {bin} install-unit --root {m} {extra}\n\
+         cp {units}/*.service {m}/etc/systemd/system/\n\
+         for u in flanneld docker podsnat-collect; do\n\
+           ln -s /etc/systemd/system/$u.service {m}/etc/systemd/system/multi-user.target.wants/\n\
+         done\n",
         bin = q(&bin),
         m = q(&m),
-        extra = words(s.install)
-    );
-    script += &format!(
-        "cp {units}/*.service {m}/etc/systemd/system/\n\
-         ln -s /etc/systemd/system/flanneld.service {m}/etc/systemd/system/multi-user.target.wants/\n\
-         ln -s /etc/systemd/system/podsnat-collect.service {m}/etc/systemd/system/multi-user.target.wants/\n",
+        extra = words(s.install),
         units = q(&t.join("units")),
-        m = q(&m)
     );
-    if s.verify_timer {
-        // podsnat itself, for podsnat-verify.service, and a stand-in
-        // docker.service whose start pulls the verify service in.
-        fs::write(t.join("units/docker.service"), "[Unit]\nDescription=stand-in for docker\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n").unwrap();
-        script += &format!(
-            "install -D -m 0755 {bin} {m}/usr/local/sbin/podsnat\n\
-             install -D -m 0644 {ex} {m}/etc/podsnat/config.toml\n\
-             ln -s /etc/systemd/system/docker.service {m}/etc/systemd/system/multi-user.target.wants/\n",
-            bin = q(&bin),
-            ex = q(Path::new(EXAMPLE)),
-            m = q(&m)
-        );
-    }
     if s.mask {
         script += &format!(
             "ln -sf /dev/null {}/etc/systemd/system/podsnat.service\n",
@@ -183,65 +235,113 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
     let run = common::boot::in_private_namespaces(&script);
     let read = |f: &str| fs::read_to_string(t.join("out").join(f)).unwrap_or_default();
     assert!(
-        run.status.success() && !read("nat").is_empty(),
-        "{}: the boot did not complete ({}):\n{}\n{}",
+        run.status.success() && !read("restart.nat").is_empty(),
+        "{}: the boot did not complete ({}):\n{}\n{}\n--- journal\n{}",
         s.name,
         run.status,
         String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+        String::from_utf8_lossy(&run.stderr),
+        read("journal")
     );
+    let moment = |name: &str| Moment {
+        nat: read(&format!("{name}.nat")),
+        show: parse_show(&read(&format!("{name}.show"))),
+        verify: (
+            read(&format!("{name}.rc")).trim().to_owned(),
+            read(&format!("{name}.verify")),
+        ),
+    };
     Boot {
-        nat: read("nat"),
-        show: parse_show(&read("show")),
+        boot: moment("boot"),
+        restart: moment("restart"),
         journal: read("journal"),
         status: read("status"),
     }
 }
 
-/// The claim under test: podsnat.service ran after the stand-in finished,
-/// succeeded, and left exactly the rendered table.
-fn restored(b: &Boot, rendered: &str) -> Result<(), String> {
+/// The claim under test, at one moment: podsnat.service restored the table
+/// before docker started and succeeded; docker's port map is there; the
+/// pin ran after docker's (latest) start and succeeded; `podsnat verify`
+/// finds pod→cluster traffic keeping its IP and egress masqueraded, which
+/// needs podsnat's exclusion above docker's rule.
+fn kept(m: &Moment) -> Result<(), String> {
     let state = [
-        b.prop("podsnat.service", "ActiveState"),
-        b.prop("podsnat.service", "SubState"),
-        b.prop("podsnat.service", "Result"),
-        b.prop("podsnat.service", "ExecMainStatus"),
+        m.prop("podsnat.service", "ActiveState"),
+        m.prop("podsnat.service", "SubState"),
+        m.prop("podsnat.service", "Result"),
+        m.prop("podsnat.service", "ExecMainStatus"),
     ];
     if state != ["active", "exited", "success", "0"] {
         return Err(format!(
             "podsnat.service is {state:?}, not active (exited) with status 0"
         ));
     }
-    let flannel_done = b.mono("flanneld.service", "ExecMainExitTimestampMonotonic");
-    let podsnat_start = b.mono("podsnat.service", "ExecMainStartTimestampMonotonic");
-    if flannel_done == 0 || podsnat_start < flannel_done {
+    let restored = m.mono("podsnat.service", "ExecMainExitTimestampMonotonic");
+    let flannel = m.mono("flanneld.service", "ExecMainExitTimestampMonotonic");
+    let docker_start = m.mono("docker.service", "ExecMainStartTimestampMonotonic");
+    if flannel == 0 || restored < flannel {
         return Err(format!(
-            "podsnat started at {podsnat_start} µs, before the stand-in finished at {flannel_done} µs"
+            "the restore ended at {restored} µs, before flanneld at {flannel} µs"
         ));
     }
-    let want = &podsnat::rules_file::parse(rendered).map_err(|e| e.to_string())?[0];
-    let got = &podsnat::rules_file::parse(&b.nat).map_err(|e| e.to_string())?[0];
-    for chain in [
-        "PREROUTING",
-        "INPUT",
-        "OUTPUT",
-        "POSTROUTING",
-        "DOCKER",
-        "PODSNAT-POSTROUTING",
-    ] {
-        if got.chain_rules(chain) != want.chain_rules(chain) {
-            return Err(format!(
-                "chain {chain} after boot is {:?}, rendered {:?}",
-                got.chain_rules(chain),
-                want.chain_rules(chain)
-            ));
-        }
+    if m.prop("docker.service", "Result") != "success" {
+        return Err("the docker stand-in failed".into());
+    }
+    let pin = "podsnat-pin.service";
+    let pin_start = m.mono(pin, "ExecMainStartTimestampMonotonic");
+    let pin_status = m.prop(pin, "ExecMainStatus");
+    if m.prop(pin, "Result") != "success" || !["0", "2"].contains(&pin_status) {
+        return Err(format!(
+            "{pin} did not succeed: {:?} status {pin_status}",
+            m.prop(pin, "Result")
+        ));
+    }
+    if pin_start < docker_start {
+        return Err(format!(
+            "{pin} last ran at {pin_start} µs, before docker's start at {docker_start} µs"
+        ));
+    }
+    if !m.nat.contains(&format!(
+        "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination {CONTAINER}:80"
+    )) {
+        return Err("docker's port map is gone".into());
+    }
+    if m.verify.0 != "0" {
+        return Err(format!(
+            "podsnat verify exited {}: {}",
+            m.verify.0, m.verify.1
+        ));
     }
     Ok(())
 }
 
+/// µs from the end of docker's start (the stand-in's insert) to the end of
+/// the pin: how long docker's rule stood above podsnat's exclusion.
+fn window(m: &Moment) -> u64 {
+    m.mono("podsnat-pin.service", "ExecMainExitTimestampMonotonic")
+        .saturating_sub(m.mono("docker.service", "ExecMainExitTimestampMonotonic"))
+}
+
+fn ctx(name: &str, b: &Boot) -> String {
+    format!(
+        "{name}\n--- nat at boot\n{}--- verify at boot\n{}--- nat after restart\n{}--- verify after restart\n{}--- journal\n{}--- status\n{}",
+        b.boot.nat, b.boot.verify.1, b.restart.nat, b.restart.verify.1, b.journal, b.status
+    )
+}
+
+fn scenario(name: &'static str, backend: &'static str) -> Scenario {
+    Scenario {
+        name,
+        write: Some(&[]),
+        install: &[],
+        backend,
+        mask: false,
+        verify: &[],
+    }
+}
+
 #[test]
-fn unit_restores_the_table_at_boot() {
+fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
     let tools = [
         "debootstrap",
         "systemd-nspawn",
@@ -249,148 +349,110 @@ fn unit_restores_the_table_at_boot() {
         "timeout",
         "mount",
     ];
-    if !common::require("unit_restores_the_table_at_boot", true, &tools) {
+    let name = "default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart";
+    if !common::require_root_or_fail(name) || !common::require(name, true, &tools) {
         return;
     }
     let rootfs = common::boot::rootfs();
-    let guard = common::render_example(&[]);
-    let classic = common::render_example(&["--mode", "classic"]);
-    let ctx = |name: &str, b: &Boot| {
-        format!(
-            "{name}\n--- nat\n{}--- journal\n{}--- status\n{}",
-            b.nat, b.journal, b.status
-        )
-    };
 
-    let positive: [(Scenario, &str); 3] = [
-        (
-            Scenario {
-                name: "guard, nft",
-                write: Some(&[]),
-                install: &[],
-                backend: "nft",
-                mask: false,
-                verify_timer: false,
-            },
-            &guard,
-        ),
-        (
-            Scenario {
-                name: "guard, legacy",
-                write: Some(&[]),
-                install: &["--iptables-restore", "/usr/sbin/iptables-legacy-restore"],
-                backend: "legacy",
-                mask: false,
-                verify_timer: false,
-            },
-            &guard,
-        ),
-        (
-            Scenario {
-                name: "classic, nft",
-                write: Some(&["--mode", "classic"]),
-                install: &[],
-                backend: "nft",
-                mask: false,
-                verify_timer: false,
-            },
-            &classic,
-        ),
+    let positive = [
+        scenario("default install, guard, nft", "nft"),
+        Scenario {
+            install: &["--iptables-restore", "/usr/sbin/iptables-legacy-restore"],
+            ..scenario("guard, legacy", "legacy")
+        },
+        Scenario {
+            write: Some(&["--mode", "classic"]),
+            verify: &["--mode", "classic"],
+            ..scenario("classic, nft (the pin deletes docker's rule)", "nft")
+        },
     ];
-    for (s, rendered) in &positive {
+    for s in &positive {
         let b = boot(&rootfs, s);
         eprintln!("=== {}", ctx(s.name, &b)); // shown with --nocapture or on failure
-        if let Err(e) = restored(&b, rendered) {
-            panic!("{e}\n{}", ctx(s.name, &b));
+        for (when, m) in [("at boot", &b.boot), ("after a docker restart", &b.restart)] {
+            if let Err(e) = kept(m) {
+                panic!("{} {when}: {e}\n{}", s.name, ctx(s.name, &b));
+            }
         }
-    }
-
-    // Negative controls: the same check must fail when podsnat.service is
-    // masked, or ordered before the unit that adds the broad rule (classic
-    // mode, whose table docker's -C does not recognise).
-    let negative: [(Scenario, &str); 2] = [
-        (
-            Scenario {
-                name: "masked",
-                write: Some(&[]),
-                install: &[],
-                backend: "nft",
-                mask: true,
-                verify_timer: false,
-            },
-            &guard,
-        ),
-        (
-            Scenario {
-                name: "classic, ordering reversed",
-                write: Some(&["--mode", "classic"]),
-                install: &["--after", "docker.service", "--before", "flanneld.service"],
-                backend: "nft",
-                mask: false,
-                verify_timer: false,
-            },
-            &classic,
-        ),
-    ];
-    for (s, rendered) in &negative {
-        let b = boot(&rootfs, s);
-        eprintln!("=== {}", ctx(s.name, &b));
-        assert!(
-            restored(&b, rendered).is_err(),
-            "negative control passed:\n{}",
-            ctx(s.name, &b)
+        eprintln!(
+            "{}: docker's rule stood above the exclusion for {} µs at boot, {} µs after the restart",
+            s.name,
+            window(&b.boot),
+            window(&b.restart)
         );
     }
 
-    // Without the rules file the node boots cleanly and the unit says why.
+    // Negative controls: the same check must fail, for the reason named.
+    let negative = [
+        // The old ordering: a whole-table restore after docker wipes the
+        // port map docker made.
+        Scenario {
+            install: &[
+                "--after",
+                "flanneld.service",
+                "--after",
+                "docker.service",
+                "--before",
+                "kubelet.service",
+            ],
+            ..scenario("old After=docker ordering", "nft")
+        },
+        // Without the pin, docker's start leaves its rule on top.
+        Scenario {
+            install: &["--no-pin"],
+            ..scenario("no pin", "nft")
+        },
+        Scenario {
+            mask: true,
+            ..scenario("masked", "nft")
+        },
+    ];
+    let reasons = [
+        "docker's port map is gone",
+        "podsnat-pin.service last ran at 0",
+        "podsnat.service is",
+    ];
+    for (s, reason) in negative.iter().zip(reasons) {
+        let b = boot(&rootfs, s);
+        eprintln!("=== {}", ctx(s.name, &b));
+        let failed = kept(&b.boot).err().unwrap_or_default();
+        assert!(
+            failed.contains(reason),
+            "negative control {}: expected «{reason}», got «{failed}»:\n{}",
+            s.name,
+            ctx(s.name, &b)
+        );
+        if s.name == "no pin" {
+            // Without the pin, docker's start leaves its rule on top.
+            assert_eq!(b.boot.verify.0, "2", "{}", ctx(s.name, &b));
+            assert!(
+                b.boot.verify.1.contains("drift: pod→cluster"),
+                "{}",
+                b.boot.verify.1
+            );
+        }
+    }
+
+    // Without the rules file the node boots cleanly and the units say why.
     let s = Scenario {
-        name: "no rules file",
         write: None,
-        install: &[],
-        backend: "nft",
-        mask: false,
-        verify_timer: false,
+        ..scenario("no rules file", "nft")
     };
     let b = boot(&rootfs, &s);
-    assert_eq!(
-        b.prop("podsnat.service", "ConditionResult"),
-        "no",
-        "{}",
-        ctx(s.name, &b)
-    );
-    assert_eq!(b.prop("podsnat.service", "ActiveState"), "inactive");
+    for unit in ["podsnat.service", "podsnat-pin.service"] {
+        assert_eq!(
+            b.boot.prop(unit, "ConditionResult"),
+            "no",
+            "{unit}: {}",
+            ctx(s.name, &b)
+        );
+    }
+    assert_eq!(b.boot.prop("podsnat.service", "ActiveState"), "inactive");
     assert!(
         b.status
             .contains("ConditionPathExists=/etc/iptables/rules.v4 was not met"),
         "{}",
         ctx(s.name, &b)
-    );
-
-    // podsnat-verify.service, sandboxed like podsnat.service, runs podsnat
-    // verify on the live table after docker's start: no drift, exit 0.
-    let s = Scenario {
-        name: "guard, nft, verify service",
-        write: Some(&[]),
-        install: &["--verify-timer", "--podsnat", "/usr/local/sbin/podsnat"],
-        backend: "nft",
-        mask: false,
-        verify_timer: true,
-    };
-    let b = boot(&rootfs, &s);
-    eprintln!("=== {}", ctx(s.name, &b));
-    if let Err(e) = restored(&b, &guard) {
-        panic!("{e}\n{}", ctx(s.name, &b));
-    }
-    let v = "podsnat-verify.service";
-    assert_eq!(
-        [b.prop(v, "Result"), b.prop(v, "ExecMainStatus")],
-        ["success", "0"],
-        "{}",
-        ctx(s.name, &b)
-    );
-    assert!(
-        b.mono(v, "ExecMainStartTimestampMonotonic")
-            >= b.mono("podsnat.service", "ExecMainExitTimestampMonotonic"),
-        "verify ran before the restore"
     );
 }

@@ -364,7 +364,8 @@ fn real_dockerd_keeps_the_pod_ip_across_restarts() {
 /// The boot test's stand-in for dockerd (tests/docker-standin.sh) leaves
 /// the same nat table as the real dockerd, started on a node with stored
 /// state (a restart-policy container with a published port) after podsnat's
-/// table was restored: the stand-in cannot drift from the real thing.
+/// table was restored, then stopped, then started again: the stand-in
+/// cannot drift from the real thing.
 #[test]
 fn the_stand_in_does_what_the_real_dockerd_does() {
     let mut progs = tools();
@@ -437,23 +438,41 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
             real_ns.ok(backend.iptables, &["-t", "nat", "-F"]);
             real_ns.ok(backend.iptables, &["-t", "nat", "-X"]);
             real_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
+            let mut real = Vec::new();
             docker.start();
             let ip = docker.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
-            let real = common::saved(&real_ns.name, backend);
+            real.push(common::saved(&real_ns.name, backend));
+            docker.stop();
+            real.push(common::saved(&real_ns.name, backend));
+            docker.start();
+            real.push(common::saved(&real_ns.name, backend));
             docker.stop();
 
             // The stand-in, from the same restored table.
             let standin_ns = node_ns();
             standin_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
-            standin_ns.ok(
-                "sh",
-                &[standin, backend.iptables, node.subnet_a, node.bridge, &ip],
-            );
-            let stand_in = common::saved(&standin_ns.name, backend);
-            assert_eq!(
-                stand_in, real,
-                "{ctx}: the stand-in's nat table (left) differs from the real dockerd's (right)"
-            );
+            let mut stand_in = Vec::new();
+            for action in ["start", "stop", "start"] {
+                standin_ns.ok(
+                    "sh",
+                    &[
+                        standin,
+                        action,
+                        backend.iptables,
+                        node.subnet_a,
+                        node.bridge,
+                        &ip,
+                    ],
+                );
+                stand_in.push(common::saved(&standin_ns.name, backend));
+            }
+            for (i, step) in ["start", "stop", "second start"].iter().enumerate() {
+                assert_eq!(
+                    stand_in[i], real[i],
+                    "{ctx} after {step}: the stand-in's nat table (left) differs from the real dockerd's (right)"
+                );
+            }
+            let real = &real[0];
             // And docker's rule really is on top of podsnat's exclusion.
             let post: Vec<&String> = real
                 .iter()
