@@ -11,13 +11,15 @@
 //! It reads podsnat's rules from the rules file, not from a config, so a
 //! node needs nothing that `write` (or a fleet's golden file) did not put
 //! there: the file's POSTROUTING rules are podsnat's, as is its chain
-//! PODSNAT-POSTROUTING. In classic mode the file has one `! -d` rule and
-//! docker's broad rule is what shadows it, so the pin deletes docker's rule
-//! (the hand fix); in guard mode docker's rule is part of podsnat's block.
+//! PODSNAT-POSTROUTING. In guard mode docker's rule is part of podsnat's
+//! block. In classic mode (one `! -d` rule) and owner mode (an egress rule
+//! of podsnat's own) docker's broad rule only shadows podsnat's, so the pin
+//! deletes it: the hand fix, and in owner mode a docker that masquerades
+//! after all.
 
 use serde::Serialize;
 
-use crate::render::OWN_CHAIN;
+use crate::render::{EGRESS_COMMENT, OWN_CHAIN};
 use crate::rules_file::Table;
 
 /// podsnat's rules, as the rules file has them.
@@ -49,13 +51,11 @@ pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, String> {
         return Err("its nat table has no POSTROUTING rule".into());
     }
     let own_chain = nat.chains.contains(&OWN_CHAIN).then(|| chain(OWN_CHAIN));
-    let shadows = match own_chain {
-        Some(_) => Vec::new(),
-        None => postrouting
-            .iter()
-            .filter_map(|r| classic_shadow(r))
-            .collect(),
-    };
+    let shadows = postrouting
+        .iter()
+        .filter_map(|r| shadow_of(r))
+        .filter(|s| !postrouting.contains(&s.as_str()))
+        .collect();
     Ok(Ours {
         postrouting,
         own_chain,
@@ -63,18 +63,27 @@ pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, String> {
     })
 }
 
-/// Docker's broad rule that shadows a classic `! -d` rule: the same rule
-/// without `! -d NET` and without `--random-fully`.
-fn classic_shadow(rule: &str) -> Option<String> {
-    let words: Vec<&str> = rule.split(' ').collect();
-    let at = words.windows(2).position(|w| w == ["!", "-d"])?;
-    let kept: Vec<&str> = words
-        .iter()
-        .enumerate()
-        .filter(|(i, w)| !(at..at + 3).contains(i) && **w != "--random-fully")
-        .map(|(_, w)| *w)
-        .collect();
-    Some(kept.join(" "))
+/// Docker's broad rule that a rule of podsnat's stands in for: the same
+/// rule without classic mode's `! -d NET`, owner mode's comment and
+/// `--random-fully`. Where podsnat's file does not hold that rule itself
+/// (classic and owner mode), docker's copy shadows podsnat's and goes.
+fn shadow_of(rule: &str) -> Option<String> {
+    if !rule.contains(" -j MASQUERADE") {
+        return None;
+    }
+    let comment = format!(" -m comment --comment \"{EGRESS_COMMENT}\"");
+    let mut broad = rule.replace(&comment, "").replace(" --random-fully", "");
+    let words: Vec<&str> = broad.split(' ').collect();
+    if let Some(at) = words.windows(2).position(|w| w == ["!", "-d"]) {
+        broad = words
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !(at..at + 3).contains(i))
+            .map(|(_, w)| *w)
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    (broad != rule).then_some(broad)
 }
 
 /// The transaction that pins podsnat's rules, and what it moves.
@@ -228,6 +237,25 @@ mod tests {
         assert_eq!(p.removed, [BROAD, classic]);
         assert_eq!(p.position, 1);
         assert!(pin(CLASSIC, &live(&[classic], false)).is_none());
+    }
+
+    #[test]
+    fn owner_pin_is_a_no_op_unless_docker_masquerades_after_all() {
+        let owner = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n:PODSNAT-POSTROUTING - [0:0]\n\
+            -A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n\
+            -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -m comment --comment \"podsnat egress\" -j MASQUERADE\n\
+            -A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\nCOMMIT\n";
+        let egress = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -m comment --comment \"podsnat egress\" -j MASQUERADE";
+        assert!(pin(owner, &live(&[JUMP, egress], true)).is_none());
+        let p = pin(owner, &live(&[BROAD, JUMP, egress], true)).unwrap();
+        assert_eq!(p.removed, [BROAD, JUMP, egress]);
+        assert_eq!(p.position, 1);
+    }
+
+    #[test]
+    fn guard_keeps_dockers_rule_in_its_block() {
+        let f = parse(GUARD).unwrap();
+        assert!(ours(GUARD, &f[0]).unwrap().shadows.is_empty());
     }
 
     #[test]

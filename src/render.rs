@@ -9,6 +9,11 @@ use crate::config::{Mode, NodeSpec};
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
 
+/// The comment on owner mode's egress rule: it makes the rule differ from
+/// docker's broad rule, byte for byte, so a docker start that deletes its
+/// own rule can never delete this one.
+pub const EGRESS_COMMENT: &str = "podsnat egress";
+
 /// One rule of PODSNAT-POSTROUTING and the reason it exists.
 struct Exclusion {
     rule: String,
@@ -22,7 +27,9 @@ struct Exclusion {
 /// PODSNAT-POSTROUTING in guard mode, the `! -d` rule in classic mode.
 pub fn exclusion(spec: &NodeSpec) -> String {
     match spec.mode() {
-        Mode::Guard => format!("-A POSTROUTING -s {} -j {OWN_CHAIN}", spec.pod_subnet()),
+        Mode::Guard | Mode::Owner => {
+            format!("-A POSTROUTING -s {} -j {OWN_CHAIN}", spec.pod_subnet())
+        }
         Mode::Classic => format!(
             "-A POSTROUTING -s {} ! -d {} ! -o {} -j MASQUERADE{}",
             spec.pod_subnet(),
@@ -46,16 +53,34 @@ pub fn broad(spec: &NodeSpec) -> String {
     )
 }
 
+/// Owner mode's egress rule: docker's broad rule with podsnat's comment.
+pub fn egress(spec: &NodeSpec) -> String {
+    format!(
+        "-A POSTROUTING -s {} ! -o {} -m comment --comment \"{EGRESS_COMMENT}\" -j MASQUERADE{}",
+        spec.pod_subnet(),
+        spec.bridge(),
+        if spec.random_fully() {
+            " --random-fully"
+        } else {
+            ""
+        }
+    )
+}
+
 /// Every POSTROUTING rule podsnat renders, in order.
 pub fn postrouting(spec: &NodeSpec) -> Vec<String> {
     let mut rules = vec![exclusion(spec)];
-    if spec.mode() == Mode::Guard {
-        if spec.random_fully() {
-            rules.push(format!("{} --random-fully", broad(spec)));
+    match spec.mode() {
+        Mode::Guard => {
+            if spec.random_fully() {
+                rules.push(format!("{} --random-fully", broad(spec)));
+            }
+            if spec.docker() || !spec.random_fully() {
+                rules.push(broad(spec));
+            }
         }
-        if spec.docker() || !spec.random_fully() {
-            rules.push(broad(spec));
-        }
+        Mode::Owner => rules.push(egress(spec)),
+        Mode::Classic => {}
     }
     rules
 }
@@ -63,7 +88,7 @@ pub fn postrouting(spec: &NodeSpec) -> Vec<String> {
 /// Every rule of PODSNAT-POSTROUTING, in order (none in classic mode).
 pub fn own_chain(spec: &NodeSpec) -> Vec<String> {
     match spec.mode() {
-        Mode::Guard => spec.exclusions().iter().map(own_chain_rule).collect(),
+        Mode::Guard | Mode::Owner => spec.exclusions().iter().map(own_chain_rule).collect(),
         Mode::Classic => Vec::new(),
     }
 }
@@ -86,27 +111,32 @@ struct NatTable<'a> {
     version: &'static str,
     bridge: &'a str,
     docker: bool,
+    /// Guard or owner: the exclusions live in PODSNAT-POSTROUTING.
     guard: bool,
+    owner: bool,
     random_fully: bool,
     classic_dest: Ipv4Net,
     exclusion: String,
     broad: String,
+    egress: String,
     exclusions: Vec<Exclusion>,
 }
 
 /// Renders the complete `*nat ... COMMIT` section, header comment included.
 pub fn nat_table(spec: &NodeSpec) -> String {
     let nets = spec.exclusions();
-    let guard = spec.mode() == Mode::Guard;
+    let guard = spec.mode() != Mode::Classic;
     let table = NatTable {
         version: env!("CARGO_PKG_VERSION"),
         bridge: spec.bridge().as_str(),
         docker: spec.docker(),
         guard,
+        owner: spec.mode() == Mode::Owner,
         random_fully: spec.random_fully(),
         classic_dest: classic_dest(spec),
         exclusion: exclusion(spec),
         broad: broad(spec),
+        egress: egress(spec),
         exclusions: if guard {
             explain(spec, &nets)
         } else {
@@ -170,7 +200,7 @@ mod tests {
     /// The rule lists verify uses are exactly the rules the template prints.
     #[test]
     fn rule_lists_match_the_template() {
-        for mode in ["guard", "classic"] {
+        for mode in ["guard", "classic", "owner"] {
             for random_fully in [false, true] {
                 for docker in [false, true] {
                     let raw = RawConfig {

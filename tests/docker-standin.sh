@@ -11,8 +11,10 @@
 #      top of POSTROUTING;
 #   4. a restart-policy container comes back with its port map.
 # Stopping dockerd stops the container, which removes its port map and
-# nothing else.
-# Usage: docker-standin.sh start|stop IPTABLES SUBNET BRIDGE CONTAINER_IP
+# nothing else. With IP_MASQ=false in the environment it acts as dockerd
+# --ip-masq=false ("ip-masq": false), which leaves the broad rule (and
+# the bridge's RETURN in DOCKER) alone.
+# Usage: [IP_MASQ=false] docker-standin.sh start|stop IPTABLES SUBNET BRIDGE CONTAINER_IP
 set -eu
 ACTION=$1 IPT=$2 SUBNET=$3 BRIDGE=$4 IP=$5
 ipt() { "$IPT" -w 5 -t nat "$@"; }
@@ -35,10 +37,13 @@ ipt -N DOCKER
 ipt -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
 ipt -A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
 
-set -- POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE
-if ipt -C "$@" 2>/dev/null; then ipt -D "$@"; fi
-ipt -C "$@" 2>/dev/null || ipt -I "$@"
-ipt -I DOCKER -i "$BRIDGE" -j RETURN
+if [ "${IP_MASQ:-true}" != false ]; then
+  set -- POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE
+  if ipt -C "$@" 2>/dev/null; then ipt -D "$@"; fi
+  ipt -C "$@" 2>/dev/null || ipt -I "$@"
+  # Measured: without ip-masq docker adds no RETURN for its bridge either.
+  ipt -I DOCKER -i "$BRIDGE" -j RETURN
+fi
 
 hairpin -A
 port_map -A

@@ -70,6 +70,10 @@ pub enum Mode {
     Guard,
     /// The hand-made fix, one rule with `! -d cluster`. Undone by a docker restart.
     Classic,
+    /// For nodes whose docker does not masquerade (`"ip-masq": false`):
+    /// exclusions first, then podsnat's own egress rule, which is not
+    /// byte-identical to docker's broad rule, so no docker start deletes it.
+    Owner,
 }
 
 impl Mode {
@@ -77,7 +81,8 @@ impl Mode {
         match s {
             "guard" => Ok(Mode::Guard),
             "classic" => Ok(Mode::Classic),
-            _ => Err("is not a mode; use \"guard\" or \"classic\"".into()),
+            "owner" => Ok(Mode::Owner),
+            _ => Err("is not a mode; use \"guard\", \"classic\" or \"owner\"".into()),
         }
     }
 }
@@ -87,6 +92,7 @@ impl fmt::Display for Mode {
         f.write_str(match self {
             Mode::Guard => "guard",
             Mode::Classic => "classic",
+            Mode::Owner => "owner",
         })
     }
 }

@@ -166,11 +166,7 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         collector_script(save, &s.verify.join(" ")),
     )
     .unwrap();
-    fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-standin.sh"),
-        t.join("sbin/docker-standin"),
-    )
-    .unwrap();
+    fs::copy(common::STANDIN, t.join("sbin/docker-standin")).unwrap();
 
     let bin = common::podsnat_bin();
     let m = t.join("merged");

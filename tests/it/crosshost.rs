@@ -123,23 +123,65 @@ fn cross_host(s: &Setup, backend: &Backend, tag: &str) {
         );
     }
 
-    // Step 3, docker restarts: `-C` its broad rule, `-I` it on top if missing.
-    common::docker_restart(&a, backend, s.subnet_a, s.bridge);
+    // Step 3, docker starts again (every reboot, every restart): it deletes
+    // its broad rule and inserts it on top, above podsnat's exclusion; with
+    // "ip-masq": false (owner mode) it leaves POSTROUTING alone.
+    let owner = s.mode == "owner";
+    common::docker_standin(&a, backend, "start", s.subnet_a, s.bridge, !owner);
     let seen = lab.seen("pa", "pb", &pod_b);
-    match s.mode {
-        "guard" => expect(
-            &format!("{ctx} step 3, after docker restart"),
-            &seen,
-            &pod_a,
-            "guard mode survives docker",
-        ),
-        _ => expect(
-            &format!("{ctx} step 3, after docker restart"),
-            &seen,
+    let (want, why) = if owner {
+        (
+            pod_a.as_str(),
+            "owner mode: docker does not masquerade, nothing moved",
+        )
+    } else {
+        (
             NODE_A,
-            "classic mode loses the pod IP again: docker's rule now sits above the fix",
-        ),
-    }
+            "docker's start put its rule above podsnat's: the drift is real",
+        )
+    };
+    expect(
+        &format!("{ctx} step 3, after docker's start"),
+        &seen,
+        want,
+        why,
+    );
+
+    // Step 4, podsnat-pin.service: `podsnat pin` puts podsnat's rules back.
+    let pin = common::exec_in(
+        &a,
+        &bin,
+        &[
+            "pin",
+            "--file",
+            f,
+            "--iptables-save",
+            backend.save,
+            "--iptables-restore",
+            backend.restore,
+        ],
+    );
+    assert_eq!(
+        pin.status.code(),
+        Some(if owner { 0 } else { 2 }),
+        "{ctx}: podsnat pin: {}{}",
+        String::from_utf8_lossy(&pin.stdout),
+        String::from_utf8_lossy(&pin.stderr)
+    );
+    let seen = lab.seen("pa", "pb", &pod_b);
+    expect(
+        &format!("{ctx} step 4, after the pin"),
+        &seen,
+        &pod_a,
+        "pod A's own IP again",
+    );
+    let seen = lab.seen("pa", "out", "10.9.0.2");
+    expect(
+        &format!("{ctx} step 4, egress"),
+        &seen,
+        OUTSIDE_SEEN,
+        "egress stays masqueraded",
+    );
 }
 
 #[test]
@@ -162,6 +204,7 @@ fn pod_source_ip_survives_across_hosts() {
     let setups = [
         example("guard"),
         example("classic"),
+        example("owner"),
         Setup {
             name: "cni",
             config: "tests/crosshost/cni.toml",
@@ -284,7 +327,7 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
             // The drift: docker's restart (classic) or a hand-deleted jump (guard).
             let exclusion = match mode {
                 "classic" => {
-                    common::docker_restart(&a, backend, "172.7.21.0/24", "docker0");
+                    common::docker_standin(&a, backend, "start", "172.7.21.0/24", "docker0", true);
                     "-A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE"
                 }
                 _ => {

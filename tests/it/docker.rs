@@ -375,10 +375,18 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
     {
         return;
     }
-    let standin = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-standin.sh");
-    for node in [&EXAMPLE, &OTHER] {
-        for backend in &BACKENDS {
-            let ctx = format!("[{} {}]", node.bridge, backend.name);
+    let [nft, legacy] = &BACKENDS;
+    // (node, backend, docker's ip-masq); without ip-masq the node runs owner mode.
+    let runs = [
+        (&EXAMPLE, nft, true),
+        (&EXAMPLE, legacy, true),
+        (&OTHER, nft, true),
+        (&OTHER, legacy, true),
+        (&EXAMPLE, nft, false),
+    ];
+    for (node, backend, ip_masq) in runs {
+        {
+            let ctx = format!("[{} {} ip-masq={ip_masq}]", node.bridge, backend.name);
             let table = common::render_example(&[
                 "--cluster-cidr",
                 node.cluster,
@@ -386,6 +394,8 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
                 node.subnet_a,
                 "--bridge",
                 node.bridge,
+                "--mode",
+                if ip_masq { "guard" } else { "owner" },
             ]);
             let tmp = tempfile::tempdir().unwrap();
             let file = tmp.path().join("nat");
@@ -410,7 +420,17 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
             let docker = Dockerd::new(
                 &real_ns.name,
                 backend,
-                &["--bridge", node.bridge, "--fixed-cidr", &fixed],
+                &[
+                    "--bridge",
+                    node.bridge,
+                    "--fixed-cidr",
+                    &fixed,
+                    if ip_masq {
+                        "--ip-masq=true"
+                    } else {
+                        "--ip-masq=false"
+                    },
+                ],
             );
             docker.start();
             docker.import_busybox();
@@ -452,17 +472,15 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
             let standin_ns = node_ns();
             standin_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
             let mut stand_in = Vec::new();
+            assert_eq!(ip, node.subnet_a.replace(".0/24", ".128"), "{ctx}");
             for action in ["start", "stop", "start"] {
-                standin_ns.ok(
-                    "sh",
-                    &[
-                        standin,
-                        action,
-                        backend.iptables,
-                        node.subnet_a,
-                        node.bridge,
-                        &ip,
-                    ],
+                common::docker_standin(
+                    &standin_ns.name,
+                    backend,
+                    action,
+                    node.subnet_a,
+                    node.bridge,
+                    ip_masq,
                 );
                 stand_in.push(common::saved(&standin_ns.name, backend));
             }
@@ -473,6 +491,9 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
                 );
             }
             let real = &real[0];
+            if !ip_masq {
+                continue;
+            }
             // And docker's rule really is on top of podsnat's exclusion.
             let post: Vec<&String> = real
                 .iter()

@@ -102,44 +102,91 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         );
     }
 
-    // Docker (re)starts: `-C` its broad rule, `-I` it on top when missing.
+    // docker starts again: its broad rule goes on top (not with "ip-masq":
+    // false, which owner mode is for); then the pin puts podsnat's rules back.
     let subnet = spec.pod_subnet().to_string();
     let bridge = spec.bridge().as_str();
+    let broad = format!("-A POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE");
+    if spec.mode() == Mode::Owner {
+        // No docker start can delete podsnat's egress rule: it is not docker's.
+        let check = [
+            "-w",
+            "5",
+            "-t",
+            "nat",
+            "-C",
+            "POSTROUTING",
+            "-s",
+            &subnet,
+            "!",
+            "-o",
+            bridge,
+            "-j",
+            "MASQUERADE",
+        ];
+        assert!(
+            !ns.exec(backend.iptables, &check).status.success(),
+            "{ctx}: docker's -C would find a rule"
+        );
+    }
     if spec.docker() {
-        common::docker_restart(&ns.name, backend, &subnet, bridge);
+        let owner = spec.mode() == Mode::Owner;
+        common::docker_standin(&ns.name, backend, "start", &subnet, bridge, !owner);
         let after = ns.ok(backend.save, &["-t", "nat"]);
         let after = &rules_file::parse(&after).unwrap()[0];
         let post = after.chain_rules("POSTROUTING");
         let verdict = verify::evaluate(spec, after).status;
-        match spec.mode() {
-            Mode::Guard => {
-                assert_eq!(
-                    verdict,
-                    verify::Status::Ok,
-                    "{ctx}: verify after docker's restart"
-                );
-                assert_eq!(
-                    post,
-                    want.chain_rules("POSTROUTING"),
-                    "{ctx}: guard mode, docker found its rule and must insert nothing"
-                );
-                assert_eq!(
-                    post[0],
-                    format!("-A POSTROUTING -s {subnet} -j PODSNAT-POSTROUTING")
-                );
-            }
-            Mode::Classic => {
-                // The weakness classic mode is documented for: docker's broad
-                // rule now sits above the fix and masquerades pod-to-cluster.
-                assert_eq!(
-                    verdict,
-                    verify::Status::Drift,
-                    "{ctx}: verify must see docker's rule win"
-                );
-                let broad = format!("-A POSTROUTING -s {subnet} ! -o {bridge} -j MASQUERADE");
-                assert_eq!(post[0], broad, "{ctx}: classic mode, docker inserts on top");
-                assert_eq!(&post[1..], want.chain_rules("POSTROUTING"), "{ctx}");
-            }
+        if owner {
+            assert_eq!(
+                verdict,
+                verify::Status::Ok,
+                "{ctx}: owner mode after docker's start"
+            );
+        } else {
+            assert_eq!(
+                verdict,
+                verify::Status::Drift,
+                "{ctx}: docker's rule must win before the pin"
+            );
+            assert_eq!(post[0], broad, "{ctx}: docker inserts on top");
+        }
+        let pin = ns.exec(
+            common::podsnat_bin(),
+            &[
+                "pin",
+                "--file",
+                file.to_str().unwrap(),
+                "--iptables-save",
+                backend.save,
+                "--iptables-restore",
+                backend.restore,
+            ],
+        );
+        assert_eq!(
+            pin.status.code(),
+            Some(if owner { 0 } else { 2 }),
+            "{ctx}: pin: {}",
+            String::from_utf8_lossy(&pin.stderr)
+        );
+        let pinned = ns.ok(backend.save, &["-t", "nat"]);
+        let pinned = &rules_file::parse(&pinned).unwrap()[0];
+        assert_eq!(
+            verify::evaluate(spec, pinned).status,
+            verify::Status::Ok,
+            "{ctx}: after the pin"
+        );
+        let ours = want.chain_rules("POSTROUTING");
+        let post = pinned.chain_rules("POSTROUTING");
+        assert_eq!(
+            &post[..ours.len()],
+            ours.as_slice(),
+            "{ctx}: podsnat's rules on top after the pin"
+        );
+        if spec.mode() == Mode::Classic {
+            assert!(
+                !post.contains(&broad.as_str()),
+                "{ctx}: classic's pin deletes docker's rule"
+            );
         }
     }
 
@@ -160,7 +207,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         "-m",
         "tcp",
         "--dport",
-        "8080",
+        "8081",
         "-j",
         "DNAT",
         "--to-destination",

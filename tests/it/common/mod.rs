@@ -178,27 +178,43 @@ pub fn podsnat_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_podsnat"))
 }
 
-/// Docker's start-up step for its bridge network, exactly as docker does it:
-/// check for its broad rule, insert it on top when missing.
-pub fn docker_restart(ns: &str, backend: &Backend, subnet: &str, bridge: &str) {
-    let rule = [
-        "POSTROUTING",
-        "-s",
-        subnet,
-        "!",
-        "-o",
-        bridge,
-        "-j",
-        "MASQUERADE",
-    ];
-    let mut check = vec!["-w", "5", "-t", "nat", "-C"];
-    check.extend(rule);
-    if !exec_in(ns, backend.iptables, &check).status.success() {
-        let mut insert = vec!["-w", "5", "-t", "nat", "-I"];
-        insert.extend(rule);
-        ok_in(ns, backend.iptables, &insert);
-    }
+/// tests/docker-standin.sh: what dockerd does to the nat table when it
+/// starts (or stops) on a node with a stored bridge network, as measured;
+/// tests/it/docker.rs compares it with the real dockerd. `ip_masq` false
+/// acts as `dockerd --ip-masq=false`.
+pub fn docker_standin(
+    ns: &str,
+    backend: &Backend,
+    action: &str,
+    subnet: &str,
+    bridge: &str,
+    ip_masq: bool,
+) {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "sh",
+            STANDIN,
+            action,
+            backend.iptables,
+            subnet,
+            bridge,
+        ])
+        .arg(subnet.replace(".0/24", ".128"))
+        .env("IP_MASQ", if ip_masq { "true" } else { "false" })
+        .output()
+        .expect("run the docker stand-in");
+    assert!(
+        out.status.success(),
+        "docker stand-in {action} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
+
+/// The dockerd stand-in script.
+pub const STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker-standin.sh");
 
 /// kube-proxy-style rules that were there before the drift: a jump on top
 /// of POSTROUTING into KUBE-POSTROUTING and a KUBE-SERVICES chain with a few
