@@ -263,6 +263,14 @@ pub struct VerifyArgs {
     pub check: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// docker's daemon.json to compare with the config (whether docker
+    /// masquerades, its bridge and subnet) [default: /etc/docker/daemon.json
+    /// and docker.service's ExecStart flags, when verifying the live table].
+    #[arg(long, value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
+    /// docker.service (or a drop-in) whose ExecStart flags to read; repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub docker_unit: Vec<PathBuf>,
     /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
     pub iptables_save: String,

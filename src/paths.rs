@@ -17,6 +17,16 @@ pub const PODSNAT_BIN: &str = "/usr/sbin/podsnat";
 /// The node's podsnat config.
 pub const CONFIG: &str = "/etc/podsnat/config.toml";
 
+/// docker's config file.
+pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";
+/// Where docker.service and its drop-ins live, most specific first.
+pub const DOCKER_UNIT_DROPINS: &str = "/etc/systemd/system/docker.service.d";
+pub const DOCKER_UNITS: [&str; 3] = [
+    "/etc/systemd/system/docker.service",
+    "/lib/systemd/system/docker.service",
+    "/usr/lib/systemd/system/docker.service",
+];
+
 /// `root` + `path`, where an absolute `path` is taken inside `root`.
 pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     if root == Path::new("/") {

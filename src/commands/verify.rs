@@ -8,9 +8,13 @@ use serde_json::json as object;
 
 use super::{ExitStatus, emit, json, load_spec, nat_table};
 use crate::cli::{Format, VerifyArgs};
+use std::path::{Path, PathBuf};
+
 use crate::config;
 use crate::error::{Error, Result};
+use crate::paths;
 use crate::system;
+use crate::verify::docker::{self, DockerSettings};
 use crate::verify::{self, Report, Status};
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
@@ -23,7 +27,15 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         ),
     };
     let table = nat_table(&source, &text)?;
-    let report = verify::evaluate(&spec, &table);
+    let docker = docker_settings(args)?;
+    let judge = |table: &_| {
+        let report = verify::evaluate(&spec, table);
+        match &docker {
+            Some(d) => report.with_docker(docker::check(&spec, d)),
+            None => report,
+        }
+    };
+    let report = judge(&table);
     if !args.repair {
         let shown = match args.format {
             Format::Json => json(&report)?,
@@ -63,7 +75,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
     system::restore_noflush(restore, &repair.transaction)?;
     let text = system::save_nat(&args.iptables_save)?;
-    let after = verify::evaluate(&spec, &nat_table(&source, &text)?);
+    let after = judge(&nat_table(&source, &text)?);
     let shown = match args.format {
         Format::Json => {
             json(&object!({"before": report, "repair": repair, "applied": true, "after": after}))?
@@ -80,6 +92,52 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         Status::Ok => ExitStatus::Changed,
         _ => ExitStatus::Failed,
     })
+}
+
+/// docker's settings: the files given, or in live mode the usual places
+/// that exist. `None` when there is nothing to read (docker not installed,
+/// or a `--file` review without `--docker-config`).
+fn docker_settings(args: &VerifyArgs) -> Result<Option<DockerSettings>> {
+    let live = args.file.is_none();
+    let json = args
+        .docker_config
+        .clone()
+        .or_else(|| live.then(|| PathBuf::from(paths::DOCKER_DAEMON_JSON)));
+    let mut units = args.docker_unit.clone();
+    if live && units.is_empty() {
+        let mut dropins: Vec<PathBuf> = std::fs::read_dir(paths::DOCKER_UNIT_DROPINS)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dropins.sort();
+        units.extend(
+            dropins
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "conf")),
+        );
+        units.extend(paths::DOCKER_UNITS.iter().map(PathBuf::from));
+    }
+    let mut settings = DockerSettings::default();
+    let given = |p: &Path| {
+        args.docker_config.as_deref() == Some(p) || args.docker_unit.iter().any(|u| u == p)
+    };
+    if let Some(path) = json {
+        if given(&path) || path.exists() {
+            let origin = path.display().to_string();
+            let text = config::read_text(&path)?;
+            settings
+                .add_daemon_json(&origin, &text)
+                .map_err(|message| Error::Syntax {
+                    path: origin,
+                    message,
+                })?;
+        }
+    }
+    for path in units {
+        if given(&path) || path.exists() {
+            settings.add_unit(&path.display().to_string(), &config::read_text(&path)?);
+        }
+    }
+    Ok((!settings.read.is_empty()).then_some(settings))
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.

@@ -10,6 +10,7 @@
 //! or none, so the verdict holds for the whole class, not a sample.
 
 mod atoms;
+pub mod docker;
 mod repair;
 mod rule;
 mod walk;
@@ -85,9 +86,21 @@ pub struct Check {
 pub struct Report {
     pub status: Status,
     pub checks: Vec<Check>,
+    /// docker's settings against the config, where they were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<docker::DockerCheck>,
 }
 
 impl Report {
+    /// Adds the verdict on docker's settings; drift there is drift.
+    pub fn with_docker(mut self, check: docker::DockerCheck) -> Report {
+        if check.status == Status::Drift {
+            self.status = Status::Drift;
+        }
+        self.docker = Some(check);
+        self
+    }
+
     pub fn check(&self, name: &str) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
     }
@@ -192,7 +205,11 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Report {
     } else {
         Status::Ok
     };
-    Report { status, checks }
+    Report {
+        status,
+        checks,
+        docker: None,
+    }
 }
 
 /// Human-readable report lines.
@@ -232,6 +249,20 @@ pub fn text(report: &Report) -> String {
         };
         out.push_str(&line);
         out.push('\n');
+    }
+    if let Some(d) = &report.docker {
+        if d.findings.is_empty() {
+            out += &format!(
+                "ok: docker's settings agree with the config (read {})\n",
+                d.read.join(", ")
+            );
+        }
+        for f in &d.findings {
+            out += &format!("drift: {f}\n");
+        }
+        for n in &d.notes {
+            out += &format!("note: {n}\n");
+        }
     }
     out
 }

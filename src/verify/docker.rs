@@ -1,0 +1,228 @@
+//! docker's own settings against the node's config: whether docker
+//! masquerades (`"ip-masq"` in daemon.json, `--ip-masq` in its unit) and
+//! which bridge and subnet it uses (`"bip"`, `"bridge"`). Owner mode needs
+//! docker not to masquerade; every mode needs docker's bridge subnet to be
+//! the pod subnet. Pure: the caller reads the files.
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use super::Status;
+use crate::config::{Mode, NodeSpec};
+
+/// One docker setting and the file that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting<T> {
+    pub value: T,
+    pub origin: String,
+}
+
+/// What docker's files say; `None` where they say nothing.
+#[derive(Debug, Clone, Default)]
+pub struct DockerSettings {
+    pub ip_masq: Option<Setting<bool>>,
+    pub bip: Option<Setting<String>>,
+    pub bridge: Option<Setting<String>>,
+    /// Every file that was read, for the report.
+    pub read: Vec<String>,
+}
+
+impl DockerSettings {
+    /// Adds /etc/docker/daemon.json's settings. A file docker itself would
+    /// refuse is an error that names the file.
+    pub fn add_daemon_json(&mut self, origin: &str, text: &str) -> Result<(), String> {
+        let json: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
+        let at = |key: &str| json.get(key);
+        let setting = |v: String| Setting {
+            value: v,
+            origin: origin.to_owned(),
+        };
+        if let Some(v) = at("ip-masq") {
+            let b = v.as_bool().ok_or("\"ip-masq\" is not true or false")?;
+            self.ip_masq.get_or_insert(Setting {
+                value: b,
+                origin: origin.to_owned(),
+            });
+        }
+        for (key, slot) in [("bip", &mut self.bip), ("bridge", &mut self.bridge)] {
+            if let Some(v) = at(key) {
+                let s = v.as_str().ok_or(format!("{key:?} is not a string"))?;
+                slot.get_or_insert(setting(s.to_owned()));
+            }
+        }
+        self.read.push(origin.to_owned());
+        Ok(())
+    }
+
+    /// Adds the flags on docker.service's `ExecStart=` lines (`--ip-masq=false`,
+    /// `--bip=CIDR` or `--bip CIDR`, `--bridge=NAME` or `-b NAME`).
+    pub fn add_unit(&mut self, origin: &str, text: &str) {
+        let setting = |v: &str| Setting {
+            value: v.to_owned(),
+            origin: origin.to_owned(),
+        };
+        for line in text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("ExecStart="))
+        {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                let next = words.get(i + 1).copied();
+                let (flag, value) = match w.split_once('=') {
+                    Some((f, v)) => (f, Some(v)),
+                    None => (*w, None),
+                };
+                match flag {
+                    "--ip-masq" => {
+                        let on = value.is_none_or(|v| v != "false");
+                        self.ip_masq.get_or_insert(Setting {
+                            value: on,
+                            origin: origin.to_owned(),
+                        });
+                    }
+                    "--bip" => {
+                        if let Some(v) = value.or(next) {
+                            self.bip.get_or_insert(setting(v));
+                        }
+                    }
+                    "--bridge" | "-b" => {
+                        if let Some(v) = value.or(next) {
+                            self.bridge.get_or_insert(setting(v));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.read.push(origin.to_owned());
+    }
+}
+
+/// The verdict on docker's settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct DockerCheck {
+    pub status: Status,
+    /// The files that were read.
+    pub read: Vec<String>,
+    /// What disagrees with the config.
+    pub findings: Vec<String>,
+    /// What is worth knowing but agrees.
+    pub notes: Vec<String>,
+}
+
+/// Compares docker's settings with the node's config.
+pub fn check(spec: &NodeSpec, docker: &DockerSettings) -> DockerCheck {
+    let mut drift = Vec::new();
+    let mut notes = Vec::new();
+    let masq = docker.ip_masq.as_ref();
+    match (spec.mode(), masq) {
+        (Mode::Owner, Some(s)) if !s.value => {}
+        (Mode::Owner, Some(s)) => drift.push(format!(
+            "docker masquerades (\"ip-masq\" is true in {}), but mode = \"owner\" needs \"ip-masq\": false: every docker start puts its broad rule above podsnat's exclusion",
+            s.origin
+        )),
+        (Mode::Owner, None) => drift.push(format!(
+            "docker masquerades (its default; {} set no \"ip-masq\": false), but mode = \"owner\" needs \"ip-masq\": false",
+            docker.read.join(", ")
+        )),
+        (_, Some(s)) if !s.value => notes.push(format!(
+            "docker does not masquerade (\"ip-masq\": false in {}); mode = \"owner\" fits this node and needs no pin",
+            s.origin
+        )),
+        _ => {}
+    }
+    if let Some(b) = &docker.bip {
+        match b.value.parse::<Ipv4Net>() {
+            Ok(net) if net.trunc() == spec.pod_subnet() => {}
+            Ok(net) => drift.push(format!(
+                "docker's bridge subnet is {} (\"bip\" {:?} in {}), not pod_subnet {}",
+                net.trunc(),
+                b.value,
+                b.origin,
+                spec.pod_subnet()
+            )),
+            Err(_) => drift.push(format!(
+                "docker's \"bip\" {:?} in {} is not a CIDR",
+                b.value, b.origin
+            )),
+        }
+    }
+    if let Some(b) = &docker.bridge
+        && b.value != spec.bridge().as_str()
+        && b.value != "none"
+    {
+        drift.push(format!(
+            "docker's bridge is {:?} (in {}), not bridge {:?}",
+            b.value,
+            b.origin,
+            spec.bridge().as_str()
+        ));
+    }
+    let status = if drift.is_empty() {
+        Status::Ok
+    } else {
+        Status::Drift
+    };
+    DockerCheck {
+        status,
+        read: docker.read.clone(),
+        findings: drift,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RawConfig, node_spec};
+
+    fn spec(mode: &str) -> NodeSpec {
+        let raw = RawConfig {
+            cluster_cidr: Some("172.7.0.0/16".into()),
+            pod_subnet: Some("172.7.21.0/24".into()),
+            mode: Some(mode.into()),
+            ..RawConfig::default()
+        };
+        node_spec("t", &raw, &RawConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn owner_mode_needs_ip_masq_off() {
+        let mut d = DockerSettings::default();
+        d.add_daemon_json("daemon.json", r#"{"bip": "172.7.21.1/24"}"#)
+            .unwrap();
+        assert_eq!(check(&spec("owner"), &d).status, Status::Drift);
+        assert_eq!(check(&spec("guard"), &d).status, Status::Ok);
+        let mut d = DockerSettings::default();
+        d.add_daemon_json("daemon.json", r#"{"ip-masq": false}"#)
+            .unwrap();
+        assert_eq!(check(&spec("owner"), &d).status, Status::Ok);
+        let c = check(&spec("guard"), &d);
+        assert_eq!(c.status, Status::Ok);
+        assert!(c.notes[0].contains("fits this node"), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn unit_flags_count_and_the_subnet_must_match() {
+        let mut d = DockerSettings::default();
+        d.add_unit(
+            "docker.service",
+            "[Service]\nExecStart=/usr/bin/dockerd -H fd:// --ip-masq=false --bip 172.7.30.1/24 -b docker0\n",
+        );
+        let c = check(&spec("owner"), &d);
+        assert_eq!(c.status, Status::Drift);
+        assert_eq!(c.findings.len(), 1, "{:?}", c.findings);
+        assert!(c.findings[0].contains("172.7.30.0/24"), "{:?}", c.findings);
+    }
+
+    #[test]
+    fn bad_json_is_an_error() {
+        let mut d = DockerSettings::default();
+        assert!(d.add_daemon_json("daemon.json", "{").is_err());
+        assert!(
+            d.add_daemon_json("daemon.json", r#"{"ip-masq": "no"}"#)
+                .is_err()
+        );
+    }
+}
