@@ -120,17 +120,17 @@ fn docker_settings(args: &VerifyArgs) -> Result<Option<DockerSettings>> {
     let given = |p: &Path| {
         args.docker_config.as_deref() == Some(p) || args.docker_unit.iter().any(|u| u == p)
     };
-    if let Some(path) = json {
-        if given(&path) || path.exists() {
-            let origin = path.display().to_string();
-            let text = config::read_text(&path)?;
-            settings
-                .add_daemon_json(&origin, &text)
-                .map_err(|message| Error::Syntax {
-                    path: origin,
-                    message,
-                })?;
-        }
+    if let Some(path) = json
+        && (given(&path) || path.exists())
+    {
+        let origin = path.display().to_string();
+        let text = config::read_text(&path)?;
+        settings
+            .add_daemon_json(&origin, &text)
+            .map_err(|message| Error::Syntax {
+                path: origin,
+                message,
+            })?;
     }
     for path in units {
         if given(&path) || path.exists() {
