@@ -14,8 +14,9 @@ mkdir -p "$out"
 "$bin" generate completion bash > "$out/podsnat.bash"
 "$bin" generate completion zsh > "$out/_podsnat"
 "$bin" generate completion fish > "$out/podsnat.fish"
-# The unit with default ordering, for each platform's rules file; not
-# enabled: the admin enables it after writing a config.
+# The units with default ordering (the boot restore, the pin after every
+# docker start and its timer), for each platform's rules file; not enabled:
+# the admin enables them after writing a config.
 unit() { "$bin" install-unit --root "$out/$1" --file "$2" --no-enable > /dev/null || [[ $? -eq 2 ]]; }
 unit deb /etc/iptables/rules.v4
 unit rpm /etc/sysconfig/iptables
