@@ -2,9 +2,15 @@
 # See the problem and the fix with your own eyes, in one command (as root):
 #   sudo examples/demo.sh
 # Builds a two-host flannel lab in network namespaces (examples/lab.sh), then
-# for mode guard and mode classic: applies docker's broad rule, restores the
-# table `podsnat write` made (as podsnat.service does at boot), and replays
-# docker's restart. Prints what pod B saw each time, and cleans up.
+# for mode guard and mode classic: docker's first start adds its broad rule;
+# a reboot restores the table `podsnat write` made (as podsnat.service does,
+# before docker); docker starts again and puts its rule on top; `podsnat pin`
+# (as podsnat-pin.service does after every docker start) puts podsnat's rules
+# back. Prints what pod B saw each time, and cleans up.
+# docker is the real dockerd where it is installed (Debian's docker.io),
+# otherwise the stand-in tests/docker-standin.sh, which a test compares with
+# the real dockerd; the first line says which. DOCKER=standin forces the
+# stand-in.
 # Set PODSNAT=/path/to/podsnat to skip the cargo build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,7 +20,7 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "Run: sudo $0" >&2
   exit 1
 fi
-for prog in ip iptables iptables-restore socat ss; do
+for prog in ip iptables iptables-restore iptables-save socat ss; do
   command -v "$prog" >/dev/null || { echo "demo.sh needs $prog (apt-get install iptables iproute2 socat)" >&2; exit 1; }
 done
 if [[ -z ${PODSNAT:-} ]]; then
@@ -26,8 +32,56 @@ export BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24
 config=$here/flannel-docker.toml
 work=$(mktemp -d)
 export LAB=podsnat-demo-$$
-cleanup() { bash "$here/lab.sh" down; rm -rf "$work"; }
+standin=$here/../tests/docker-standin.sh
+real_docker=false
+if [[ ${DOCKER:-} != standin && -x /usr/sbin/dockerd && -x /usr/bin/docker ]] && command -v nsenter >/dev/null; then
+  real_docker=true
+fi
+
+# The real dockerd on host A, with its own state under $work.
+dockerd_start() {
+  nsenter --net="/run/netns/$LAB-a" /usr/sbin/dockerd --data-root "$work/docker/data" \
+    --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" -H "unix://$work/docker/sock" \
+    --storage-driver vfs --bridge docker0 --fixed-cidr 172.7.21.128/25 >> "$work/docker/log" 2>&1 &
+  for _ in $(seq 600); do
+    /usr/bin/docker -H "unix://$work/docker/sock" info >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "dockerd did not start; its log:" >&2
+  tail -20 "$work/docker/log" >&2
+  exit 1
+}
+dockerd_stop() {
+  [[ -e $work/docker/pid ]] || return 0
+  kill "$(cat "$work/docker/pid")"
+  for _ in $(seq 600); do [[ -e $work/docker/pid ]] || return 0; sleep 0.1; done
+}
+# docker's start on a node: the first ever (no stored state) or a later one.
+docker_start() {
+  if $real_docker; then
+    dockerd_start
+  elif [[ $1 == first ]]; then
+    # The first start ever finds no rule with -C and appends it.
+    ip netns exec "$LAB-a" iptables -w 5 -t nat -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE
+  else
+    ip netns exec "$LAB-a" sh "$standin" start iptables 172.7.21.0/24 docker0 172.7.21.128
+  fi
+}
+
+cleanup() {
+  dockerd_stop 2>/dev/null || true
+  pkill -f "$work/docker/exec" 2>/dev/null || true
+  grep -o " $work/[^ ]*" /proc/mounts 2>/dev/null | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  bash "$here/lab.sh" down
+  rm -rf "$work"
+}
 trap cleanup EXIT
+
+if $real_docker; then
+  echo "docker: the real dockerd ($(/usr/sbin/dockerd --version))"
+else
+  echo "docker: the stand-in tests/docker-standin.sh (no dockerd installed; apt-get install docker.io for the real one)"
+fi
 
 # A row of the table; a seen address that differs from the expected one is
 # marked and makes the demo exit 1.
@@ -40,25 +94,35 @@ row() {
 row mode step "source seen" "expected"
 for mode in guard classic; do
   bash "$here/lab.sh" up
-  ipt() { ip netns exec "$LAB-a" iptables -w 5 -t nat "$@"; }
+  mkdir -p "$work/docker"
   seen() { bash "$here/lab.sh" probe pa "$1" "$2"; }
 
-  ipt -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE
-  row "$mode" "1. docker's broad rule only" "$(seen pb 172.7.22.2)" "10.4.7.21 (host A: the problem)"
+  docker_start first
+  row "$mode" "1. docker's first start: its broad rule" "$(seen pb 172.7.22.2)" "10.4.7.21 (host A: the problem)"
 
+  # A reboot: docker stops, the nat table is empty, podsnat.service restores.
+  $real_docker && dockerd_stop
+  ip netns exec "$LAB-a" iptables -w 5 -t nat -F
+  ip netns exec "$LAB-a" iptables -w 5 -t nat -X
   rc=0
   ip netns exec "$LAB-a" "$PODSNAT" write --config "$config" --mode "$mode" --output "$work/iptables" > /dev/null || rc=$?
   [[ $rc -eq 2 ]] || { echo "podsnat write failed ($rc)" >&2; exit 1; }
   ip netns exec "$LAB-a" iptables-restore -w 5 -T nat "$work/iptables"
-  row "$mode" "2. podsnat's table restored (as at boot)" "$(seen pb 172.7.22.2)" "172.7.21.2 (pod A)"
+  row "$mode" "2. reboot: podsnat's table restored" "$(seen pb 172.7.22.2)" "172.7.21.2 (pod A)"
   row "$mode" "   egress to an outside machine" "$(seen out 10.9.0.2)" "10.9.0.1 (host A: still masqueraded)"
 
-  ipt -C POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE 2> /dev/null ||
-    ipt -I POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE
-  if [[ $mode == guard ]]; then want="172.7.21.2 (pod A: guard survives)"; else want="10.4.7.21 (classic is undone)"; fi
-  row "$mode" "3. docker restarts (-C, then -I if missing)" "$(seen pb 172.7.22.2)" "$want"
+  docker_start again
+  row "$mode" "3. docker starts: its rule goes on top" "$(seen pb 172.7.22.2)" "10.4.7.21 (host A: undone)"
 
+  rc=0
+  ip netns exec "$LAB-a" "$PODSNAT" pin --file "$work/iptables" > /dev/null || rc=$?
+  [[ $rc -eq 2 ]] || { echo "podsnat pin failed ($rc)" >&2; exit 1; }
+  row "$mode" "4. podsnat pin (podsnat-pin.service)" "$(seen pb 172.7.22.2)" "172.7.21.2 (pod A again)"
+
+  $real_docker && dockerd_stop
+  pkill -f "$work/docker/exec" 2>/dev/null || true
+  grep -o " $work/docker[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work/docker" "$work/iptables"
   bash "$here/lab.sh" down
-  rm -f "$work/iptables"
 done
 ((bad == 0)) || { echo "$bad step(s) did not show what was expected" >&2; exit 1; }

@@ -187,11 +187,8 @@ fn cross_host(s: &Setup, backend: &Backend, tag: &str) {
 #[test]
 fn pod_source_ip_survives_across_hosts() {
     let tools = ["socat", "ss", "timeout", "bash"];
-    if !common::require_root_or_fail("pod_source_ip_survives_across_hosts")
-        || !common::require("pod_source_ip_survives_across_hosts", true, &tools)
-    {
-        return;
-    }
+    common::require_root_or_fail("pod_source_ip_survives_across_hosts");
+    common::require("pod_source_ip_survives_across_hosts", true, &tools);
     let example = |mode| Setup {
         name: "example",
         config: "examples/flannel-docker.toml",
@@ -222,7 +219,8 @@ fn pod_source_ip_survives_across_hosts() {
     }
 }
 
-/// The demo runs the same lab with the real binary and checks its own rows.
+/// The demo runs the same lab with the real binary and checks its own rows,
+/// with the real dockerd and with the stand-in.
 #[test]
 fn demo_shows_the_fix() {
     let tools = [
@@ -232,23 +230,30 @@ fn demo_shows_the_fix() {
         "bash",
         "iptables",
         "iptables-restore",
+        "dockerd",
+        "nsenter",
     ];
-    if !common::require("demo_shows_the_fix", true, &tools) {
-        return;
+    common::require("demo_shows_the_fix", true, &tools);
+    for (docker, first) in [
+        ("real", "docker: the real dockerd"),
+        ("standin", "docker: the stand-in"),
+    ] {
+        let out = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.sh"))
+            .env("PODSNAT", common::podsnat_bin())
+            .env("DOCKER", docker)
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "demo ({docker}) failed:\n{table}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(table.starts_with(first), "{table}");
+        assert_eq!(table.lines().count(), 12, "{table}");
+        assert!(!table.contains("MISMATCH"), "{table}");
     }
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.sh"))
-        .env("PODSNAT", common::podsnat_bin())
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(table.lines().count(), 9, "{table}");
-    assert!(!table.contains("MISMATCH"), "{table}");
 }
 
 fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String, String) {
@@ -266,15 +271,12 @@ fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String, String) {
 #[test]
 fn verify_catches_live_drift_and_repair_fixes_it() {
     let tools = ["socat", "ss", "timeout", "bash"];
-    if !common::require_root_or_fail("verify_catches_live_drift_and_repair_fixes_it")
-        || !common::require(
-            "verify_catches_live_drift_and_repair_fixes_it",
-            true,
-            &tools,
-        )
-    {
-        return;
-    }
+    common::require_root_or_fail("verify_catches_live_drift_and_repair_fixes_it");
+    common::require(
+        "verify_catches_live_drift_and_repair_fixes_it",
+        true,
+        &tools,
+    );
     let config = common::EXAMPLE;
     let s = Setup {
         name: "verify",

@@ -366,15 +366,12 @@ fn real_node(
 fn real_dockerd_keeps_the_pod_ip_across_restarts() {
     let mut progs = tools();
     progs.extend(["ip", "iptables-nft", "iptables-legacy"]);
-    if !common::require_root_or_fail("real_dockerd_keeps_the_pod_ip_across_restarts")
-        || !common::require(
-            "real_dockerd_keeps_the_pod_ip_across_restarts",
-            true,
-            &progs,
-        )
-    {
-        return;
-    }
+    common::require_root_or_fail("real_dockerd_keeps_the_pod_ip_across_restarts");
+    common::require(
+        "real_dockerd_keeps_the_pod_ip_across_restarts",
+        true,
+        &progs,
+    );
     let [nft, legacy] = &BACKENDS;
     let runs = [
         (&EXAMPLE, nft, Order::BeforeDocker, false),
@@ -401,11 +398,8 @@ fn real_dockerd_keeps_the_pod_ip_across_restarts() {
 fn the_stand_in_does_what_the_real_dockerd_does() {
     let mut progs = tools();
     progs.extend(["ip", "sh"]);
-    if !common::require_root_or_fail("the_stand_in_does_what_the_real_dockerd_does")
-        || !common::require("the_stand_in_does_what_the_real_dockerd_does", true, &progs)
-    {
-        return;
-    }
+    common::require_root_or_fail("the_stand_in_does_what_the_real_dockerd_does");
+    common::require("the_stand_in_does_what_the_real_dockerd_does", true, &progs);
     let [nft, legacy] = &BACKENDS;
     // (node, backend, docker's ip-masq); without ip-masq the node runs owner mode.
     let runs = [

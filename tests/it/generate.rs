@@ -71,25 +71,24 @@ fn man_page_covers_every_command_and_renders_cleanly() {
     ] {
         assert!(man.contains(&flag.replace('-', "\\-")), "{flag} is missing");
     }
-    if common::require(
+    common::require(
         "man_page_covers_every_command_and_renders_cleanly",
         false,
         &["groff"],
-    ) {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("podsnat.8");
-        std::fs::write(&file, &man).unwrap();
-        let out = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww", "-z"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && out.stderr.is_empty(),
-            "groff: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("podsnat.8");
+    std::fs::write(&file, &man).unwrap();
+    let out = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "groff: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -111,19 +110,22 @@ fn version_names_the_commit() {
         v.starts_with(&format!("podsnat {} (commit ", env!("CARGO_PKG_VERSION"))),
         "{v}"
     );
-    let head = Command::new("git")
+    common::require("version_names_the_commit", false, &["git"]);
+    let out = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output();
-    if let Ok(out) = head
-        && out.status.success()
-    {
-        let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(
-            v.contains(&format!("(commit {commit})")),
-            "{v} vs HEAD {commit}"
-        );
-    }
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the tests run in a git checkout: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commit = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        v.contains(&format!("(commit {commit})")),
+        "{v} vs HEAD {commit}"
+    );
 }
 
 /// clap's own consistency checks on the whole command line (conflicting

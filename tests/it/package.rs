@@ -56,13 +56,11 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         "unshare",
         "mount",
     ];
-    if !common::require(
+    common::require(
         "deb_installs_boots_reboots_and_uninstalls_cleanly",
         true,
         &tools,
-    ) {
-        return;
-    }
+    );
     let (deb, rpm) = build_packages();
 
     // The .rpm lists the same files as the .deb.

@@ -158,9 +158,7 @@ proptest! {
 /// backends, each in a namespace of its own.
 #[test]
 fn random_configs_load_in_real_iptables_restore() {
-    if !common::require_root_or_fail("random_configs_load_in_real_iptables_restore") {
-        return;
-    }
+    common::require_root_or_fail("random_configs_load_in_real_iptables_restore");
     let namespaces: Vec<(common::Backend, common::Netns)> = common::BACKENDS
         .iter()
         .map(|b| (*b, common::Netns::new()))

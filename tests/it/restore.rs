@@ -224,9 +224,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
 
 #[test]
 fn golden_cases_restore_on_both_backends() {
-    if !common::require_root_or_fail("golden_cases_restore_on_both_backends") {
-        return;
-    }
+    common::require_root_or_fail("golden_cases_restore_on_both_backends");
     for (name, spec) in good_cases() {
         for backend in &BACKENDS {
             check_case(&name, &spec, backend);

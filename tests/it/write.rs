@@ -78,9 +78,7 @@ fn target(dir: &Path) -> PathBuf {
 
 #[test]
 fn replaces_nat_keeps_other_bytes_and_is_idempotent() {
-    if !common::require_root_or_fail("replaces_nat_keeps_other_bytes_and_is_idempotent") {
-        return;
-    }
+    common::require_root_or_fail("replaces_nat_keeps_other_bytes_and_is_idempotent");
     for backend in &BACKENDS {
         let ns = Netns::new();
         let tmp = tempfile::tempdir().unwrap();
@@ -248,9 +246,7 @@ fn new_file_is_0600_at_the_platform_default() {
 
 #[test]
 fn rejected_ruleset_leaves_old_file() {
-    if !common::require_root_or_fail("rejected_ruleset_leaves_old_file") {
-        return;
-    }
+    common::require_root_or_fail("rejected_ruleset_leaves_old_file");
     // The filter table has a rule iptables-restore refuses: the new file as a
     // whole would not load at boot, so nothing may be written.
     let broken = EXISTING.replace("--dport 22", "--dport 99999");

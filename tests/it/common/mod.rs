@@ -33,10 +33,9 @@ pub const BACKENDS: [Backend; 2] = [
     },
 ];
 
-/// True when the test may touch netfilter (as root, with `ip` and both
-/// backends). Otherwise it panics under CI=true and returns false, loudly,
-/// on a developer machine so the skip cannot go unnoticed.
-pub fn require_root_or_fail(test: &str) -> bool {
+/// The test may touch netfilter: root, `ip` and both backends are there.
+/// Otherwise the test fails (never skips), naming what is missing.
+pub fn require_root_or_fail(test: &str) {
     let progs: Vec<&str> = std::iter::once("ip")
         .chain(
             BACKENDS
@@ -44,11 +43,14 @@ pub fn require_root_or_fail(test: &str) -> bool {
                 .flat_map(|b| [b.iptables, b.restore, b.save]),
         )
         .collect();
-    require(test, true, &progs)
+    require(test, true, &progs);
 }
 
-/// The general form: `root` and every program in `progs` must be there.
-pub fn require(test: &str, root: bool, progs: &[&str]) -> bool {
+/// The general form: `root` and every program in `progs` must be there, or
+/// the test fails, with or without CI, naming what is missing and the one
+/// command that installs every test dependency. A test that skipped and
+/// passed would be a check that cannot fail.
+pub fn require(test: &str, root: bool, progs: &[&str]) {
     let mut missing = Vec::new();
     if root {
         let uid = Command::new("id").arg("-u").output();
@@ -61,18 +63,11 @@ pub fn require(test: &str, root: bool, progs: &[&str]) -> bool {
             missing.push((*prog).to_owned());
         }
     }
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test} needs {} (see .ci/run for the packages)",
+    assert!(
+        missing.is_empty(),
+        "{test} needs {}, which this machine lacks; `sudo bash scripts/test` installs every test dependency and runs every test",
         missing.join(", ")
     );
-    if std::env::var_os("CI").is_some() {
-        panic!("{msg}; CI is set, so this is a failure, not a skip");
-    }
-    eprintln!("\n!!! SKIPPED: {msg}\n");
-    false
 }
 
 fn on_path(prog: &str) -> bool {
