@@ -61,13 +61,13 @@ fn bench(c: &mut Criterion) {
     let tables = rules_file::parse(&text).expect("parses");
     assert_eq!(tables[0].rules.len(), 20_005);
     assert_eq!(
-        verify::evaluate(&spec, &tables[0]).status,
+        verify::evaluate(&spec, &tables[0]).unwrap().status,
         verify::Status::Ok
     );
     c.bench_function("parse + evaluate 20000 rules", |b| {
         b.iter(|| {
             let tables = rules_file::parse(black_box(&text)).expect("parses");
-            verify::evaluate(&spec, &tables[0]).status
+            verify::evaluate(&spec, &tables[0]).unwrap().status
         })
     });
 }

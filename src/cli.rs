@@ -274,7 +274,10 @@ pub struct VerifyArgs {
     /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
     pub iptables_save: String,
-    /// The iptables-restore that applies a repair.
+    /// With --file: skip `iptables-restore --test` on the file.
+    #[arg(long, requires = "file")]
+    pub no_test: bool,
+    /// The iptables-restore that tests a --file and applies a repair.
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
     pub iptables_restore: String,
 }

@@ -84,6 +84,17 @@ pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<
     }))
 }
 
+/// True when this process runs as root (effective uid 0), which
+/// `iptables-restore --test` needs.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+            .unwrap_or(false)
+    })
+}
+
 /// True when systemd is PID 1 on this machine (the test `sd_booted()` uses).
 pub fn systemd_booted() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()

@@ -27,15 +27,27 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         ),
     };
     let table = nat_table(&source, &text)?;
+    let malformed = |e: verify::Malformed| Error::Syntax {
+        path: source.clone(),
+        message: e.to_string(),
+    };
+    if args.file.is_some() {
+        // A file under review must be one the kernel would load: every
+        // rule is checked, and iptables-restore --test has the last word.
+        verify::check_all(&table).map_err(malformed)?;
+        if !args.no_test {
+            test_file(&args.iptables_restore, &source, &text)?;
+        }
+    }
     let docker = docker_settings(args)?;
-    let judge = |table: &_| {
-        let report = verify::evaluate(&spec, table);
-        match &docker {
+    let judge = |table: &_| -> Result<Report> {
+        let report = verify::evaluate(&spec, table).map_err(malformed)?;
+        Ok(match &docker {
             Some(d) => report.with_docker(docker::check(&spec, d)),
             None => report,
-        }
+        })
     };
-    let report = judge(&table);
+    let report = judge(&table)?;
     if !args.repair {
         let shown = match args.format {
             Format::Json => json(&report)?,
@@ -75,7 +87,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
 
     system::restore_noflush(restore, &repair.transaction)?;
     let text = system::save_nat(&args.iptables_save)?;
-    let after = judge(&nat_table(&source, &text)?);
+    let after = judge(&nat_table(&source, &text)?)?;
     let shown = match args.format {
         Format::Json => {
             json(&object!({"before": report, "repair": repair, "applied": true, "after": after}))?
@@ -92,6 +104,35 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         Status::Ok => ExitStatus::Changed,
         _ => ExitStatus::Failed,
     })
+}
+
+/// `iptables-restore --test` on the whole file; a rejection is an error.
+/// Where it cannot run (not root, not installed) a note on stderr says so.
+fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
+    if !system::is_root() {
+        eprintln!(
+            "podsnat: note: {restore} --test was not run on {source}: it needs root (--no-test skips it)"
+        );
+        return Ok(());
+    }
+    match system::restore_test(restore, text) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(rejected)) => Err(Error::Invalid {
+            origin: source.to_owned(),
+            message: format!(
+                "{} rejects it, so a boot would restore nothing: {}",
+                rejected.command,
+                rejected.stderr.lines().collect::<Vec<_>>().join(" | ")
+            ),
+        }),
+        Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "podsnat: note: {restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// docker's settings: the files given, or in live mode the usual places

@@ -23,6 +23,7 @@ use crate::config::NodeSpec;
 use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
+pub use rule::{Malformed, check_all};
 use rule::{Rule, index_by_chain, reachable_rules};
 use walk::{End, Evaluator};
 
@@ -107,8 +108,10 @@ impl Report {
 }
 
 /// Evaluates the nat table `table` against what `spec` promises.
-pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Report {
-    let rules = reachable_rules(table);
+/// A malformed rule (one iptables-restore would refuse) is an error, never
+/// a verdict.
+pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed> {
+    let rules = reachable_rules(table)?;
     let exclusion = render::exclusion(spec);
     let atoms = Atoms::collect(spec, &rules);
     let evaluator = Evaluator {
@@ -205,11 +208,11 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Report {
     } else {
         Status::Ok
     };
-    Report {
+    Ok(Report {
         status,
         checks,
         docker: None,
-    }
+    })
 }
 
 /// Human-readable report lines.

@@ -34,7 +34,7 @@ pub struct Repair {
 /// Everything else in the table stays as it is. `None` when there is no
 /// pod→cluster drift to repair.
 pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>, String> {
-    let report = evaluate(spec, table);
+    let report = evaluate(spec, table).map_err(|e| e.to_string())?;
     if report.check("pod-to-cluster").map(|c| c.status) != Some(Status::Drift) {
         return Ok(None);
     }
@@ -107,14 +107,17 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         text + "COMMIT\n"
     };
     let without = candidate(&post);
-    let at = match evaluate(spec, &nat_of(&without)?).check("pod-to-cluster") {
+    let at = match evaluate(spec, &nat_of(&without)?)
+        .map_err(|e| e.to_string())?
+        .check("pod-to-cluster")
+    {
         Some(c) if c.status == Status::Drift => c.top.max(1),
         _ => was_at.unwrap_or(post.len() + 1),
     }
     .min(post.len() + 1);
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
-    let after = evaluate(spec, &nat_of(&with)?);
+    let after = evaluate(spec, &nat_of(&with)?).map_err(|e| e.to_string())?;
     if after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
         return Err(format!(
             "moving podsnat's exclusion would not fix the drift:\n{}",

@@ -58,9 +58,31 @@ pub(super) fn index_by_chain<'r, 'a>(rules: &'r [Rule<'a>]) -> HashMap<&'a str, 
     map
 }
 
+/// A rule line that iptables-restore would refuse: podsnat never gives a
+/// verdict on it, and names the line, the text and the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// 1-based line in the file (or in iptables-save's output).
+    pub line: usize,
+    pub text: String,
+    pub why: String,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: {}: {}",
+            self.line,
+            self.why,
+            crate::error::quoted(&self.text)
+        )
+    }
+}
+
 /// The rules of POSTROUTING and of every chain reachable from it. Other
 /// chains (kube-proxy's thousands of service rules) are never tokenized.
-pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Vec<Rule<'a>> {
+pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Result<Vec<Rule<'a>>, Malformed> {
     let mut by_chain: HashMap<&str, Vec<&rules_file::Rule<'a>>> = HashMap::new();
     for r in &table.rules {
         by_chain.entry(r.chain).or_default().push(r);
@@ -73,7 +95,7 @@ pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Vec<Rule<'a>> {
             continue;
         }
         for (i, raw) in by_chain.get(chain).into_iter().flatten().enumerate() {
-            let rule = parse_rule(chain, i + 1, raw.text, &table.chains);
+            let rule = parse(chain, i + 1, raw, &table.chains)?;
             if let Target::Jump(c) | Target::Goto(c) = &rule.target
                 && let Some(name) = table.chains.iter().find(|n| **n == c.as_str())
             {
@@ -82,10 +104,70 @@ pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Vec<Rule<'a>> {
             out.push(rule);
         }
     }
-    out
+    Ok(out)
 }
 
-fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) -> Rule<'a> {
+/// Checks every rule of the table, reachable or not: a file under review
+/// must be one iptables-restore would load, or the boot restores nothing.
+pub fn check_all(table: &Table<'_>) -> Result<(), Malformed> {
+    let mut pos: HashMap<&str, usize> = HashMap::new();
+    for raw in &table.rules {
+        let n = pos.entry(raw.chain).or_default();
+        *n += 1;
+        parse(raw.chain, *n, raw, &table.chains)?;
+    }
+    Ok(())
+}
+
+fn parse<'a>(
+    chain: &'a str,
+    pos: usize,
+    raw: &rules_file::Rule<'a>,
+    chains: &[&str],
+) -> Result<Rule<'a>, Malformed> {
+    parse_rule(chain, pos, raw.text, chains).map_err(|why| Malformed {
+        line: raw.line,
+        text: raw.text.to_owned(),
+        why,
+    })
+}
+
+/// Options a `!` may stand before, outside unmodeled modules.
+fn negatable(opt: &str, module: &str) -> bool {
+    matches!(
+        opt,
+        "-s" | "--source"
+            | "-d"
+            | "--destination"
+            | "-i"
+            | "--in-interface"
+            | "-o"
+            | "--out-interface"
+            | "-p"
+            | "--protocol"
+            | "-f"
+            | "--fragment"
+    ) || match module {
+        "mark" => opt == "--mark",
+        "addrtype" => matches!(opt, "--src-type" | "--dst-type"),
+        "tcp" | "udp" => opt.starts_with("--"),
+        "comment" | "" => false,
+        // An unmodeled module's option: iptables-restore --test decides.
+        _ => opt.starts_with("--"),
+    }
+}
+
+const MODELED: [&str; 5] = ["comment", "addrtype", "mark", "tcp", "udp"];
+
+/// Parses one rule strictly: a malformed rule is an error that says what
+/// is wrong, never a guess. A well-formed rule with a match podsnat does
+/// not model is kept, with the reason, for "cannot decide".
+fn parse_rule<'a>(
+    chain: &'a str,
+    pos: usize,
+    text: &'a str,
+    chains: &[&str],
+) -> Result<Rule<'a>, String> {
     let mut rule = Rule {
         chain,
         pos,
@@ -100,10 +182,7 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
         unknown: None,
         target: Target::None,
     };
-    let Some(tokens) = shlex::split(text) else {
-        rule.unknown = Some("cannot split the rule into words".into());
-        return rule;
-    };
+    let tokens = shlex::split(text).ok_or("a quote is not closed")?;
     let unknown = |rule: &mut Rule<'a>, why: String| {
         rule.unknown.get_or_insert(why);
     };
@@ -111,41 +190,67 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
     let mut it = tokens.iter().skip(2).peekable();
     let mut neg = false;
     let mut module = String::new();
-    let mut in_target = false;
+    let mut targets = 0;
     while let Some(tok) = it.next() {
         let tok = tok.as_str();
         if tok == "!" {
+            if neg {
+                return Err("`!` is given twice".into());
+            }
+            match it.peek() {
+                None => return Err("`!` ends the rule; it must stand before an option".into()),
+                Some(next) if next.as_str() == "!" => {
+                    return Err("`!` is given twice; one negates, two are refused".into());
+                }
+                Some(next) if !negatable(next, &module) || targets > 0 => {
+                    return Err(format!(
+                        "`!` stands before {next:?}, which cannot be negated"
+                    ));
+                }
+                Some(_) => {}
+            }
             neg = true;
             continue;
         }
-        let mut value = || it.next().cloned().unwrap_or_default();
-        // Options of unmodeled modules and targets take zero or more words.
-        let rest = |it: &mut std::iter::Peekable<std::iter::Skip<std::slice::Iter<'_, String>>>| {
-            let mut words = Vec::new();
-            while let Some(w) = it.next_if(|w| !w.starts_with('-') && w.as_str() != "!") {
-                words.push(w.clone());
+        // The option's value: present, and not the next option.
+        let mut value = |free: bool| -> Result<String, String> {
+            match it.next() {
+                Some(v) if free || !(v.starts_with('-') && v.len() > 1) => Ok(v.clone()),
+                Some(v) => Err(format!("{tok} has no value (found {v:?})")),
+                None => Err(format!("{tok} has no value")),
             }
-            words.join(" ")
         };
         match tok {
-            "-s" | "--source" => rule.src = net(&value()).map(|n| (neg, n)),
-            "-d" | "--destination" => rule.dst = net(&value()).map(|n| (neg, n)),
-            "-i" | "--in-interface" => rule.in_if = Some((neg, value())),
-            "-o" | "--out-interface" => rule.out_if = Some((neg, value())),
-            "-p" | "--protocol" => rule.proto = Some((neg, value().to_ascii_lowercase())),
+            "-p" | "--protocol" => {
+                let proto = value(false)?.to_ascii_lowercase();
+                // iptables loads the protocol's match implicitly:
+                // `-p tcp --dport 80` means `-p tcp -m tcp --dport 80`.
+                if module.is_empty() && matches!(proto.as_str(), "tcp" | "udp") {
+                    module = proto.clone();
+                }
+                rule.proto = Some((neg, proto));
+            }
+            "-s" | "--source" => {
+                rule.src = addr(&value(false)?, &mut rule.unknown)?.map(|n| (neg, n))
+            }
+            "-d" | "--destination" => {
+                rule.dst = addr(&value(false)?, &mut rule.unknown)?.map(|n| (neg, n));
+            }
+            "-i" | "--in-interface" => rule.in_if = Some((neg, iface(&value(false)?)?)),
+            "-o" | "--out-interface" => rule.out_if = Some((neg, iface(&value(false)?)?)),
             "-m" | "--match" => {
-                module = value();
-                in_target = false;
-                if !matches!(
-                    module.as_str(),
-                    "comment" | "addrtype" | "mark" | "tcp" | "udp"
-                ) {
+                module = value(false)?;
+                if !MODELED.contains(&module.as_str()) {
                     unknown(&mut rule, format!("the match -m {module} is not modeled"));
                 }
             }
             "-j" | "--jump" | "-g" | "--goto" => {
-                let name = value();
-                in_target = true;
+                let name = value(false)?;
+                targets += 1;
+                if targets > 1 {
+                    return Err("has a second target; a rule has one target at most".into());
+                }
+                module.clear();
                 let is_goto = tok == "-g" || tok == "--goto";
                 rule.target = match name.as_str() {
                     _ if chains.contains(&name.as_str()) && is_goto => Target::Goto(name),
@@ -161,10 +266,13 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
                 };
             }
             "-f" | "--fragment" => unknown(&mut rule, "the match -f is not modeled".into()),
-            opt if in_target => {
-                let v = rest(&mut it);
+            opt if targets > 0 => {
+                // Options of MASQUERADE/SNAT/LOG (--random-fully,
+                // --to-source, --log-prefix, ...) do not change the
+                // verdict; MARK's do.
+                let v = target_words(&mut it);
                 if let Target::Mark { clear, xor } = &mut rule.target {
-                    let (val, mask) = mark_value(&v);
+                    let (val, mask) = mark_value(&v)?;
                     match opt {
                         "--set-xmark" => (*clear, *xor) = (mask, val),
                         "--set-mark" => (*clear, *xor) = (mask | val, val),
@@ -174,22 +282,28 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
                         _ => rule.target = Target::Unknown(format!("MARK {opt}")),
                     }
                 }
-                // Options of MASQUERADE/SNAT/LOG (--random-fully, --to-source,
-                // --log-prefix, ...) do not change the verdict.
             }
             "--comment" if module == "comment" => {
-                value();
+                value(true)?;
             }
             "--src-type" | "--dst-type" if module == "addrtype" => {
-                let types = value().split(',').map(str::to_owned).collect();
+                let types = value(false)?.split(',').map(str::to_owned).collect();
                 rule.addrtype.push((neg, types));
             }
             "--mark" if module == "mark" => {
-                let (val, mask) = mark_value(&value());
+                let (val, mask) = mark_value(&value(false)?)?;
                 rule.marks.push((neg, val, mask));
             }
+            opt if !opt.starts_with('-') => {
+                return Err(format!("{opt:?} is not an option"));
+            }
+            opt if module.is_empty() => {
+                return Err(format!(
+                    "{opt} is not an option of iptables itself (no -m before it)"
+                ));
+            }
             opt => {
-                let v = rest(&mut it);
+                let v = target_words(&mut it);
                 unknown(
                     &mut rule,
                     format!("the option {opt} {v} (-m {module}) is not modeled"),
@@ -198,27 +312,88 @@ fn parse_rule<'a>(chain: &'a str, pos: usize, text: &'a str, chains: &[&str]) ->
         }
         neg = false;
     }
-    rule
+    Ok(rule)
 }
 
-fn net(s: &str) -> Option<Ipv4Net> {
-    s.parse::<Ipv4Net>()
-        .ok()
-        .or_else(|| s.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
-        .map(|n| n.trunc())
+/// The words after a target's or an unmodeled module's option, up to the
+/// next option.
+fn target_words(
+    it: &mut std::iter::Peekable<std::iter::Skip<std::slice::Iter<'_, String>>>,
+) -> String {
+    let mut words = Vec::new();
+    while let Some(w) = it.next_if(|w| !(w.starts_with('-') && w.len() > 1) && w.as_str() != "!") {
+        words.push(w.clone());
+    }
+    words.join(" ")
 }
 
-/// `0x4000/0x4000` or `0x4000` (mask all ones).
-fn mark_value(s: &str) -> (u32, u32) {
-    let num = |x: &str| {
-        let x = x.trim();
-        match x.strip_prefix("0x") {
-            Some(h) => u32::from_str_radix(h, 16).unwrap_or(0),
-            None => x.parse().unwrap_or(0),
+/// `-s`/`-d`: an address, with a prefix length of 0 to 32 or a contiguous
+/// dotted mask. A list or a host name is valid for iptables but not
+/// modeled: `None`, with the reason in `unknown`.
+fn addr(s: &str, unknown: &mut Option<String>) -> Result<Option<Ipv4Net>, String> {
+    let (host, prefix) = match s.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if s.contains(',') {
+        unknown.get_or_insert(format!("the address list {s:?} is not modeled"));
+        return Ok(None);
+    }
+    if !host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        if host.chars().any(|c| c.is_ascii_alphabetic()) && prefix.is_none() {
+            unknown.get_or_insert(format!("the host name {s:?} is not modeled"));
+            return Ok(None);
         }
+        return Err(format!("{s:?} is not an IPv4 address"));
+    }
+    if let Some(octet) = host.split('.').find(|o| o.len() > 1 && o.starts_with('0')) {
+        return Err(format!(
+            "{s:?} has the octet {octet:?} with a leading zero, which some tools read as octal"
+        ));
+    }
+    let ip: Ipv4Addr = host
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    let net = match prefix {
+        None => Ipv4Net::from(ip),
+        Some(p) if !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()) => {
+            let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+            Ipv4Net::new(ip, len)
+                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 32"))?
+        }
+        Some(p) => match p.parse::<Ipv4Addr>() {
+            Ok(mask) if p.split('.').count() == 4 => Ipv4Net::with_netmask(ip, mask)
+                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous"))?,
+            _ => {
+                return Err(format!(
+                    "{s:?} has the prefix length {p:?}; it must be 0 to 32"
+                ));
+            }
+        },
+    };
+    Ok(Some(net.trunc()))
+}
+
+/// `-i`/`-o`: 1 to 15 bytes (a trailing `+` is a wildcard).
+fn iface(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('+').unwrap_or(s);
+    if s.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        return Err(format!("{s:?} is not an interface name"));
+    }
+    Ok(s.to_owned())
+}
+
+/// `0x4000/0x4000` or `0x4000` (mask all ones), hex or decimal.
+fn mark_value(s: &str) -> Result<(u32, u32), String> {
+    let num = |x: &str| {
+        let parsed = match x.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16),
+            None => x.parse(),
+        };
+        parsed.map_err(|_| format!("{s:?} is not a mark (a number, or number/mask)"))
     };
     match s.split_once('/') {
-        Some((v, m)) => (num(v), num(m)),
-        None => (num(s), u32::MAX),
+        Some((v, m)) => Ok((num(v)?, num(m)?)),
+        None => Ok((num(s)?, u32::MAX)),
     }
 }

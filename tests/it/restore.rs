@@ -82,7 +82,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     // The offline evaluator agrees with every golden table, before and after
     // the real restore.
     for (what, t) in [("rendered", want), ("restored", got)] {
-        let report = verify::evaluate(spec, t);
+        let report = verify::evaluate(spec, t).unwrap();
         assert_eq!(
             report.status,
             verify::Status::Ok,
@@ -135,7 +135,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         let after = ns.ok(backend.save, &["-t", "nat"]);
         let after = &rules_file::parse(&after).unwrap()[0];
         let post = after.chain_rules("POSTROUTING");
-        let verdict = verify::evaluate(spec, after).status;
+        let verdict = verify::evaluate(spec, after).unwrap().status;
         if owner {
             assert_eq!(
                 verdict,
@@ -171,7 +171,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         let pinned = ns.ok(backend.save, &["-t", "nat"]);
         let pinned = &rules_file::parse(&pinned).unwrap()[0];
         assert_eq!(
-            verify::evaluate(spec, pinned).status,
+            verify::evaluate(spec, pinned).unwrap().status,
             verify::Status::Ok,
             "{ctx}: after the pin"
         );
