@@ -156,6 +156,35 @@ pub fn write(
     if fsync { sync_dir(dir) } else { Ok(()) }
 }
 
+/// Creates `path` with `bytes` if it does not exist yet (`O_EXCL`), the
+/// way `tar -x` does: one open, one write, no temp file, no rename.
+/// `Ok(false)` when it exists already (and is left as it is). Only for
+/// files that can be rendered again (fleet golden files): a crash can
+/// leave a new file short, which the next render or check finds and
+/// rewrites atomically. A failed write removes what it created.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(Error::io(path, "cannot create", e)),
+    };
+    // The umask may have narrowed the mode; the file gets exactly `mode`.
+    let written = file
+        .set_permissions(Permissions::from_mode(mode))
+        .and_then(|()| file.write_all(bytes));
+    if let Err(e) = written {
+        let _ = fs::remove_file(path);
+        return Err(Error::io(path, "cannot write", e));
+    }
+    Ok(true)
+}
+
 /// tempfile's errors name the random temp file; the OS error alone reads
 /// better and keeps messages the same from run to run.
 fn plain(e: std::io::Error) -> std::io::Error {

@@ -19,7 +19,7 @@ Exit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error
 // What each command's --help (and the man page) shows after its options.
 const WRITE_HELP: &str = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
 const INSTALL_UNIT_HELP: &str = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flannel.service --after docker.service\n  podsnat install-unit --root /srv/images/node --no-enable\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
-const VERIFY_HELP: &str = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/iptables.nat     # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide.";
+const VERIFY_HELP: &str = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/n1.iptables.nat  # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide.";
 const PIN_HELP: &str = "Examples:\n  podsnat pin --file /etc/sysconfig/iptables           # what podsnat-pin.service runs\n  podsnat pin --file /etc/iptables/rules.v4 --check    # show the --noflush transaction\n\nReads podsnat's rules from the rules file (not a config) and moves only them, in one\n`iptables-restore --noflush` transaction.\nExit codes: 0 already in place, 2 pinned (or would pin with --check), 1 error.";
 const FLEET_RENDER_HELP: &str = "Example:\n  podsnat fleet render --inventory inventory.toml --out-dir golden\n\nExit codes: 0 nothing changed, 2 files written or pruned, 1 error.";
 const FLEET_CHECK_HELP: &str = "Example (in CI):\n  podsnat fleet check --inventory inventory.toml --out-dir golden\n\nExit codes: 0 all match, 2 a file differs or a node directory is stale (diffs printed), 1 error.";
@@ -52,7 +52,7 @@ pub enum Command {
     /// Put the nat table into the rules file, keeping its other tables.
     #[command(after_help = WRITE_HELP)]
     Write(WriteArgs),
-    /// Install podsnat.service, which restores the nat table at boot.
+    /// Install podsnat.service (the boot restore) and podsnat-pin.service (after every docker start).
     #[command(after_help = INSTALL_UNIT_HELP)]
     InstallUnit(InstallUnitArgs),
     /// Check, in rule order, that pod traffic to the cluster keeps its source IP and egress is masqueraded.
@@ -85,7 +85,7 @@ pub enum GenerateCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum FleetCommand {
-    /// Write DIR/<node>/iptables.nat and DIR/<node>/podsnat.service for every node.
+    /// Write DIR/<node>.iptables.nat for every node and each distinct unit once.
     #[command(after_help = FLEET_RENDER_HELP)]
     Render(FleetArgs),
     /// Compare the committed golden files with a fresh render; change nothing.
@@ -154,6 +154,10 @@ pub enum Format {
 pub struct WriteArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
+    /// Put this nat table (a fleet's golden `<node>.iptables.nat`) into the
+    /// rules file instead of rendering one from the settings.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
+    pub table: Option<PathBuf>,
     /// The rules file to update [default: /etc/sysconfig/iptables, or
     /// /etc/iptables/rules.v4 where /etc/sysconfig does not exist (Debian)].
     #[arg(long, value_name = "PATH")]

@@ -76,7 +76,20 @@ pub fn flag_path(flag: &str, v: &str) -> Result<UnitPath> {
 }
 
 impl RuntimeSpec {
+    /// From command-line flags.
     pub fn parse(podsnat: &str, restore: &UnitPath) -> Result<Self> {
+        Self::parse_from(FLAGS_ORIGIN, "", podsnat, restore)
+    }
+
+    /// From a file (an inventory's `[unit]`): errors name `origin` and the
+    /// key under `prefix`; with an empty prefix, the flag.
+    pub fn parse_from(
+        origin: &str,
+        prefix: &str,
+        podsnat: &str,
+        restore: &UnitPath,
+    ) -> Result<Self> {
+        let key = |k: &str| crate::config::key_name(prefix.is_empty(), prefix, k);
         // iptables-restore and iptables-save come in pairs per backend.
         let save = restore
             .as_str()
@@ -84,15 +97,17 @@ impl RuntimeSpec {
             .map(|stem| format!("{stem}-save"))
             .ok_or_else(|| {
                 Error::field(
-                    FLAGS_ORIGIN,
-                    "--iptables-restore",
+                    origin,
+                    key("iptables_restore"),
                     restore.as_str(),
                     "does not end in \"-restore\", so its iptables-save cannot be derived",
                 )
             })?;
+        let path =
+            |k: &str, v: &str| UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p));
         Ok(RuntimeSpec {
-            podsnat: flag_path("--podsnat", podsnat)?,
-            save: flag_path("--iptables-restore", &save)?,
+            podsnat: path("podsnat", podsnat)?,
+            save: path("iptables_restore", &save)?,
         })
     }
 }
@@ -112,6 +127,7 @@ fn with_newline(mut s: String) -> String {
 
 /// One unit file podsnat installs, and the target whose `.wants`
 /// directory enables it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitFile {
     pub name: &'static str,
     pub text: String,

@@ -32,7 +32,7 @@ pub struct UnitSpec {
 impl UnitSpec {
     /// Parses raw command-line values; `--after`/`--before` errors name the flag.
     pub fn parse(after: &[String], before: &[String], file: &str, restore: &str) -> Result<Self> {
-        Self::parse_from(FLAGS_ORIGIN, true, after, before, file, restore)
+        Self::parse_from(FLAGS_ORIGIN, true, "", after, before, file, restore)
     }
 
     /// The same for settings read from a file (an inventory's `[unit]`):
@@ -40,12 +40,13 @@ impl UnitSpec {
     pub fn parse_from(
         origin: &str,
         from_flags: bool,
+        prefix: &str,
         after: &[String],
         before: &[String],
         file: &str,
         restore: &str,
     ) -> Result<Self> {
-        let key = |k: &str| crate::config::key_name(from_flags, "unit.", k);
+        let key = |k: &str| crate::config::key_name(from_flags, prefix, k);
         let names = |k: &str, list: &[String]| {
             list.iter()
                 .map(|s| {

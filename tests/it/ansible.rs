@@ -133,3 +133,116 @@ fn role_is_idempotent_supports_check_diff_and_fails_on_bad_input() {
         "a failed run changed the file"
     );
 }
+
+/// A fleet node picks up its golden files with the role: its nat table
+/// into the rules file (`podsnat write --table`), the shared units (and its
+/// own where the inventory made one) into /etc/systemd/system, enabled.
+/// A second run changes nothing.
+#[test]
+fn role_installs_a_nodes_golden_files() {
+    common::require(
+        "role_installs_a_nodes_golden_files",
+        false,
+        &["ansible-playbook"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = tmp.path().join("golden");
+    let inventory = tmp.path().join("inventory.toml");
+    fs::write(
+        &inventory,
+        fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/inventory.toml"
+        ))
+        .unwrap()
+            + "[nodes.unit]\nafter = [\"flannel.service\"]\n",
+    )
+    .unwrap();
+    let render = Command::new(common::podsnat_bin())
+        .args(["fleet", "render", "--inventory"])
+        .arg(&inventory)
+        .arg("--out-dir")
+        .arg(&golden)
+        .output()
+        .unwrap();
+    assert_eq!(
+        render.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    assert!(
+        golden.join("hdss7-22.podsnat.service").is_file(),
+        "the last node has its own unit"
+    );
+
+    let root = tmp.path().join("node");
+    fs::create_dir(&root).unwrap();
+    fs::write(
+        tmp.path().join("site.yml"),
+        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
+    )
+    .unwrap();
+    for (node, own_unit) in [("hdss7-21", false), ("hdss7-22", true)] {
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir(&root).unwrap();
+        let vars = format!(
+            r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "{node}", "podsnat_test": false}}"#,
+            common::podsnat_bin().display(),
+            root.display(),
+            golden.display()
+        );
+        let first = playbook(tmp.path(), &vars, &[]);
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stdout)
+        );
+        assert!(
+            recap(&first).0 >= 4,
+            "{node}: the first run changes the files"
+        );
+        let rules = fs::read_to_string(root.join("etc/sysconfig/iptables")).unwrap();
+        assert_eq!(
+            rules,
+            fs::read_to_string(golden.join(format!("{node}.iptables.nat"))).unwrap()
+        );
+        let units = root.join("etc/systemd/system");
+        let want_unit = if own_unit {
+            golden.join(format!("{node}.podsnat.service"))
+        } else {
+            golden.join("podsnat.service")
+        };
+        assert_eq!(
+            fs::read_to_string(units.join("podsnat.service")).unwrap(),
+            fs::read_to_string(want_unit).unwrap(),
+            "{node}"
+        );
+        for (unit, wants) in [
+            ("podsnat.service", "multi-user.target.wants"),
+            ("podsnat-pin.service", "docker.service.wants"),
+            ("podsnat-pin.timer", "timers.target.wants"),
+        ] {
+            assert_eq!(
+                fs::read_to_string(units.join(unit)).unwrap(),
+                fs::read_to_string(if own_unit && unit == "podsnat.service" {
+                    golden.join(format!("{node}.{unit}"))
+                } else {
+                    golden.join(unit)
+                })
+                .unwrap()
+            );
+            assert_eq!(
+                fs::read_link(units.join(wants).join(unit)).unwrap(),
+                Path::new("/etc/systemd/system").join(unit)
+            );
+        }
+        let second = playbook(tmp.path(), &vars, &[]);
+        assert!(second.status.success());
+        assert_eq!(
+            recap(&second),
+            (0, 0),
+            "{node}: a second run changes nothing"
+        );
+    }
+}

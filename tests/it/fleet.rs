@@ -29,22 +29,124 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn golden_files_of_the_example_inventory() {
     let tmp = tempfile::tempdir().unwrap();
     let out = fleet("render", INVENTORY, tmp.path(), &[]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    for node in ["hdss7-21", "hdss7-22"] {
-        for file in ["iptables.nat", "podsnat.service"] {
-            let body = fs::read_to_string(tmp.path().join(node).join(file)).unwrap();
-            insta::assert_snapshot!(format!("{node}-{file}"), body);
-        }
+    // One nat table per node, each unit once: the flat layout.
+    let files = names(tmp.path());
+    assert_eq!(
+        files,
+        [
+            "hdss7-21.iptables.nat",
+            "hdss7-22.iptables.nat",
+            "podsnat-pin.service",
+            "podsnat-pin.timer",
+            "podsnat.service"
+        ]
+    );
+    for file in &files {
+        let body = fs::read_to_string(tmp.path().join(file)).unwrap();
+        insta::assert_snapshot!(file.as_str(), body);
     }
     // Each node's table is exactly what `render` gives for that node alone.
     let single = common::render_example(&[]);
     assert_eq!(
-        fs::read_to_string(tmp.path().join("hdss7-21/iptables.nat")).unwrap(),
+        fs::read_to_string(tmp.path().join("hdss7-21.iptables.nat")).unwrap(),
         single
+    );
+    // The shared unit is what `install-unit` makes with the same settings.
+    let root = tempfile::tempdir().unwrap();
+    let unit = Command::new(common::podsnat_bin())
+        .args(["install-unit", "--root", root.path().to_str().unwrap()])
+        .args(["--file", "/etc/sysconfig/iptables"])
+        .output()
+        .unwrap();
+    assert_eq!(unit.status.code(), Some(2), "{}", text(&unit.stderr));
+    for u in [
+        "podsnat.service",
+        "podsnat-pin.service",
+        "podsnat-pin.timer",
+    ] {
+        assert_eq!(
+            fs::read_to_string(tmp.path().join(u)).unwrap(),
+            fs::read_to_string(root.path().join("etc/systemd/system").join(u)).unwrap(),
+            "{u}"
+        );
+    }
+}
+
+/// 500 nodes that share the units give exactly one copy of each; a node
+/// whose `[nodes.unit]` differs gets its own copy of what differs, and a
+/// change to the shared unit is reported once.
+#[test]
+fn shared_units_are_written_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("inventory.toml");
+    let mut text_inv =
+        String::from("cluster_cidr = \"10.0.0.0/8\"\n[unit]\nafter = [\"flanneld.service\"]\n");
+    for i in 0..500 {
+        text_inv += &format!(
+            "[[nodes]]\nname = \"n{i:03}\"\npod_subnet = \"10.{}.{}.0/24\"\n",
+            1 + i / 250,
+            i % 250
+        );
+    }
+    text_inv += "[[nodes]]\nname = \"odd\"\npod_subnet = \"10.3.0.0/24\"\n[nodes.unit]\nafter = [\"flannel.service\"]\n";
+    fs::write(&inv, &text_inv).unwrap();
+    let inv = inv.to_str().unwrap();
+    let dir = tmp.path().join("golden");
+    let out = fleet("render", inv, &dir, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let files = names(&dir);
+    let units: Vec<&String> = files
+        .iter()
+        .filter(|f| !f.ends_with(".iptables.nat"))
+        .collect();
+    assert_eq!(
+        units,
+        [
+            "odd.podsnat.service",
+            "podsnat-pin.service",
+            "podsnat-pin.timer",
+            "podsnat.service"
+        ],
+        "one shared copy of each unit, and the odd node's own podsnat.service only"
+    );
+    assert_eq!(files.len(), 501 + 4);
+    let odd = fs::read_to_string(dir.join("odd.podsnat.service")).unwrap();
+    assert!(odd.contains("After=flannel.service\n"), "{odd}");
+
+    // An unchanged render writes nothing.
+    let again = fleet("render", inv, &dir, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    assert!(text(&again.stdout).contains("0 files changed"));
+
+    // A change to the shared unit: one file differs, reported once.
+    let changed = fs::read_to_string(inv).unwrap().replace(
+        "after = [\"flanneld.service\"]",
+        "after = [\"flanneld.service\", \"network-online.target\"]",
+    );
+    let inv2 = tmp.path().join("inventory2.toml");
+    fs::write(&inv2, changed).unwrap();
+    let check = fleet("check", inv2.to_str().unwrap(), &dir, &[]);
+    assert_eq!(check.status.code(), Some(2));
+    let report = text(&check.stdout);
+    assert_eq!(report.matches("differs: ").count(), 1, "{report}");
+    assert!(
+        report.contains("differs: ") && report.contains("golden/podsnat.service"),
+        "{report}"
     );
 }
 
@@ -53,7 +155,7 @@ fn render_is_idempotent_and_check_catches_every_difference() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     assert_eq!(fleet("render", INVENTORY, dir, &[]).status.code(), Some(2));
-    let nat = dir.join("hdss7-22/iptables.nat");
+    let nat = dir.join("hdss7-22.iptables.nat");
     let before = fs::metadata(&nat).unwrap();
 
     let again = fleet("render", INVENTORY, dir, &[]);
@@ -78,7 +180,7 @@ fn render_is_idempotent_and_check_catches_every_difference() {
     let report = text(&drift.stdout);
     assert!(report.contains("--- ") && report.contains("-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j RETURN\n+-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT"), "{report}");
     assert!(
-        report.contains("differs: ") && report.contains("hdss7-22/iptables.nat"),
+        report.contains("differs: ") && report.contains("hdss7-22.iptables.nat"),
         "{report}"
     );
     assert_eq!(
@@ -86,6 +188,9 @@ fn render_is_idempotent_and_check_catches_every_difference() {
         edited,
         "check must not write"
     );
+    // render puts it back, atomically (a new inode).
+    assert_eq!(fleet("render", INVENTORY, dir, &[]).status.code(), Some(2));
+    assert_ne!(fs::metadata(&nat).unwrap().ino(), before.ino());
 
     // A config change without re-rendering is caught the same way.
     let inv = dir.join("inventory.toml");
@@ -96,7 +201,6 @@ fn render_is_idempotent_and_check_catches_every_difference() {
             .replace("random_fully = false", "random_fully = true"),
     )
     .unwrap();
-    fs::write(&nat, fleet_nat(INVENTORY)).unwrap();
     let changed = fleet("check", inv.to_str().unwrap(), dir, &[]);
     assert_eq!(changed.status.code(), Some(2));
     assert!(
@@ -105,18 +209,13 @@ fn render_is_idempotent_and_check_catches_every_difference() {
     );
 }
 
-/// hdss7-22's table as the unmodified example inventory renders it.
-fn fleet_nat(inventory: &str) -> String {
-    let tmp = tempfile::tempdir().unwrap();
-    fleet("render", inventory, tmp.path(), &[]);
-    fs::read_to_string(tmp.path().join("hdss7-22/iptables.nat")).unwrap()
-}
-
 #[test]
 fn nodes_that_left_are_reported_and_pruned() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("golden");
     assert_eq!(fleet("render", INVENTORY, &dir, &[]).status.code(), Some(2));
+    // Files podsnat does not write are never touched.
+    fs::write(dir.join("README.md"), "mine").unwrap();
     // hdss7-22 leaves the inventory.
     let inv = tmp.path().join("inventory.toml");
     let text_inv = fs::read_to_string(INVENTORY).unwrap();
@@ -127,7 +226,8 @@ fn nodes_that_left_are_reported_and_pruned() {
     let check = fleet("check", inv, &dir, &[]);
     assert_eq!(check.status.code(), Some(2), "a stale node fails the check");
     assert!(
-        text(&check.stdout).contains("stale: "),
+        text(&check.stdout).contains("stale: ")
+            && text(&check.stdout).contains("hdss7-22.iptables.nat"),
         "{}",
         text(&check.stdout)
     );
@@ -136,24 +236,14 @@ fn nodes_that_left_are_reported_and_pruned() {
     assert_eq!(keep.status.code(), Some(0));
     assert!(text(&keep.stdout).contains("stale: "));
     assert!(
-        dir.join("hdss7-22").is_dir(),
+        dir.join("hdss7-22.iptables.nat").is_file(),
         "without --prune nothing is removed"
     );
 
-    // A stale directory with files podsnat did not write is not pruned.
-    fs::write(dir.join("hdss7-22/notes.txt"), "mine").unwrap();
-    let refused = fleet("render", inv, &dir, &["--prune"]);
-    assert_eq!(refused.status.code(), Some(1));
-    assert!(
-        text(&refused.stderr).contains("notes.txt"),
-        "{}",
-        text(&refused.stderr)
-    );
-    fs::remove_file(dir.join("hdss7-22/notes.txt")).unwrap();
-
     let pruned = fleet("render", inv, &dir, &["--prune"]);
     assert_eq!(pruned.status.code(), Some(2), "{}", text(&pruned.stderr));
-    assert!(!dir.join("hdss7-22").exists());
-    assert!(dir.join("hdss7-21/iptables.nat").is_file());
+    assert!(!dir.join("hdss7-22.iptables.nat").exists());
+    assert!(dir.join("hdss7-21.iptables.nat").is_file());
+    assert_eq!(fs::read_to_string(dir.join("README.md")).unwrap(), "mine");
     assert_eq!(fleet("check", inv, &dir, &[]).status.code(), Some(0));
 }

@@ -1,0 +1,308 @@
+//! Fleet mode: one inventory holds the cluster-wide settings once and every
+//! node's own. `render` writes the golden files for review in pull
+//! requests: each node's nat table (`DIR/<node>.iptables.nat`), and each
+//! distinct set of units once (`DIR/podsnat.service` and the pin's units,
+//! shared by every node whose `[nodes.unit]` does not differ;
+//! `DIR/<node>.podsnat.service` ... for one that does). `check` compares them
+//! with a fresh render, for users' CI. This file reads and checks the
+//! inventory; `files` renders and writes.
+
+mod files;
+
+pub use files::{NAT_SUFFIX, Report, check, render_all, render_to};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::{self, NodeSpec, RawConfig};
+use crate::error::{Error, Result};
+use crate::paths;
+use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    cluster_cidr: Option<String>,
+    bridge: Option<String>,
+    no_masquerade: Option<Vec<String>>,
+    random_fully: Option<bool>,
+    docker: Option<bool>,
+    mode: Option<String>,
+    #[serde(default)]
+    unit: RawUnit,
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+}
+
+impl RawUnit {
+    /// `self` with `over`'s keys on top (a node's `[nodes.unit]`).
+    fn with(&self, over: &RawUnit) -> RawUnit {
+        RawUnit {
+            after: over.after.clone().or_else(|| self.after.clone()),
+            before: over.before.clone().or_else(|| self.before.clone()),
+            file: over.file.clone().or_else(|| self.file.clone()),
+            iptables_restore: over
+                .iptables_restore
+                .clone()
+                .or_else(|| self.iptables_restore.clone()),
+            podsnat: over.podsnat.clone().or_else(|| self.podsnat.clone()),
+            pin: over.pin.or(self.pin),
+        }
+    }
+
+    /// The units, checked like `install-unit`'s flags; errors name `origin`
+    /// and the key under `prefix` (`unit.after`, `nodes.unit.after`).
+    fn units(&self, origin: &str, prefix: &str) -> Result<Units> {
+        let strings = |v: &Option<Vec<String>>, default: &[&str]| {
+            v.clone()
+                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+        };
+        let spec = UnitSpec::parse_from(
+            origin,
+            false,
+            prefix,
+            &strings(&self.after, &unit::DEFAULT_AFTER),
+            &strings(&self.before, &unit::DEFAULT_BEFORE),
+            self.file.as_deref().unwrap_or(paths::SYSCONFIG_RULES),
+            self.iptables_restore
+                .as_deref()
+                .unwrap_or(paths::IPTABLES_RESTORE),
+        )?;
+        let pin = self.pin.unwrap_or(true);
+        let extras = if pin {
+            let podsnat = self.podsnat.as_deref().unwrap_or(paths::PODSNAT_BIN);
+            let runtime = RuntimeSpec::parse_from(origin, prefix, podsnat, &spec.restore)?;
+            Some(Extras {
+                runtime,
+                pin,
+                verify_config: None,
+            })
+        } else {
+            None
+        };
+        Ok(unit::unit_files(&spec, extras.as_ref()))
+    }
+}
+
+/// A rendered set of units: podsnat.service and, with the pin, its units.
+pub type Units = Vec<unit::UnitFile>;
+
+/// The boot unit's settings, as `install-unit` takes them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnit {
+    after: Option<Vec<String>>,
+    before: Option<Vec<String>>,
+    file: Option<String>,
+    iptables_restore: Option<String>,
+    /// The podsnat binary the pin runs.
+    podsnat: Option<String>,
+    /// podsnat-pin.service and its timer (default true).
+    pin: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    pod_subnet: Option<String>,
+    bridge: Option<String>,
+    no_masquerade: Option<Vec<String>>,
+    random_fully: Option<bool>,
+    docker: Option<bool>,
+    mode: Option<String>,
+    /// This node's own unit settings, on top of the inventory's `[unit]`.
+    unit: Option<RawUnit>,
+}
+
+/// A node's name, safe as a directory name: 1-253 bytes of
+/// `[A-Za-z0-9._-]`, not starting with `.` or `-`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NodeName(String);
+
+impl NodeName {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if s.is_empty() || s.len() > 253 {
+            return Err("must have 1 to 253 bytes".into());
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "has the character {c:?}; node names may only use A-Z a-z 0-9 . _ - (they name directories)"
+            ));
+        }
+        if s.starts_with('.') || s.starts_with('-') {
+            return Err("starts with '.' or '-'; it names a directory".into());
+        }
+        Ok(NodeName(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One node, checked.
+#[derive(Debug)]
+pub struct Node {
+    pub name: NodeName,
+    pub spec: NodeSpec,
+    /// The node's own unit files, where its `[nodes.unit]` makes them
+    /// differ from the shared ones; empty for most nodes.
+    pub units: Units,
+}
+
+/// A checked inventory.
+#[derive(Debug)]
+pub struct Fleet {
+    pub nodes: Vec<Node>,
+    /// The units every other node shares.
+    pub units: Units,
+}
+
+/// Reads and checks an inventory: every node's spec, unique names, and no
+/// two nodes whose pod subnets overlap.
+pub fn load(path: &Path) -> Result<Fleet> {
+    let text = config::read_limited(path, 64 * 1024 * 1024)?;
+    let origin = path.display().to_string();
+    let raw: RawInventory = toml::from_str(&text).map_err(|e| Error::Syntax {
+        path: match e.span().and_then(|s| node_at(&text, s.start)) {
+            Some(node) => format!("{origin}: node {node}"),
+            None => origin.clone(),
+        },
+        message: config::toml_message(&text, &e),
+    })?;
+    let cluster = RawConfig {
+        cluster_cidr: raw.cluster_cidr,
+        pod_subnet: None,
+        bridge: raw.bridge,
+        no_masquerade: raw.no_masquerade,
+        random_fully: raw.random_fully,
+        docker: raw.docker,
+        mode: raw.mode,
+    };
+    let units = raw.unit.units(&origin, "unit.")?;
+
+    let mut nodes: Vec<Node> = Vec::with_capacity(raw.nodes.len());
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, n) in raw.nodes.into_iter().enumerate() {
+        let at = format!("{origin}: nodes[{i}]");
+        let name =
+            NodeName::parse(&n.name).map_err(|p| Error::field(&at, "name", n.name.as_str(), p))?;
+        if let Some(first) = seen.insert(n.name.clone(), i) {
+            return Err(Error::field(
+                &at,
+                "name",
+                n.name.as_str(),
+                format!("is also the name of nodes[{first}]; node names must be unique"),
+            ));
+        }
+        let node_raw = RawConfig {
+            cluster_cidr: None,
+            pod_subnet: n.pod_subnet,
+            bridge: n.bridge,
+            no_masquerade: n.no_masquerade,
+            random_fully: n.random_fully,
+            docker: n.docker,
+            mode: n.mode,
+        };
+        let node_origin = format!("{origin}: node {}", name.as_str());
+        let spec = config::node_spec(&node_origin, &cluster, &node_raw)?;
+        // A node's own unit files are those its `[nodes.unit]` makes
+        // differ from the shared ones; the rest it shares.
+        let own = match &n.unit {
+            Some(over) => {
+                if let Some(pin) = over.pin {
+                    return Err(Error::field(
+                        &node_origin,
+                        "nodes.unit.pin",
+                        pin.to_string(),
+                        "cannot differ per node (a node picks up the shared pin units); set it in [unit]",
+                    ));
+                }
+                raw.unit
+                    .with(over)
+                    .units(&node_origin, "nodes.unit.")?
+                    .into_iter()
+                    .filter(|u| !units.contains(u))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        nodes.push(Node {
+            name,
+            spec,
+            units: own,
+        });
+    }
+    check_overlaps(&origin, &nodes)?;
+    Ok(Fleet { nodes, units })
+}
+
+/// The name of the `[[nodes]]` entry that holds byte `at` of the
+/// inventory, for messages about a key the parser refused there.
+fn node_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let start = before.rfind("[[nodes]]")?;
+    // The entry runs to the next table header.
+    let rest = text.get(start + "[[nodes]]".len()..)?;
+    let end = rest.find("\n[").map_or(rest.len(), |i| i + 1);
+    rest.get(..end)?.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "name").then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Pod subnets are CIDRs, so two overlap only if one contains the other.
+/// Sorted by address, each one is compared with the widest reach so far.
+fn check_overlaps(origin: &str, nodes: &[Node]) -> Result<()> {
+    let mut order: Vec<&Node> = nodes.iter().collect();
+    order.sort_by_key(|n| {
+        (
+            n.spec.pod_subnet().network(),
+            n.spec.pod_subnet().prefix_len(),
+        )
+    });
+    let mut widest: Option<&Node> = None;
+    for n in order {
+        if let Some(w) = widest {
+            if w.spec.pod_subnet().contains(&n.spec.pod_subnet().network()) {
+                return Err(Error::Invalid {
+                    origin: origin.to_owned(),
+                    message: format!(
+                        "nodes {} and {} have overlapping pod subnets {} and {}",
+                        w.name.as_str(),
+                        n.name.as_str(),
+                        w.spec.pod_subnet(),
+                        n.spec.pod_subnet()
+                    ),
+                });
+            }
+            if n.spec.pod_subnet().broadcast() > w.spec.pod_subnet().broadcast() {
+                widest = Some(n);
+            }
+        } else {
+            widest = Some(n);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names() {
+        for ok in ["hdss7-21", "node.example.com", "n_1"] {
+            assert!(NodeName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "-x", "a/b", "a b", "../x", "nöde"] {
+            assert!(NodeName::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
