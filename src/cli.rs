@@ -267,6 +267,10 @@ pub struct VerifyArgs {
     pub check: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// The ipsets `-m set` rules match: the output of `ipset save` [default:
+    /// `ipset save` itself when verifying the live table].
+    #[arg(long, value_name = "FILE")]
+    pub ipsets: Option<PathBuf>,
     /// docker's daemon.json to compare with the config (whether docker
     /// masquerades, its bridge and subnet) [default: /etc/docker/daemon.json
     /// and docker.service's ExecStart flags, when verifying the live table].

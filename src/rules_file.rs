@@ -83,7 +83,10 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
         let n = i + 1;
         let start = offset;
         offset += raw.len();
+        // CRLF files (edited on Windows) and trailing blanks read as the
+        // same lines: iptables-restore ignores both.
         let line = raw.strip_suffix('\n').unwrap_or(raw);
+        let line = line.strip_suffix('\r').unwrap_or(line).trim_end();
         if line.starts_with('#') || line.trim().is_empty() {
             if open.is_none() && line.starts_with(OUR_HEADER) {
                 header_start.get_or_insert(start);
@@ -153,6 +156,30 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
     Ok(tables)
 }
 
+/// `iptables -t nat -S` output (`-P CHAIN POLICY`, `-N CHAIN`, `-A ...`),
+/// which people paste, as the iptables-save text of a nat table: one line
+/// for each line, between `*nat` and `COMMIT`, so a line number in it is
+/// the pasted line's plus one. `None` when the text is not `-S` output.
+pub fn from_dash_s(text: &str) -> Option<String> {
+    let mut lines = text.lines().map(|l| l.trim_end()).filter(|l| !l.is_empty());
+    if !lines.clone().any(|l| l.starts_with("-P ")) || lines.any(|l| l.starts_with('*')) {
+        return None;
+    }
+    let mut out = String::from("*nat\n");
+    for line in text.lines() {
+        let line = line.trim_end();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["-P", chain, policy] => out += &format!(":{chain} {policy} [0:0]"),
+            ["-N", chain] => out += &format!(":{chain} - [0:0]"),
+            _ => out += line,
+        }
+        out.push('\n');
+    }
+    out += "COMMIT\n";
+    Some(out)
+}
+
 /// Puts `nat` (a complete `*nat ... COMMIT` section) into `existing`:
 /// replaces the nat section if there is one, appends it otherwise. Every
 /// byte outside the replaced section stays as it was.
@@ -201,6 +228,23 @@ mod tests {
         assert_eq!(splice("", NAT).unwrap(), NAT);
         let out = splice("*filter\nCOMMIT", NAT).unwrap();
         assert_eq!(out, format!("*filter\nCOMMIT\n{NAT}"));
+    }
+
+    #[test]
+    fn reads_crlf_and_dash_s() {
+        let crlf =
+            "*nat\r\n:POSTROUTING ACCEPT [0:0]\r\n-A POSTROUTING -j MASQUERADE  \r\nCOMMIT\r\n";
+        let t = parse(crlf).unwrap();
+        assert_eq!(
+            t[0].chain_rules("POSTROUTING"),
+            ["-A POSTROUTING -j MASQUERADE"]
+        );
+        let dash_s = "-P PREROUTING ACCEPT\n-P POSTROUTING ACCEPT\n-N X\n-A POSTROUTING -j X\n";
+        let text = from_dash_s(dash_s).unwrap();
+        let t = parse(&text).unwrap();
+        assert_eq!(t[0].chains, ["PREROUTING", "POSTROUTING", "X"]);
+        assert_eq!(t[0].rules[0].line, 5, "the pasted line 4, plus one");
+        assert!(from_dash_s("*nat\nCOMMIT\n").is_none());
     }
 
     #[test]

@@ -124,3 +124,24 @@ pub fn restore_noflush(restore: &str, content: &str) -> Result<()> {
     let done = run(restore, &["--noflush", "-w", "5"], Some(content))?;
     if done.ok { Ok(()) } else { Err(done.failure()) }
 }
+
+/// `ipset save`: the kernel's ipsets as text. `Ok(None)` when ipset is not
+/// installed (then no set's contents are known).
+pub fn ipset_save() -> Result<Option<String>> {
+    let done = match run("ipset", &["save"], None) {
+        Ok(d) => d,
+        Err(Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if !done.ok {
+        return Err(done.failure());
+    }
+    String::from_utf8(done.stdout)
+        .map(Some)
+        .map_err(|e| Error::Failed {
+            command: done.command,
+            stderr: format!("its output is not UTF-8: {e}"),
+        })
+}

@@ -10,17 +10,23 @@ use super::{ExitStatus, emit, json, load_spec, nat_table};
 use crate::cli::{Format, VerifyArgs};
 use std::path::{Path, PathBuf};
 
-use crate::config;
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::system;
+use crate::verify::Sets;
 use crate::verify::docker::{self, DockerSettings};
 use crate::verify::{self, Report, Status};
+use crate::{config, rules_file};
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let spec = load_spec(&args.spec)?;
     let (source, text) = match &args.file {
-        Some(path) => (path.display().to_string(), config::read_text(path)?),
+        Some(path) => {
+            let text = config::read_any(path)?;
+            // Pasted `iptables -t nat -S` output reads as the table it shows.
+            let text = rules_file::from_dash_s(&text).unwrap_or(text);
+            (path.display().to_string(), text)
+        }
         None => (
             format!("{} -t nat", args.iptables_save),
             system::save_nat(&args.iptables_save)?,
@@ -40,8 +46,9 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         }
     }
     let docker = docker_settings(args)?;
+    let sets = ipsets(args, &text)?;
     let judge = |table: &_| -> Result<Report> {
-        let report = verify::evaluate(&spec, table).map_err(malformed)?;
+        let report = verify::evaluate_with(&spec, table, &sets).map_err(malformed)?;
         Ok(match &docker {
             Some(d) => report.with_docker(docker::check(&spec, d)),
             None => report,
@@ -120,9 +127,14 @@ fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
         Ok(Err(rejected)) => Err(Error::Invalid {
             origin: source.to_owned(),
             message: format!(
-                "{} rejects it, so a boot would restore nothing: {}",
+                "{} rejects it, so a boot would restore nothing: {}{}",
                 rejected.command,
-                rejected.stderr.lines().collect::<Vec<_>>().join(" | ")
+                rejected.stderr.lines().collect::<Vec<_>>().join(" | "),
+                if text.contains('\r') {
+                    " (the file has CRLF line ends, which iptables-restore refuses)"
+                } else {
+                    ""
+                }
             ),
         }),
         Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,6 +145,24 @@ fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// The sets `-m set` rules match: `--ipsets FILE`, or on the live table
+/// the kernel's (`ipset save`, where the table uses sets and ipset is
+/// installed). None known otherwise.
+fn ipsets(args: &VerifyArgs, table_text: &str) -> Result<Sets> {
+    let (origin, text) = match (&args.ipsets, &args.file) {
+        (Some(path), _) => (path.display().to_string(), config::read_any(path)?),
+        (None, None) if table_text.contains("--match-set") => match system::ipset_save()? {
+            Some(text) => ("ipset save".to_owned(), text),
+            None => return Ok(Sets::default()),
+        },
+        _ => return Ok(Sets::default()),
+    };
+    Sets::parse(&text).map_err(|message| Error::Syntax {
+        path: origin,
+        message,
+    })
 }
 
 /// docker's settings: the files given, or in live mode the usual places

@@ -17,6 +17,16 @@ pub fn read_text(path: &Path) -> Result<String> {
     read_limited(path, MAX_INPUT)
 }
 
+/// Reads a whole file of any size the machine can hold as UTF-8 (a rules
+/// file with 5,000 kube-proxy services is several MB).
+pub fn read_any(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
 /// Reads a whole file of at most `max` bytes as UTF-8.
 pub fn read_limited(path: &Path, max: u64) -> Result<String> {
     use std::io::Read;

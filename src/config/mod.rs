@@ -11,7 +11,7 @@ use std::path::Path;
 use ipnet::Ipv4Net;
 use serde::Deserialize;
 
-pub use files::{MAX_INPUT, read_limited, read_text, toml_message};
+pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
 pub use values::{Iface, Mode, parse_cidr};
 

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 
 use super::rule::Rule;
+use super::sets::Sets;
 use crate::config::NodeSpec;
 
 /// One concrete packet of a class.
@@ -35,7 +36,7 @@ pub(super) struct Atoms {
 /// Half-open u64 intervals of addresses.
 type Span = (u64, u64);
 
-fn span(n: &Ipv4Net) -> Span {
+pub(super) fn span(n: &Ipv4Net) -> Span {
     (
         u32::from(n.network()) as u64,
         u32::from(n.broadcast()) as u64 + 1,
@@ -86,9 +87,16 @@ fn addr(x: u64) -> Ipv4Addr {
 const NOT_EGRESS: [&str; 3] = ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"];
 
 impl Atoms {
-    pub(super) fn collect(spec: &NodeSpec, rules: &[Rule<'_>]) -> Atoms {
+    pub(super) fn collect(spec: &NodeSpec, rules: &[Rule<'_>], sets: &Sets) -> Atoms {
         let mut src_cuts = BTreeSet::new();
         let mut dst_cuts = BTreeSet::new();
+        sets.cuts(
+            rules
+                .iter()
+                .flat_map(|r| r.sets.iter().map(|(_, n, f)| (n.as_str(), f.as_slice()))),
+            &mut src_cuts,
+            &mut dst_cuts,
+        );
         let mut patterns = BTreeSet::new();
         let mut named_protos = BTreeSet::new();
         for r in rules {
@@ -171,7 +179,7 @@ impl Atoms {
         protos.push(other.to_owned());
 
         Atoms {
-            srcs: split(&[pod], &src_cuts).into_iter().map(addr).collect(),
+            srcs: representatives(pod, split(&[pod], &src_cuts)),
             cluster_dsts,
             outside_dsts,
             out_ifs,
@@ -200,6 +208,19 @@ impl Atoms {
             })
         })
     }
+}
+
+/// One source address per atom of the pod subnet: the atom's second
+/// address where it has more than one, so that a report shows a host
+/// address (`10.244.1.1`), not the network's. Every address of an atom
+/// meets the same rules, so any of them stands for it.
+fn representatives((_, end): Span, starts: Vec<u64>) -> Vec<Ipv4Addr> {
+    let ends: Vec<u64> = starts.iter().skip(1).copied().chain([end]).collect();
+    starts
+        .iter()
+        .zip(ends)
+        .map(|(&a, b)| addr(if b - a >= 2 { a + 1 } else { a }))
+        .collect()
 }
 
 pub(super) fn proto_name(p: &str) -> String {

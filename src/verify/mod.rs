@@ -13,6 +13,7 @@ mod atoms;
 pub mod docker;
 mod repair;
 mod rule;
+pub mod sets;
 mod walk;
 
 use serde::Serialize;
@@ -25,6 +26,7 @@ use crate::rules_file::Table;
 use atoms::Atoms;
 pub use rule::{Malformed, check_all};
 use rule::{Rule, index_by_chain, reachable_rules};
+pub use sets::Sets;
 use walk::{End, Evaluator};
 
 /// A rule named in a report.
@@ -74,6 +76,9 @@ pub struct Check {
     pub packet: String,
     /// The destination range that packet stands for.
     pub destination: String,
+    /// Which promise it stands for: `cluster` (cluster_cidr),
+    /// `no_masquerade` (a no_masquerade CIDR), or `outside`.
+    pub class: &'static str,
     pub note: Option<String>,
     /// Why it cannot be decided.
     pub reason: Option<String>,
@@ -111,11 +116,17 @@ impl Report {
 /// A malformed rule (one iptables-restore would refuse) is an error, never
 /// a verdict.
 pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed> {
+    evaluate_with(spec, table, &Sets::default())
+}
+
+/// [`evaluate`] with the contents of the ipsets `-m set` rules match.
+pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<Report, Malformed> {
     let rules = reachable_rules(table)?;
     let exclusion = render::exclusion(spec);
-    let atoms = Atoms::collect(spec, &rules);
+    let atoms = Atoms::collect(spec, &rules, sets);
     let evaluator = Evaluator {
         chains: index_by_chain(&rules),
+        sets,
     };
 
     let mut checks = Vec::new();
@@ -156,8 +167,18 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
                 expect: if expect_nat { "masquerade" } else { "keep" },
                 status,
                 rule: rule.map(RuleRef::of),
-                packet: format!("{} -> {} via {} ({})", p.src, p.dst, p.out_if, p.proto),
+                packet: format!(
+                    "{} -> {} from {} via {} ({})",
+                    p.src, p.dst, p.in_if, p.out_if, p.proto
+                ),
                 destination: p.dst_class.to_string(),
+                class: if expect_nat {
+                    "outside"
+                } else if p.dst_class.contains(&spec.cluster_cidr()) {
+                    "cluster"
+                } else {
+                    "no_masquerade"
+                },
                 note: None,
                 reason,
                 top,
@@ -182,7 +203,16 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
             rule: None,
             packet: String::new(),
             destination: String::new(),
-            note: Some("no packet of this class exists".into()),
+            class: if expect_nat { "outside" } else { "cluster" },
+            note: Some(if expect_nat {
+                "no packet of this class exists: the exclusions cover every address".to_owned()
+            } else {
+                format!(
+                    "no packet of this class exists: every exclusion lies inside the pod subnet {}, whose traffic stays on the bridge {}",
+                    spec.pod_subnet(),
+                    spec.bridge()
+                )
+            }),
             reason: None,
             top: 0,
         });
@@ -193,11 +223,16 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
                 .filter(|r| r.chain == "POSTROUTING")
                 .position(|r| r.text == exclusion)
                 .map(|i| i + 1);
-            check.note = Some(match ours {
-                Some(q) if check.top < q => "inserted above podsnat's exclusion".into(),
-                Some(_) => "podsnat's exclusion does not cover it".into(),
-                None => "podsnat's exclusion is missing".into(),
-            });
+            // Speak of podsnat's exclusion only where podsnat ran: its rule
+            // or its chain is in the table.
+            check.note = match ours {
+                Some(q) if check.top < q => Some("inserted above podsnat's exclusion".into()),
+                Some(_) => Some("podsnat's exclusion does not cover it".into()),
+                None if table.chains.contains(&render::OWN_CHAIN) => {
+                    Some("podsnat's exclusion is missing".into())
+                }
+                None => None,
+            };
         }
         checks.push(check);
     }
@@ -219,10 +254,21 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for c in &report.checks {
-        let what = match c.name {
-            "pod-to-cluster" => "pod→cluster traffic",
-            _ => "pod→outside traffic",
+        let what = match (c.name, c.class, c.status) {
+            ("pod-to-cluster", "no_masquerade", Status::Drift | Status::Undecided) => {
+                format!("pod→no_masquerade {} traffic", c.destination)
+            }
+            ("pod-to-cluster", _, _) => "pod→cluster traffic".to_owned(),
+            _ => "pod→outside traffic".to_owned(),
         };
+        if c.packet.is_empty() {
+            let note = c
+                .note
+                .as_deref()
+                .unwrap_or("no packet of this class exists");
+            out.push_str(&format!("ok: {what}: {note}\n"));
+            continue;
+        }
         let rule = c
             .rule
             .as_ref()

@@ -25,6 +25,8 @@ pub(super) struct Rule<'a> {
     /// a forwarded pod packet's source and destination are both UNICAST.
     pub(super) addrtype: Vec<(bool, Vec<String>)>,
     pub(super) marks: Vec<(bool, u32, u32)>,
+    /// `-m set --match-set NAME FLAGS`: negated, the set, src/dst per dimension.
+    pub(super) sets: Vec<(bool, String, Vec<String>)>,
     /// Why a match part cannot be evaluated, if one cannot.
     pub(super) unknown: Option<String>,
     pub(super) target: Target,
@@ -157,7 +159,7 @@ fn negatable(opt: &str, module: &str) -> bool {
     }
 }
 
-const MODELED: [&str; 5] = ["comment", "addrtype", "mark", "tcp", "udp"];
+const MODELED: [&str; 6] = ["comment", "addrtype", "mark", "tcp", "udp", "set"];
 
 /// Parses one rule strictly: a malformed rule is an error that says what
 /// is wrong, never a guess. A well-formed rule with a match podsnat does
@@ -179,6 +181,7 @@ fn parse_rule<'a>(
         proto: None,
         addrtype: Vec::new(),
         marks: Vec::new(),
+        sets: Vec::new(),
         unknown: None,
         target: Target::None,
     };
@@ -289,6 +292,16 @@ fn parse_rule<'a>(
             "--src-type" | "--dst-type" if module == "addrtype" => {
                 let types = value(false)?.split(',').map(str::to_owned).collect();
                 rule.addrtype.push((neg, types));
+            }
+            "--match-set" if module == "set" => {
+                let name = value(false)?;
+                let flags: Vec<String> = value(false)?.split(',').map(str::to_owned).collect();
+                if let Some(f) = flags.iter().find(|f| *f != "src" && *f != "dst") {
+                    return Err(format!(
+                        "--match-set {name} has the flag {f:?}; flags are src or dst"
+                    ));
+                }
+                rule.sets.push((neg, name, flags));
             }
             "--mark" if module == "mark" => {
                 let (val, mask) = mark_value(&value(false)?)?;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::atoms::{Packet, iface_matches, proto_name};
 use super::rule::{Rule, Target};
+use super::sets::{Member, Sets};
 
 /// Where a walk ended.
 #[derive(Debug, Clone)]
@@ -17,6 +18,7 @@ pub(super) enum End<'a> {
 
 pub(super) struct Evaluator<'r, 'a> {
     pub(super) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
+    pub(super) sets: &'r Sets,
 }
 
 /// A three-valued match result.
@@ -55,7 +57,7 @@ impl<'r, 'a> Evaluator<'r, 'a> {
             if steps > 100_000 || stack.len() > 64 {
                 return End::Undecided(rule, "the chains loop or nest too deep".into());
             }
-            match (matches(rule, &p), &rule.target) {
+            match (matches(rule, &p, self.sets), &rule.target) {
                 (Tri::No, _) | (_, Target::None | Target::Passive) => continue,
                 (Tri::Unknown(why), _) => return End::Undecided(rule, why),
                 (Tri::Yes, Target::Accept) => return End::NoNat(Some(rule), top),
@@ -85,7 +87,7 @@ impl<'r, 'a> Evaluator<'r, 'a> {
     }
 }
 
-fn matches(rule: &Rule<'_>, p: &Packet) -> Tri {
+fn matches(rule: &Rule<'_>, p: &Packet, sets: &Sets) -> Tri {
     let mut all = true;
     let mut check = |neg: bool, hit: bool| all &= hit != neg;
     if let Some((neg, n)) = &rule.src {
@@ -112,11 +114,21 @@ fn matches(rule: &Rule<'_>, p: &Packet) -> Tri {
     for (neg, val, mask) in &rule.marks {
         check(*neg, p.mark & mask == *val);
     }
+    let mut set_unknown = None;
+    for (neg, name, flags) in &rule.sets {
+        match sets.member(name, flags, p) {
+            Member::Yes => check(*neg, true),
+            Member::No => check(*neg, false),
+            Member::Unknown(why) => {
+                set_unknown.get_or_insert(why);
+            }
+        }
+    }
     if !all {
         return Tri::No;
     }
-    match &rule.unknown {
-        Some(why) => Tri::Unknown(why.clone()),
+    match rule.unknown.clone().or(set_unknown) {
+        Some(why) => Tri::Unknown(why),
         None => Tri::Yes,
     }
 }

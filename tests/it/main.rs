@@ -19,6 +19,7 @@ mod common;
 mod ansible;
 mod boot;
 mod cases;
+mod corpus;
 mod crash;
 mod crosshost;
 mod docker;

@@ -120,8 +120,14 @@ fn docker_broad_rule_above_classic_is_drift() {
         eval(&g, &ours_with_top(&g, &[], &[BROAD])).status,
         Status::Drift
     );
-    // Without podsnat's rules at all, the note says so.
+    // On a node where podsnat never ran, nothing is said of its exclusion.
     let r = eval(&s, &table(&[], &[BROAD]));
+    assert_eq!(r.check("pod-to-cluster").unwrap().note, None);
+    // Where its chain is there but the jump is gone, the note says so.
+    let jumpless =
+        ours_with_top(&g, &[], &[]).replace(&format!("{}\n", podsnat::render::exclusion(&g)), "");
+    let r = eval(&g, &jumpless);
+    assert_eq!(r.status, Status::Drift, "{}", verify::text(&r));
     assert_eq!(
         r.check("pod-to-cluster").unwrap().note.as_deref(),
         Some("podsnat's exclusion is missing")

@@ -1,0 +1,182 @@
+//! ipsets for `-m set --match-set NAME FLAGS`: their contents, read from
+//! `ipset save` (the kernel's in live mode, `--ipsets FILE` for a file),
+//! and whether a checked packet is a member. Modeled types: hash:ip and
+//! hash:net (one flag: src or dst) and hash:ip,port,ip (three flags).
+//! Anything else stays "cannot decide".
+//!
+//! One assumption, stated here and in the README: a set named
+//! KUBE-LOOP-BACK whose contents are not known is kube-proxy's (ipvs mode,
+//! `pkg/proxy/ipvs/proxier.go`), which holds only `endpointIP,proto:port,
+//! endpointIP` entries and is matched `dst,dst,src`. A match needs the
+//! destination to equal the source, which no checked packet has: a pod
+//! packet to another host's address, leaving through a non-bridge interface.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::atoms::Packet;
+
+/// kube-proxy's hairpin set; see the module comment.
+const KUBE_LOOP_BACK: &str = "KUBE-LOOP-BACK";
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// hash:ip and hash:net: the member networks.
+    Nets(Vec<Ipv4Net>),
+    /// hash:ip,port,ip: the first and the last address of each entry.
+    IpPortIp(Vec<(Ipv4Addr, Ipv4Addr)>),
+    Other(String),
+}
+
+/// Every IPv4 set `ipset save` printed.
+#[derive(Debug, Clone, Default)]
+pub struct Sets {
+    sets: HashMap<String, Kind>,
+}
+
+/// A set match's answer for one packet.
+pub(super) enum Member {
+    Yes,
+    No,
+    Unknown(String),
+}
+
+impl Sets {
+    /// Reads `ipset save` output. IPv6 sets are left out (the nat table
+    /// here is IPv4's); a line it cannot read is an error naming it.
+    pub fn parse(text: &str) -> Result<Sets, String> {
+        let mut sets = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim_end();
+            let bad = |why: &str| format!("line {}: {why}: {line:?}", i + 1);
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("create") => {
+                    let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                        return Err(bad("a create line needs a name and a type"));
+                    };
+                    let rest: Vec<&str> = words.collect();
+                    if rest.windows(2).any(|w| w == ["family", "inet6"]) {
+                        continue;
+                    }
+                    let kind = match kind {
+                        "hash:ip" | "hash:net" => Kind::Nets(Vec::new()),
+                        "hash:ip,port,ip" => Kind::IpPortIp(Vec::new()),
+                        other => Kind::Other(other.to_owned()),
+                    };
+                    sets.insert(name.to_owned(), kind);
+                }
+                Some("add") => {
+                    let (Some(name), Some(entry)) = (words.next(), words.next()) else {
+                        return Err(bad("an add line needs a set and an entry"));
+                    };
+                    match sets.get_mut(name) {
+                        Some(Kind::Nets(nets)) => nets.push(
+                            entry
+                                .parse::<Ipv4Net>()
+                                .or_else(|_| entry.parse::<Ipv4Addr>().map(Ipv4Net::from))
+                                .map_err(|_| bad("not an IPv4 address or network"))?,
+                        ),
+                        Some(Kind::IpPortIp(pairs)) => {
+                            let parts: Vec<&str> = entry.split(',').collect();
+                            let (Some(a), Some(c)) = (parts.first(), parts.get(2)) else {
+                                return Err(bad("not an ip,port,ip entry"));
+                            };
+                            let ip = |s: &str| {
+                                s.parse::<Ipv4Addr>()
+                                    .map_err(|_| bad("not an ip,port,ip entry"))
+                            };
+                            pairs.push((ip(a)?, ip(c)?));
+                        }
+                        // An IPv6 set's or an unmodeled type's member.
+                        Some(Kind::Other(_)) | None => {}
+                    }
+                }
+                Some(_) => return Err(bad("not a line of `ipset save`")),
+                None => {}
+            }
+        }
+        Ok(Sets { sets })
+    }
+
+    /// Whether `p` is in set `name` as `flags` (src/dst per dimension) look.
+    pub(super) fn member(&self, name: &str, flags: &[String], p: &Packet) -> Member {
+        let pick = |flag: &str| if flag == "src" { p.src } else { p.dst };
+        match (self.sets.get(name), flags) {
+            (Some(Kind::Nets(nets)), [f]) => {
+                let a = pick(f);
+                if nets.iter().any(|n| n.contains(&a)) {
+                    Member::Yes
+                } else {
+                    Member::No
+                }
+            }
+            (Some(Kind::IpPortIp(pairs)), [f1, _, f3]) => {
+                let (a, c) = (pick(f1), pick(f3));
+                if pairs.iter().any(|&(x, z)| x == a && z == c) {
+                    Member::Unknown(format!(
+                        "set {name} has an entry for this packet's addresses; its port is not modeled"
+                    ))
+                } else {
+                    Member::No
+                }
+            }
+            (Some(Kind::Other(kind)), _) => Member::Unknown(format!(
+                "set {name} has the type {kind}, which is not modeled"
+            )),
+            (Some(_), _) => Member::Unknown(format!(
+                "set {name} is matched with {} flags, which its type does not take",
+                flags.len()
+            )),
+            (None, [a, b, c]) if name == KUBE_LOOP_BACK && [a, b, c] == ["dst", "dst", "src"] => {
+                // kube-proxy's hairpin set: a match needs dst == src.
+                if p.dst == p.src {
+                    Member::Unknown(format!("set {name}'s contents are not known"))
+                } else {
+                    Member::No
+                }
+            }
+            (None, _) => Member::Unknown(format!(
+                "the contents of set {name} are not known (verify reads them with `ipset save`; with --file pass --ipsets FILE)"
+            )),
+        }
+    }
+
+    /// Address boundaries the sets matched by `uses` add to the atoms, so a
+    /// verdict still holds for every packet of a class.
+    pub(super) fn cuts<'s>(
+        &self,
+        uses: impl Iterator<Item = (&'s str, &'s [String])>,
+        src: &mut BTreeSet<u64>,
+        dst: &mut BTreeSet<u64>,
+    ) {
+        for (name, flags) in uses {
+            let side = |flag: &String,
+                        src: &mut BTreeSet<u64>,
+                        dst: &mut BTreeSet<u64>,
+                        a: u64,
+                        b: u64| {
+                let cuts = if flag == "src" { src } else { dst };
+                cuts.extend([a, b]);
+            };
+            match (self.sets.get(name), flags) {
+                (Some(Kind::Nets(nets)), [f]) => {
+                    for n in nets {
+                        let (a, b) = super::atoms::span(&n.trunc());
+                        side(f, src, dst, a, b);
+                    }
+                }
+                (Some(Kind::IpPortIp(pairs)), [f1, _, f3]) => {
+                    for &(x, z) in pairs {
+                        let (x, z) = (u64::from(u32::from(x)), u64::from(u32::from(z)));
+                        side(f1, src, dst, x, x + 1);
+                        side(f3, src, dst, z, z + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! `podsnat verify --file` on the nat tables real clusters have, written as
+//! their tools write them (each `tests/corpus/<shape>/nat.rules` cites the
+//! upstream source file it follows): kube-proxy in ipvs and iptables mode,
+//! flannel 0.11 and 0.2x, ip-masq-agent, Calico with its ipsets. Each
+//! shape's folder holds its settings (`args`), any `ipsets` (`ipset save`
+//! output), and the reviewed text and JSON reports as snapshots.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common;
+
+fn shapes() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("nat.rules").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn real_world_shapes_are_decided_and_explained() {
+    let dirs = shapes();
+    assert!(dirs.len() >= 7, "{dirs:?}");
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut args: Vec<String> = vec![
+            "verify".into(),
+            "--file".into(),
+            "nat.rules".into(),
+            "--no-test".into(),
+        ];
+        args.extend(
+            fs::read_to_string(dir.join("args"))
+                .unwrap()
+                .lines()
+                .map(str::to_owned),
+        );
+        if dir.join("ipsets").is_file() {
+            args.extend(["--ipsets".into(), "ipsets".into()]);
+        }
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_path(&dir);
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_input_file(dir.join("nat.rules"));
+        for format in ["text", "json"] {
+            let out = Command::new(common::podsnat_bin())
+                .args(&args)
+                .args(["--format", format])
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            // Every shape is decided: ok (0) or drift (2), never "cannot decide".
+            let code = out.status.code();
+            assert!(
+                matches!(code, Some(0 | 2)),
+                "{name} ({format}): {code:?}\n{stdout}{stderr}"
+            );
+            assert!(
+                !stdout.contains("cannot decide") && !stdout.contains("undecided"),
+                "{name}: {stdout}"
+            );
+            assert!(stderr.is_empty(), "{name}: {stderr}");
+            let transcript = format!("exit: {}\n{stdout}", code.unwrap_or(-1));
+            settings.bind(|| insta::assert_snapshot!(format, transcript));
+        }
+    }
+}
+
+/// A large table (kube-proxy's iptables mode with 25,000 services, over
+/// 3 MB) is read with --file, as live verify reads it.
+#[test]
+fn a_large_table_is_read() {
+    let mut text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/kube-proxy-iptables/nat.rules"),
+    )
+    .unwrap();
+    let commit = text.rfind("COMMIT").unwrap();
+    let mut rules = String::new();
+    for i in 0..25_000 {
+        rules += &format!(
+            "-A KUBE-SERVICES -d 10.{}.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
+            96 + i / 62_500,
+            i / 250 % 250,
+            i % 250 + 1
+        );
+    }
+    text.insert_str(commit, &rules);
+    assert!(text.len() > 3 * 1024 * 1024, "{} bytes", text.len());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nat.rules");
+    fs::write(&file, &text).unwrap();
+    let out = Command::new(common::podsnat_bin())
+        .args([
+            "verify",
+            "--cluster-cidr",
+            "172.7.0.0/16",
+            "--pod-subnet",
+            "172.7.21.0/24",
+            "--no-test",
+            "--file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
