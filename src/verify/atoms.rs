@@ -16,6 +16,8 @@ use crate::config::NodeSpec;
 #[derive(Debug, Clone)]
 pub(super) struct Packet {
     pub(super) src: Ipv4Addr,
+    /// The source atom this packet stands for: first and last address.
+    pub(super) src_range: (Ipv4Addr, Ipv4Addr),
     pub(super) dst: Ipv4Addr,
     /// The exclusion (or egress range) this destination stands for.
     pub(super) dst_class: Ipv4Net,
@@ -26,7 +28,8 @@ pub(super) struct Packet {
 }
 
 pub(super) struct Atoms {
-    pub(super) srcs: Vec<Ipv4Addr>,
+    /// One source per atom of the pod subnet, with the atom's range.
+    pub(super) srcs: Vec<(Ipv4Addr, (Ipv4Addr, Ipv4Addr))>,
     pub(super) cluster_dsts: Vec<(Ipv4Addr, Ipv4Net)>,
     pub(super) outside_dsts: Vec<(Ipv4Addr, Ipv4Net)>,
     pub(super) out_ifs: Vec<String>,
@@ -192,11 +195,12 @@ impl Atoms {
         spec: &'s NodeSpec,
         dsts: &'s [(Ipv4Addr, Ipv4Net)],
     ) -> impl Iterator<Item = Packet> + 's {
-        self.srcs.iter().flat_map(move |&src| {
+        self.srcs.iter().flat_map(move |&(src, src_range)| {
             dsts.iter().flat_map(move |&(dst, class)| {
                 self.out_ifs.iter().flat_map(move |out_if| {
                     self.protos.iter().map(move |proto| Packet {
                         src,
+                        src_range,
                         dst,
                         dst_class: class,
                         in_if: spec.bridge().as_str().to_owned(),
@@ -214,12 +218,15 @@ impl Atoms {
 /// address where it has more than one, so that a report shows a host
 /// address (`10.244.1.1`), not the network's. Every address of an atom
 /// meets the same rules, so any of them stands for it.
-fn representatives((_, end): Span, starts: Vec<u64>) -> Vec<Ipv4Addr> {
+fn representatives((_, end): Span, starts: Vec<u64>) -> Vec<(Ipv4Addr, (Ipv4Addr, Ipv4Addr))> {
     let ends: Vec<u64> = starts.iter().skip(1).copied().chain([end]).collect();
     starts
         .iter()
         .zip(ends)
-        .map(|(&a, b)| addr(if b - a >= 2 { a + 1 } else { a }))
+        .map(|(&a, b)| {
+            let pick = if b - a >= 2 { a + 1 } else { a };
+            (addr(pick), (addr(a), addr(b - 1)))
+        })
         .collect()
 }
 

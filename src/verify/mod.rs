@@ -16,6 +16,9 @@ mod rule;
 pub mod sets;
 mod walk;
 
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
 use serde::Serialize;
 
 pub use repair::{Repair, plan_repair};
@@ -76,6 +79,12 @@ pub struct Check {
     pub packet: String,
     /// The destination range that packet stands for.
     pub destination: String,
+    /// The pod source ranges whose packets of this class drift (all of them,
+    /// not only the sample's), as `first-last` or a CIDR; empty when none do.
+    pub sources: Vec<String>,
+    /// Every pod source drifts: the text then names no ranges.
+    #[serde(skip)]
+    all_sources: bool,
     /// Which promise it stands for: `cluster` (cluster_cidr),
     /// `no_masquerade` (a no_masquerade CIDR), or `outside`.
     pub class: &'static str,
@@ -137,7 +146,9 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         let mut first_ok: Option<Check> = None;
         let mut undecided: Option<Check> = None;
         let mut drift: Option<Check> = None;
-        'packets: for p in atoms.packets(spec, dsts) {
+        // Every source range that drifts, not only the first.
+        let mut drifting: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+        for p in atoms.packets(spec, dsts) {
             let end = evaluator.walk(&p);
             let (status, rule, top, reason) = match &end {
                 End::Nat(r, top) => (
@@ -172,6 +183,8 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
                     p.src, p.dst, p.in_if, p.out_if, p.proto
                 ),
                 destination: p.dst_class.to_string(),
+                sources: Vec::new(),
+                all_sources: false,
                 class: if expect_nat {
                     "outside"
                 } else if p.dst_class.contains(&spec.cluster_cidr()) {
@@ -185,8 +198,10 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
             };
             match status {
                 Status::Drift => {
-                    drift = Some(check);
-                    break 'packets;
+                    if drifting.last() != Some(&p.src_range) {
+                        drifting.push(p.src_range);
+                    }
+                    drift.get_or_insert(check);
                 }
                 Status::Undecided => {
                     undecided.get_or_insert(check);
@@ -203,6 +218,8 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
             rule: None,
             packet: String::new(),
             destination: String::new(),
+            sources: Vec::new(),
+            all_sources: false,
             class: if expect_nat { "outside" } else { "cluster" },
             note: Some(if expect_nat {
                 "no packet of this class exists: the exclusions cover every address".to_owned()
@@ -216,6 +233,8 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
             reason: None,
             top: 0,
         });
+        check.sources = merge_ranges(drifting);
+        check.all_sources = check.sources == [spec.pod_subnet().to_string()];
         if check.status == Status::Drift && !expect_nat {
             let ours = table
                 .rules
@@ -248,6 +267,47 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         checks,
         docker: None,
     })
+}
+
+/// Sorted, adjacent ranges joined, as `first-last` (or one address).
+fn merge_ranges(mut ranges: Vec<(Ipv4Addr, Ipv4Addr)>) -> Vec<String> {
+    ranges.sort();
+    ranges.dedup();
+    let mut merged: Vec<(u32, u32)> = Vec::new();
+    for (a, b) in ranges {
+        let (a, b) = (u32::from(a), u32::from(b));
+        match merged.last_mut() {
+            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(a, b)| {
+            let (first, last) = (Ipv4Addr::from(a), Ipv4Addr::from(b));
+            // A range that is exactly one CIDR reads as that CIDR.
+            let size = u64::from(b) - u64::from(a) + 1;
+            let cidr = size
+                .is_power_of_two()
+                .then(|| Ipv4Net::new(first, 32 - size.trailing_zeros() as u8).ok())
+                .flatten()
+                .filter(|n| n.network() == first && n.broadcast() == last);
+            match cidr {
+                _ if a == b => first.to_string(),
+                Some(n) => n.to_string(),
+                None => format!("{first}-{last}"),
+            }
+        })
+        .collect()
+}
+
+/// `; sources A-B, C` for a drift that not every pod source shares.
+fn sources(c: &Check) -> String {
+    match c.sources.as_slice() {
+        _ if c.all_sources => String::new(),
+        [] => String::new(),
+        list => format!("; pod sources that drift: {}", list.join(", ")),
+    }
 }
 
 /// Human-readable report lines.
@@ -283,12 +343,15 @@ pub fn text(report: &Report) -> String {
             }
             (Status::Ok, _) => format!("ok: {what} is masqueraded by {rule}"),
             (Status::Drift, "keep") => format!(
-                "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {})",
-                c.packet, c.destination
+                "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {}){}",
+                c.packet,
+                c.destination,
+                sources(c)
             ),
             (Status::Drift, _) => format!(
-                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}",
-                c.packet
+                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}{}",
+                c.packet,
+                sources(c)
             ),
             (Status::Undecided, _) => format!(
                 "warning: cannot decide {what}: {rule}: {}; packet {}",
