@@ -1,0 +1,109 @@
+//! What `podsnat verify` reads besides the nat table: `iptables-restore
+//! --test` on a `--file`, the ipsets `-m set` rules match, and docker's own
+//! settings (daemon.json, docker.service's flags).
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::VerifyArgs;
+use crate::error::{Error, Result};
+use crate::verify::Sets;
+use crate::verify::docker::DockerSettings;
+use crate::{config, paths, system};
+
+/// `iptables-restore --test` on the whole file; a rejection is an error.
+/// Where it cannot run (not root, not installed) a note on stderr says so.
+pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
+    if !system::is_root() {
+        eprintln!(
+            "podsnat: note: {restore} --test was not run on {source}: it needs root (--no-test skips it)"
+        );
+        return Ok(());
+    }
+    match system::restore_test(restore, text) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(rejected)) => Err(Error::Invalid {
+            origin: source.to_owned(),
+            message: format!(
+                "{} rejects it, so a boot would restore nothing: {}{}",
+                rejected.command,
+                rejected.stderr.lines().collect::<Vec<_>>().join(" | "),
+                if text.contains('\r') {
+                    " (the file has CRLF line ends, which iptables-restore refuses)"
+                } else {
+                    ""
+                }
+            ),
+        }),
+        Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "podsnat: note: {restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The sets `-m set` rules match: `--ipsets FILE`, or on the live table
+/// the kernel's (`ipset save`, where the table uses sets and ipset is
+/// installed). None known otherwise.
+pub(super) fn ipsets(args: &VerifyArgs, table_text: &str) -> Result<Sets> {
+    let (origin, text) = match (&args.ipsets, &args.file) {
+        (Some(path), _) => (path.display().to_string(), config::read_any(path)?),
+        (None, None) if table_text.contains("--match-set") => match system::ipset_save()? {
+            Some(text) => ("ipset save".to_owned(), text),
+            None => return Ok(Sets::default()),
+        },
+        _ => return Ok(Sets::default()),
+    };
+    Sets::parse(&text).map_err(|message| Error::Syntax {
+        path: origin,
+        message,
+    })
+}
+
+/// docker's settings: the files given, or in live mode the usual places
+/// that exist. `None` when there is nothing to read (docker not installed,
+/// or a `--file` review without `--docker-config`).
+pub(super) fn docker_settings(args: &VerifyArgs) -> Result<Option<DockerSettings>> {
+    let live = args.file.is_none();
+    let json = args
+        .docker_config
+        .clone()
+        .or_else(|| live.then(|| PathBuf::from(paths::DOCKER_DAEMON_JSON)));
+    let mut units = args.docker_unit.clone();
+    if live && units.is_empty() {
+        let mut dropins: Vec<PathBuf> = std::fs::read_dir(paths::DOCKER_UNIT_DROPINS)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        dropins.sort();
+        units.extend(
+            dropins
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "conf")),
+        );
+        units.extend(paths::DOCKER_UNITS.iter().map(PathBuf::from));
+    }
+    let mut settings = DockerSettings::default();
+    let given = |p: &Path| {
+        args.docker_config.as_deref() == Some(p) || args.docker_unit.iter().any(|u| u == p)
+    };
+    if let Some(path) = json
+        && (given(&path) || path.exists())
+    {
+        let origin = path.display().to_string();
+        let text = config::read_text(&path)?;
+        settings
+            .add_daemon_json(&origin, &text)
+            .map_err(|message| Error::Syntax {
+                path: origin,
+                message,
+            })?;
+    }
+    for path in units {
+        if given(&path) || path.exists() {
+            settings.add_unit(&path.display().to_string(), &config::read_text(&path)?);
+        }
+    }
+    Ok((!settings.read.is_empty()).then_some(settings))
+}
