@@ -11,6 +11,7 @@
 
 mod atoms;
 pub mod docker;
+mod fields;
 mod repair;
 mod rule;
 pub mod sets;

@@ -1,0 +1,79 @@
+//! The values of a rule's fields, read strictly: an address with its
+//! prefix or mask, an interface name, a mark. A value iptables-restore would
+//! refuse is an error that says why; a valid one podsnat does not model (an
+//! address list, a host name) is `None` with the reason.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// `-s`/`-d`: an address, with a prefix length of 0 to 32 or a contiguous
+/// dotted mask. A list or a host name is valid for iptables but not
+/// modeled: `None`, with the reason in `unknown`.
+pub(super) fn addr(s: &str, unknown: &mut Option<String>) -> Result<Option<Ipv4Net>, String> {
+    let (host, prefix) = match s.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if s.contains(',') {
+        unknown.get_or_insert(format!("the address list {s:?} is not modeled"));
+        return Ok(None);
+    }
+    if !host.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        if host.chars().any(|c| c.is_ascii_alphabetic()) && prefix.is_none() {
+            unknown.get_or_insert(format!("the host name {s:?} is not modeled"));
+            return Ok(None);
+        }
+        return Err(format!("{s:?} is not an IPv4 address"));
+    }
+    if let Some(octet) = host.split('.').find(|o| o.len() > 1 && o.starts_with('0')) {
+        return Err(format!(
+            "{s:?} has the octet {octet:?} with a leading zero, which some tools read as octal"
+        ));
+    }
+    let ip: Ipv4Addr = host
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    let net = match prefix {
+        None => Ipv4Net::from(ip),
+        Some(p) if !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()) => {
+            let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+            Ipv4Net::new(ip, len)
+                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 32"))?
+        }
+        Some(p) => match p.parse::<Ipv4Addr>() {
+            Ok(mask) if p.split('.').count() == 4 => Ipv4Net::with_netmask(ip, mask)
+                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous"))?,
+            _ => {
+                return Err(format!(
+                    "{s:?} has the prefix length {p:?}; it must be 0 to 32"
+                ));
+            }
+        },
+    };
+    Ok(Some(net.trunc()))
+}
+
+/// `-i`/`-o`: 1 to 15 bytes (a trailing `+` is a wildcard).
+pub(super) fn iface(s: &str) -> Result<String, String> {
+    let name = s.strip_suffix('+').unwrap_or(s);
+    if s.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        return Err(format!("{s:?} is not an interface name"));
+    }
+    Ok(s.to_owned())
+}
+
+/// `0x4000/0x4000` or `0x4000` (mask all ones), hex or decimal.
+pub(super) fn mark_value(s: &str) -> Result<(u32, u32), String> {
+    let num = |x: &str| {
+        let parsed = match x.strip_prefix("0x") {
+            Some(h) => u32::from_str_radix(h, 16),
+            None => x.parse(),
+        };
+        parsed.map_err(|_| format!("{s:?} is not a mark (a number, or number/mask)"))
+    };
+    match s.split_once('/') {
+        Some((v, m)) => Ok((num(v)?, num(m)?)),
+        None => Ok((num(s)?, u32::MAX)),
+    }
+}
