@@ -148,19 +148,7 @@ fn cross_host(s: &Setup, backend: &Backend, tag: &str) {
     );
 
     // Step 4, podsnat-pin.service: `podsnat pin` puts podsnat's rules back.
-    let pin = common::exec_in(
-        &a,
-        &bin,
-        &[
-            "pin",
-            "--file",
-            f,
-            "--iptables-save",
-            backend.save,
-            "--iptables-restore",
-            backend.restore,
-        ],
-    );
+    let pin = common::pin_in(&a, f, backend);
     assert_eq!(
         pin.status.code(),
         Some(if owner { 0 } else { 2 }),

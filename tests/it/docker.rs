@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::dockerd::{Dockerd, IMAGE};
+use crate::common::dockerd::Dockerd;
 use crate::common::lab::Lab;
 use crate::common::{self, BACKENDS, Backend};
 
@@ -123,17 +123,12 @@ impl Run<'_> {
     /// What podsnat-pin.service runs; returns its exit code and duration.
     fn pin(&self) -> (i32, Duration) {
         let t = Instant::now();
-        let (code, out) = podsnat_in(
-            &self.a(),
-            &[
-                "pin",
-                "--file",
-                &self.file,
-                "--iptables-save",
-                self.backend.save,
-                "--iptables-restore",
-                self.backend.restore,
-            ],
+        let pinned = common::pin_in(&self.a(), &self.file, self.backend);
+        let code = pinned.status.code().unwrap_or(-1);
+        let out = format!(
+            "{}{}",
+            String::from_utf8_lossy(&pinned.stdout),
+            String::from_utf8_lossy(&pinned.stderr)
         );
         assert!(code == 0 || code == 2, "{}: pin failed: {out}", self.ctx);
         (code, t.elapsed())
@@ -239,29 +234,7 @@ fn real_node(
 
     // docker's stored state: a first start, a restart-policy container with
     // a published port, a stop. Then a reboot empties the nat table.
-    docker.start();
-    docker.import_busybox();
-    docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--restart",
-        "always",
-        "--stop-timeout",
-        "1",
-        "-p",
-        &format!("{HOST_PORT}:80"),
-        IMAGE,
-        "/bin/busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
-    docker.stop();
+    docker.stored_state(HOST_PORT);
     for args in [["-t", "nat", "-F"], ["-t", "nat", "-X"]] {
         common::ok_in(&a, backend.iptables, &args);
     }
@@ -457,29 +430,7 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
                     },
                 ],
             );
-            docker.start();
-            docker.import_busybox();
-            docker.ok(&[
-                "run",
-                "-d",
-                "--name",
-                "web",
-                "--restart",
-                "always",
-                "--stop-timeout",
-                "1",
-                "-p",
-                "8080:80",
-                IMAGE,
-                "/bin/busybox",
-                "httpd",
-                "-f",
-                "-p",
-                "80",
-                "-h",
-                "/www",
-            ]);
-            docker.stop();
+            docker.stored_state("8080");
             real_ns.ok(backend.iptables, &["-t", "nat", "-F"]);
             real_ns.ok(backend.iptables, &["-t", "nat", "-X"]);
             real_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);

@@ -150,18 +150,7 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
             );
             assert_eq!(post[0], broad, "{ctx}: docker inserts on top");
         }
-        let pin = ns.exec(
-            common::podsnat_bin(),
-            &[
-                "pin",
-                "--file",
-                file.to_str().unwrap(),
-                "--iptables-save",
-                backend.save,
-                "--iptables-restore",
-                backend.restore,
-            ],
-        );
+        let pin = common::pin_in(&ns.name, file.to_str().unwrap(), backend);
         assert_eq!(
             pin.status.code(),
             Some(if owner { 0 } else { 2 }),

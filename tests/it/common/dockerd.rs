@@ -174,6 +174,36 @@ impl Dockerd {
         );
     }
 
+    /// docker's stored state, as a node has it after its first day: dockerd
+    /// started once, a `--restart always` busybox httpd container publishing
+    /// `HOST_PORT:80` (imported offline), dockerd stopped. Its next start is
+    /// the one every reboot and restart makes.
+    pub fn stored_state(&self, host_port: &str) {
+        self.start();
+        self.import_busybox();
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--restart",
+            "always",
+            "--stop-timeout",
+            "1",
+            "-p",
+            &format!("{host_port}:80"),
+            IMAGE,
+            "/bin/busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ]);
+        self.stop();
+    }
+
     /// The last lines of dockerd's log, for failure messages.
     pub fn log(&self) -> String {
         let text = fs::read_to_string(self.path("log")).unwrap_or_default();

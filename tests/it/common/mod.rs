@@ -248,3 +248,21 @@ pub fn saved(ns: &str, backend: &Backend) -> Vec<String> {
         })
         .collect()
 }
+
+/// `podsnat pin --file FILE` in `ns` on `backend`, as podsnat-pin.service
+/// runs it after a docker start.
+pub fn pin_in(ns: &str, file: &str, backend: &Backend) -> Output {
+    exec_in(
+        ns,
+        podsnat_bin(),
+        &[
+            "pin",
+            "--file",
+            file,
+            "--iptables-save",
+            backend.save,
+            "--iptables-restore",
+            backend.restore,
+        ],
+    )
+}
