@@ -109,7 +109,8 @@ fn stand_in_units(ipt: &str) -> [(&'static str, String); 2] {
     ]
 }
 
-const UNITS: &str = "podsnat.service flanneld.service docker.service podsnat-pin.service";
+const UNITS: &str =
+    "podsnat.service flanneld.service docker.service podsnat-pin.service podsnat-verify.service";
 
 /// The collector's script: record at boot, restart docker, record again.
 fn collector_script(save: &str, verify: &str) -> String {
@@ -134,7 +135,7 @@ systemctl restart docker.service
 settle
 record restart
 systemctl status --no-pager podsnat.service > /podsnat-out/status 2>&1
-journalctl -b --no-pager -o short-monotonic -u flanneld.service -u docker.service -u podsnat.service -u podsnat-pin.service > /podsnat-out/journal
+journalctl -b --no-pager -o short-monotonic -u flanneld.service -u docker.service -u podsnat.service -u podsnat-pin.service -u podsnat-verify.service > /podsnat-out/journal
 systemctl poweroff
 "#
     )
@@ -361,6 +362,10 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
             verify: &["--mode", "classic"],
             ..scenario("classic, nft (the pin deletes docker's rule)", "nft")
         },
+        Scenario {
+            install: &["--verify-timer"],
+            ..scenario("guard, nft, with podsnat-verify.service", "nft")
+        },
     ];
     for s in &positive {
         let b = boot(&rootfs, s);
@@ -368,6 +373,25 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
         for (when, m) in [("at boot", &b.boot), ("after a docker restart", &b.restart)] {
             if let Err(e) = kept(m) {
                 panic!("{} {when}: {e}\n{}", s.name, ctx(s.name, &b));
+            }
+        }
+        if s.install.contains(&"--verify-timer") {
+            // Pulled in by docker's start too, after the pin: nothing left
+            // to repair, exit 0, in podsnat.service's sandbox.
+            for (when, m) in [("at boot", &b.boot), ("after a docker restart", &b.restart)] {
+                let v = "podsnat-verify.service";
+                assert_eq!(
+                    [m.prop(v, "Result"), m.prop(v, "ExecMainStatus")],
+                    ["success", "0"],
+                    "{} {when}:\n{}",
+                    s.name,
+                    ctx(s.name, &b)
+                );
+                assert!(
+                    m.mono(v, "ExecMainStartTimestampMonotonic")
+                        >= m.mono("podsnat-pin.service", "ExecMainExitTimestampMonotonic"),
+                    "{when}: verify ran before the pin finished"
+                );
             }
         }
         eprintln!(
