@@ -20,7 +20,7 @@
 use serde::Serialize;
 
 use crate::render::{EGRESS_COMMENT, OWN_CHAIN};
-use crate::rules_file::Table;
+use crate::rules_file::{self, Table};
 
 /// podsnat's rules, as the rules file has them.
 #[derive(Debug, Clone)]
@@ -134,27 +134,12 @@ pub fn plan(ours: &Ours<'_>, live: &Table<'_>) -> Option<Pin> {
         return None;
     }
 
-    let mut tx = String::from("*nat\n");
-    if let Some(rules) = &ours.own_chain {
-        // Declaring a user chain under --noflush empties it (both
-        // backends), so its rules are exactly the file's afterwards.
-        tx += &format!(":{OWN_CHAIN} - [0:0]\n");
-        for r in rules {
-            tx += r;
-            tx.push('\n');
-        }
-    }
-    for r in &removed {
-        tx += &format!("-D {}\n", r.trim_start_matches("-A "));
-    }
-    for (i, r) in ours.postrouting.iter().enumerate() {
-        tx += &format!(
-            "-I POSTROUTING {} {}\n",
-            at + 1 + i,
-            r.trim_start_matches("-A POSTROUTING ")
-        );
-    }
-    tx += "COMMIT\n";
+    let tx = rules_file::noflush_transaction(
+        ours.own_chain.as_ref().map(|r| (OWN_CHAIN, r.as_slice())),
+        &removed,
+        at + 1,
+        &ours.postrouting,
+    );
     Some(Pin {
         transaction: tx,
         position: at + 1,

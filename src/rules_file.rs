@@ -156,6 +156,39 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
     Ok(tables)
 }
 
+/// One `iptables-restore --noflush` transaction on the nat table that
+/// touches only what it names: `chain` is declared and refilled (declaring
+/// a user chain under --noflush empties it, on both backends, so its rules
+/// are exactly these afterwards), each of `delete` is removed (`-A CHAIN
+/// ...` lines; `-D` takes the first match), and `insert` goes into
+/// POSTROUTING as one block from the 1-based position `at`.
+pub fn noflush_transaction(
+    chain: Option<(&str, &[&str])>,
+    delete: &[String],
+    at: usize,
+    insert: &[&str],
+) -> String {
+    let mut tx = String::from("*nat\n");
+    if let Some((name, rules)) = chain {
+        tx += &format!(":{name} - [0:0]\n");
+        for r in rules {
+            tx += r;
+            tx.push('\n');
+        }
+    }
+    for r in delete {
+        tx += &format!("-D {}\n", r.trim_start_matches("-A "));
+    }
+    for (i, r) in insert.iter().enumerate() {
+        tx += &format!(
+            "-I POSTROUTING {} {}\n",
+            at + i,
+            r.trim_start_matches("-A POSTROUTING ")
+        );
+    }
+    tx + "COMMIT\n"
+}
+
 /// `iptables -t nat -S` output (`-P CHAIN POLICY`, `-N CHAIN`, `-A ...`),
 /// which people paste, as the iptables-save text of a nat table: one line
 /// for each line, between `*nat` and `COMMIT`, so a line number in it is

@@ -7,11 +7,11 @@ use serde::Serialize;
 use super::{Status, evaluate, text};
 use crate::config::{Mode, NodeSpec};
 use crate::render;
-use crate::rules_file::Table;
+use crate::rules_file::{self, Table};
 
 /// The nat table of a text podsnat built itself.
 fn nat_of(text: &str) -> Result<Table<'_>, String> {
-    crate::rules_file::parse(text)
+    rules_file::parse(text)
         .map_err(|e| e.to_string())?
         .into_iter()
         .find(|t| t.name == "nat")
@@ -125,24 +125,13 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         ));
     }
 
-    let mut tx = String::from("*nat\n");
-    if !own_rules.is_empty() {
-        // Declaring a user chain under --noflush empties it (both backends),
-        // so its rules are exactly podsnat's afterwards.
-        tx += &format!(":{own_chain} - [0:0]\n");
-        for r in &own_rules {
-            tx += r;
-            tx.push('\n');
-        }
-    }
-    for r in &removed {
-        tx += &format!("-D {}\n", r.trim_start_matches("-A "));
-    }
-    tx += &format!(
-        "-I POSTROUTING {at} {}\n",
-        exclusion.trim_start_matches("-A POSTROUTING ")
+    let own: Vec<&str> = own_rules.iter().map(String::as_str).collect();
+    let tx = rules_file::noflush_transaction(
+        (!own.is_empty()).then_some((own_chain, own.as_slice())),
+        &removed,
+        at,
+        &[exclusion.as_str()],
     );
-    tx += "COMMIT\n";
     Ok(Some(Repair {
         transaction: tx,
         position: at,

@@ -32,6 +32,24 @@ struct Node {
     subnet_b: &'static str,
 }
 
+impl Node {
+    /// The node's settings as podsnat's flags.
+    fn flags(&self, mode: &str) -> Vec<String> {
+        [
+            "--cluster-cidr",
+            self.cluster,
+            "--pod-subnet",
+            self.subnet_a,
+            "--bridge",
+            self.bridge,
+            "--mode",
+            mode,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
 const EXAMPLE: Node = Node {
     cluster: "172.7.0.0/16",
     bridge: "docker0",
@@ -240,18 +258,7 @@ fn real_node(
     }
 
     let file = tmp.path().join("iptables").display().to_string();
-    let spec: Vec<String> = [
-        "--cluster-cidr",
-        node.cluster,
-        "--pod-subnet",
-        node.subnet_a,
-        "--bridge",
-        node.bridge,
-        "--mode",
-        mode,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    let spec = node.flags(mode);
     let mut write: Vec<&str> = vec![
         "write",
         "--output",
@@ -383,102 +390,92 @@ fn the_stand_in_does_what_the_real_dockerd_does() {
         (&EXAMPLE, nft, false),
     ];
     for (node, backend, ip_masq) in runs {
-        {
-            let ctx = format!("[{} {} ip-masq={ip_masq}]", node.bridge, backend.name);
-            let table = common::render_example(&[
-                "--cluster-cidr",
-                node.cluster,
-                "--pod-subnet",
-                node.subnet_a,
+        let ctx = format!("[{} {} ip-masq={ip_masq}]", node.bridge, backend.name);
+        let flags = node.flags(if ip_masq { "guard" } else { "owner" });
+        let table = common::render_example(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("nat");
+        std::fs::write(&file, &table).unwrap();
+        let file = file.to_str().unwrap();
+        let node_ns = || {
+            let ns = common::Netns::new();
+            let gw = node.subnet_a.replace(".0/24", ".1/24");
+            for args in [
+                vec!["link", "add", node.bridge, "type", "bridge"],
+                vec!["addr", "add", &gw, "dev", node.bridge],
+                vec!["link", "set", node.bridge, "up"],
+            ] {
+                ns.ok("ip", &args);
+            }
+            ns
+        };
+
+        // The real dockerd: stored state, a reboot, the restore, a start.
+        let real_ns = node_ns();
+        let fixed = node.subnet_a.replace(".0/24", ".128/25");
+        let docker = Dockerd::new(
+            &real_ns.name,
+            backend,
+            &[
                 "--bridge",
                 node.bridge,
-                "--mode",
-                if ip_masq { "guard" } else { "owner" },
-            ]);
-            let tmp = tempfile::tempdir().unwrap();
-            let file = tmp.path().join("nat");
-            std::fs::write(&file, &table).unwrap();
-            let file = file.to_str().unwrap();
-            let node_ns = || {
-                let ns = common::Netns::new();
-                let gw = node.subnet_a.replace(".0/24", ".1/24");
-                for args in [
-                    vec!["link", "add", node.bridge, "type", "bridge"],
-                    vec!["addr", "add", &gw, "dev", node.bridge],
-                    vec!["link", "set", node.bridge, "up"],
-                ] {
-                    ns.ok("ip", &args);
-                }
-                ns
-            };
+                "--fixed-cidr",
+                &fixed,
+                if ip_masq {
+                    "--ip-masq=true"
+                } else {
+                    "--ip-masq=false"
+                },
+            ],
+        );
+        docker.stored_state("8080");
+        real_ns.ok(backend.iptables, &["-t", "nat", "-F"]);
+        real_ns.ok(backend.iptables, &["-t", "nat", "-X"]);
+        real_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
+        let mut real = Vec::new();
+        docker.start();
+        let ip = docker.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+        real.push(common::saved(&real_ns.name, backend));
+        docker.stop();
+        real.push(common::saved(&real_ns.name, backend));
+        docker.start();
+        real.push(common::saved(&real_ns.name, backend));
+        docker.stop();
 
-            // The real dockerd: stored state, a reboot, the restore, a start.
-            let real_ns = node_ns();
-            let fixed = node.subnet_a.replace(".0/24", ".128/25");
-            let docker = Dockerd::new(
-                &real_ns.name,
+        // The stand-in, from the same restored table.
+        let standin_ns = node_ns();
+        standin_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
+        let mut stand_in = Vec::new();
+        assert_eq!(ip, node.subnet_a.replace(".0/24", ".128"), "{ctx}");
+        for action in ["start", "stop", "start"] {
+            common::docker_standin(
+                &standin_ns.name,
                 backend,
-                &[
-                    "--bridge",
-                    node.bridge,
-                    "--fixed-cidr",
-                    &fixed,
-                    if ip_masq {
-                        "--ip-masq=true"
-                    } else {
-                        "--ip-masq=false"
-                    },
-                ],
+                action,
+                node.subnet_a,
+                node.bridge,
+                ip_masq,
             );
-            docker.stored_state("8080");
-            real_ns.ok(backend.iptables, &["-t", "nat", "-F"]);
-            real_ns.ok(backend.iptables, &["-t", "nat", "-X"]);
-            real_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
-            let mut real = Vec::new();
-            docker.start();
-            let ip = docker.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
-            real.push(common::saved(&real_ns.name, backend));
-            docker.stop();
-            real.push(common::saved(&real_ns.name, backend));
-            docker.start();
-            real.push(common::saved(&real_ns.name, backend));
-            docker.stop();
-
-            // The stand-in, from the same restored table.
-            let standin_ns = node_ns();
-            standin_ns.ok(backend.restore, &["-w", "5", "-T", "nat", file]);
-            let mut stand_in = Vec::new();
-            assert_eq!(ip, node.subnet_a.replace(".0/24", ".128"), "{ctx}");
-            for action in ["start", "stop", "start"] {
-                common::docker_standin(
-                    &standin_ns.name,
-                    backend,
-                    action,
-                    node.subnet_a,
-                    node.bridge,
-                    ip_masq,
-                );
-                stand_in.push(common::saved(&standin_ns.name, backend));
-            }
-            for (i, step) in ["start", "stop", "second start"].iter().enumerate() {
-                assert_eq!(
-                    stand_in[i], real[i],
-                    "{ctx} after {step}: the stand-in's nat table (left) differs from the real dockerd's (right)"
-                );
-            }
-            let real = &real[0];
-            if !ip_masq {
-                continue;
-            }
-            // And docker's rule really is on top of podsnat's exclusion.
-            let post: Vec<&String> = real
-                .iter()
-                .filter(|l| l.starts_with("-A POSTROUTING"))
-                .collect();
-            assert!(
-                post[0].ends_with("-j MASQUERADE") && post[1].contains("PODSNAT"),
-                "{ctx}: {post:?}"
+            stand_in.push(common::saved(&standin_ns.name, backend));
+        }
+        for (i, step) in ["start", "stop", "second start"].iter().enumerate() {
+            assert_eq!(
+                stand_in[i], real[i],
+                "{ctx} after {step}: the stand-in's nat table (left) differs from the real dockerd's (right)"
             );
         }
+        let real = &real[0];
+        if !ip_masq {
+            continue;
+        }
+        // And docker's rule really is on top of podsnat's exclusion.
+        let post: Vec<&String> = real
+            .iter()
+            .filter(|l| l.starts_with("-A POSTROUTING"))
+            .collect();
+        assert!(
+            post[0].ends_with("-j MASQUERADE") && post[1].contains("PODSNAT"),
+            "{ctx}: {post:?}"
+        );
     }
 }
