@@ -124,10 +124,16 @@ pub struct SpecArgs {
     /// This node's pod subnet, e.g. 172.7.21.0/24.
     #[arg(long, value_name = "CIDR")]
     pub pod_subnet: Option<String>,
+    /// The whole IPv6 pod network (flannel's IPv6Network), e.g. fd00:7::/48.
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr_v6: Option<String>,
+    /// This node's IPv6 pod subnet, e.g. fd00:7:0:21::/64.
+    #[arg(long, value_name = "CIDR")]
+    pub pod_subnet_v6: Option<String>,
     /// The bridge the pods hang off [default: docker0].
     #[arg(long, value_name = "IFACE")]
     pub bridge: Option<String>,
-    /// Another destination that keeps the pod source IP; repeatable. Replaces the config's list.
+    /// Another destination (IPv4 or IPv6) that keeps the pod source IP; repeatable. Replaces the config's list.
     #[arg(long = "no-masquerade", value_name = "CIDR")]
     pub no_masquerade: Vec<String>,
     /// Add --random-fully to podsnat's MASQUERADE rules.
@@ -156,13 +162,20 @@ pub struct WriteArgs {
     pub spec: SpecArgs,
     /// Put this nat table (a fleet's golden `<node>.iptables.nat`) into the
     /// rules file instead of rendering one from the settings.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
     pub table: Option<PathBuf>,
+    /// The same for the IPv6 table (a fleet's golden `<node>.ip6tables.nat`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
+    pub table6: Option<PathBuf>,
     /// The rules file to update [default: /etc/sysconfig/iptables, or
     /// /etc/iptables/rules.v4 where /etc/sysconfig does not exist (Debian)].
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Prefix for --output, for staging a node's files under a directory.
+    /// The IPv6 rules file [default: /etc/sysconfig/ip6tables, or
+    /// /etc/iptables/rules.v6 where /etc/sysconfig does not exist (Debian)].
+    #[arg(long, value_name = "PATH")]
+    pub output6: Option<PathBuf>,
+    /// Prefix for --output and --output6, for staging a node's files under a directory.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     #[command(flatten)]
@@ -173,6 +186,17 @@ pub struct WriteArgs {
     /// The iptables-restore used for the test (e.g. iptables-legacy-restore).
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
     pub iptables_restore: String,
+    /// The ip6tables-restore used for the IPv6 file's test.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
+    pub ip6tables_restore: String,
+}
+
+/// Which nat tables the units restore and pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Families {
+    Ipv4,
+    Ipv6,
+    Dual,
 }
 
 #[derive(Debug, Args)]
@@ -191,7 +215,15 @@ pub struct InstallUnitArgs {
     /// `write --output`, under the same --root].
     #[arg(long, value_name = "PATH")]
     pub file: Option<String>,
-    /// The iptables-restore the unit runs (absolute), e.g. /usr/sbin/iptables-legacy-restore.
+    /// The families the node runs: the units restore and pin the IPv4 file,
+    /// the IPv6 file, or both.
+    #[arg(long, value_enum, default_value = "ipv4")]
+    pub family: Families,
+    /// The IPv6 rules file (absolute) [default: as for `write --output6`].
+    #[arg(long, value_name = "PATH")]
+    pub file6: Option<String>,
+    /// The iptables-restore the unit runs (absolute), e.g. /usr/sbin/iptables-legacy-restore;
+    /// the IPv6 file gets its ip6tables-restore twin.
     #[arg(long, value_name = "PATH", default_value = paths::IPTABLES_RESTORE)]
     pub iptables_restore: String,
     /// Enable the unit: the multi-user.target.wants link (the default).
@@ -225,6 +257,10 @@ pub struct PinArgs {
     /// or /etc/iptables/rules.v4 where /etc/sysconfig does not exist].
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// The IPv6 rules file: pin the ip6tables nat table too (or only it,
+    /// without --file).
+    #[arg(long, value_name = "PATH")]
+    pub file6: Option<PathBuf>,
     /// Change nothing; print the transaction and exit 2 if it would pin.
     #[arg(long)]
     pub check: bool,
@@ -236,6 +272,12 @@ pub struct PinArgs {
     /// The iptables-restore that applies the pin.
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
     pub iptables_restore: String,
+    /// The ip6tables-save that reads the live IPv6 table.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-save")]
+    pub ip6tables_save: String,
+    /// The ip6tables-restore that applies the IPv6 pin.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
+    pub ip6tables_restore: String,
 }
 
 /// How a command that writes files reports: what config management needs.
@@ -255,12 +297,15 @@ pub struct ChangeArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
-    /// Evaluate this rules file instead of the live table.
+    /// Evaluate this rules file (IPv4) instead of the live table.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
+    /// Evaluate this IPv6 rules file instead of the live ip6tables table.
+    #[arg(long, value_name = "PATH")]
+    pub file6: Option<PathBuf>,
     /// Put podsnat's exclusion back above a shadowing rule with one
     /// `iptables-restore --noflush` transaction; nothing else changes.
-    #[arg(long, conflicts_with = "file")]
+    #[arg(long, conflicts_with_all = ["file", "file6"])]
     pub repair: bool,
     /// With --repair: print the transaction, change nothing.
     #[arg(long, requires = "repair")]
@@ -282,10 +327,16 @@ pub struct VerifyArgs {
     /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
     pub iptables_save: String,
-    /// With --file: skip `iptables-restore --test` on the file.
-    #[arg(long, requires = "file")]
+    /// With --file or --file6: skip `iptables-restore --test` on the file.
+    #[arg(long)]
     pub no_test: bool,
     /// The iptables-restore that tests a --file and applies a repair.
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
     pub iptables_restore: String,
+    /// The ip6tables-save that reads the live IPv6 table.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-save")]
+    pub ip6tables_save: String,
+    /// The ip6tables-restore that tests a --file6 and applies an IPv6 repair.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
+    pub ip6tables_restore: String,
 }

@@ -10,10 +10,11 @@
 //!           ├─> unit/       podsnat's systemd units: render (pure), install
 //!           ├─> verify/     rule parser, atoms, kernel walk, repair (pure)
 //!           ├─> write       compare, diff, test, then write a file
-//!           ├─> render      NodeSpec -> nat table text, podsnat's own rules (pure)
-//!           ├─> config/     files and flags -> a checked NodeSpec
+//!           ├─> render      NodeSpec -> one family's nat table text, podsnat's own rules (pure)
+//!           ├─> config/     files and flags -> a checked Node: a NodeSpec per family
 //!           └─> rules_file  the one iptables-save format parser (pure)
 //! edges:   system (runs programs), atomic (writes files), paths (every path from a root)
+//! family:  IPv4 or IPv6, the lowest layer (which table, file and programs)
 //! error:   one error type, messages that quote the input
 //! ```
 //!
@@ -39,6 +40,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod family;
 pub mod fleet;
 pub mod paths;
 pub mod pin;

@@ -4,10 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::family::Family;
+
 /// RHEL-like systems restore this file at boot (iptables-services).
 pub const SYSCONFIG_RULES: &str = "/etc/sysconfig/iptables";
 /// Debian and Ubuntu keep their rules here (netfilter-persistent).
 pub const DEBIAN_RULES: &str = "/etc/iptables/rules.v4";
+/// The IPv6 rules files of the same two services.
+pub const SYSCONFIG_RULES6: &str = "/etc/sysconfig/ip6tables";
+pub const DEBIAN_RULES6: &str = "/etc/iptables/rules.v6";
 /// Where `install-unit` puts podsnat's units.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// The iptables-restore a unit runs at boot, by absolute path.
@@ -39,11 +44,35 @@ pub fn under_root(root: &Path, path: &Path) -> PathBuf {
 /// RHEL-like systems restore /etc/sysconfig/iptables; Debian has no
 /// /etc/sysconfig and keeps its rules in /etc/iptables/rules.v4.
 pub fn default_rules_file(root: &Path) -> &'static str {
-    if under_root(root, Path::new("/etc/sysconfig")).is_dir() {
-        SYSCONFIG_RULES
-    } else {
-        DEBIAN_RULES
+    default_rules_file_of(root, Family::V4)
+}
+
+/// The same for either family: `/etc/sysconfig/ip6tables` or
+/// `/etc/iptables/rules.v6` for IPv6.
+pub fn default_rules_file_of(root: &Path, family: Family) -> &'static str {
+    let sysconfig = under_root(root, Path::new("/etc/sysconfig")).is_dir();
+    match (family, sysconfig) {
+        (Family::V4, true) => SYSCONFIG_RULES,
+        (Family::V4, false) => DEBIAN_RULES,
+        (Family::V6, true) => SYSCONFIG_RULES6,
+        (Family::V6, false) => DEBIAN_RULES6,
     }
+}
+
+/// `iptables-restore` -> `ip6tables-restore`, also by path and for a
+/// backend's name (`/usr/sbin/iptables-legacy-restore` ->
+/// `/usr/sbin/ip6tables-legacy-restore`): the tools come in pairs.
+pub fn ip6_program(program: &str) -> Option<String> {
+    let (dir, name) = match program.rsplit_once('/') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, program),
+    };
+    let rest = name.strip_prefix("iptables")?;
+    let name = format!("ip6tables{rest}");
+    Some(match dir {
+        Some(d) => format!("{d}/{name}"),
+        None => name,
+    })
 }
 
 /// The unit directory under `root`.
@@ -54,6 +83,16 @@ pub fn unit_dir(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip6_programs_pair() {
+        assert_eq!(ip6_program("iptables-restore").unwrap(), "ip6tables-restore");
+        assert_eq!(
+            ip6_program("/usr/sbin/iptables-legacy-save").unwrap(),
+            "/usr/sbin/ip6tables-legacy-save"
+        );
+        assert!(ip6_program("/usr/sbin/xtables-restore").is_none());
+    }
 
     #[test]
     fn root_joins() {

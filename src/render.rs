@@ -2,9 +2,9 @@
 //! spec always gives the same bytes and golden files stay stable.
 
 use askama::Template;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
-use crate::config::{Mode, NodeSpec};
+use crate::config::{Family, Mode, NodeSpec};
 
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
@@ -93,12 +93,12 @@ pub fn own_chain(spec: &NodeSpec) -> Vec<String> {
     }
 }
 
-fn own_chain_rule(net: &Ipv4Net) -> String {
+fn own_chain_rule(net: &IpNet) -> String {
     format!("-A {OWN_CHAIN} -d {net} -j ACCEPT")
 }
 
 /// Classic mode's single `! -d` network.
-fn classic_dest(spec: &NodeSpec) -> Ipv4Net {
+fn classic_dest(spec: &NodeSpec) -> IpNet {
     spec.exclusions()
         .first()
         .copied()
@@ -109,13 +109,17 @@ fn classic_dest(spec: &NodeSpec) -> Ipv4Net {
 #[template(path = "nat.rules", escape = "none")]
 struct NatTable<'a> {
     version: &'static str,
+    /// "IPv6 " in an ip6tables table's header; IPv4's header says nothing.
+    family_word: &'static str,
+    /// docker's OUTPUT rule skips the loopback network of the family.
+    loopback: &'static str,
     bridge: &'a str,
     docker: bool,
     /// Guard or owner: the exclusions live in PODSNAT-POSTROUTING.
     guard: bool,
     owner: bool,
     random_fully: bool,
-    classic_dest: Ipv4Net,
+    classic_dest: IpNet,
     exclusion: String,
     broad: String,
     egress: String,
@@ -128,6 +132,14 @@ pub fn nat_table(spec: &NodeSpec) -> String {
     let guard = spec.mode() != Mode::Classic;
     let table = NatTable {
         version: env!("CARGO_PKG_VERSION"),
+        family_word: match spec.family() {
+            Family::V4 => "",
+            Family::V6 => "IPv6 ",
+        },
+        loopback: match spec.family() {
+            Family::V4 => "127.0.0.0/8",
+            Family::V6 => "::1/128",
+        },
         bridge: spec.bridge().as_str(),
         docker: spec.docker(),
         guard,
@@ -157,9 +169,9 @@ pub fn rule_count(table: &str) -> usize {
 /// Says, for each aggregated network, which configured CIDRs it stands for.
 /// `nets` is sorted and disjoint and every input lies in exactly one of them,
 /// so one sweep over the sorted inputs assigns them all.
-fn explain(spec: &NodeSpec, nets: &[Ipv4Net]) -> Vec<Exclusion> {
+fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<Exclusion> {
     const SHOWN: usize = 4;
-    let mut inputs: Vec<(Ipv4Net, &str)> = std::iter::once((spec.cluster_cidr(), "cluster_cidr"))
+    let mut inputs: Vec<(IpNet, &str)> = std::iter::once((spec.cluster_cidr(), "cluster_cidr"))
         .chain(spec.no_masquerade().iter().map(|n| (*n, "no_masquerade")))
         .collect();
     inputs.sort();
@@ -206,21 +218,26 @@ mod tests {
                     let raw = RawConfig {
                         cluster_cidr: Some("172.7.0.0/16".into()),
                         pod_subnet: Some("172.7.21.0/24".into()),
+                        cluster_cidr_v6: Some("fd00:7::/48".into()),
+                        pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
                         mode: Some(mode.into()),
                         random_fully: Some(random_fully),
                         docker: Some(docker),
                         ..RawConfig::default()
                     };
-                    let spec = node_spec("t", &raw, &RawConfig::default()).unwrap();
-                    let text = nat_table(&spec);
+                    let node = node_spec("t", &raw, &RawConfig::default()).unwrap();
+                    assert_eq!(node.specs().len(), 2);
+                    for spec in node.specs() {
+                    let text = nat_table(spec);
                     let lines = |prefix: &str| -> Vec<String> {
                         text.lines()
                             .filter(|l| l.starts_with(prefix))
                             .map(str::to_owned)
                             .collect()
                     };
-                    assert_eq!(postrouting(&spec), lines("-A POSTROUTING "), "{mode}");
-                    assert_eq!(own_chain(&spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
+                    assert_eq!(postrouting(spec), lines("-A POSTROUTING "), "{mode}");
+                    assert_eq!(own_chain(spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
+                    }
                 }
             }
         }

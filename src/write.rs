@@ -62,58 +62,157 @@ pub fn update(
     } else {
         Some(atomic::lock_and_clean(atomic::parent(path))?)
     };
-    let existing = atomic::read(path)?;
-    let old = match &existing {
-        Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {
-            path: path.to_owned(),
-            offset: err.valid_up_to(),
-        })?,
-        None => "",
-    };
-    let new = make(old)?;
-    let changed = existing.is_none() || old != new;
-    if changed {
-        test(&new)?;
-        if !opts.check {
-            atomic::write(
-                path,
-                new.as_bytes(),
-                existing.as_ref(),
-                new_mode,
-                !opts.no_fsync,
-            )?;
-        }
+    let planned = Planned::new(path, new_mode, make, test)?;
+    if !opts.check {
+        planned.commit(!opts.no_fsync)?;
     }
-    Ok(FileOutcome {
-        path: path.to_owned(),
-        changed,
-        sha256: sha256_hex(new.as_bytes()),
-        diff: opts
-            .diff
-            .then(|| unified_diff(path, existing.is_some().then_some(old), &new)),
-    })
+    Ok(planned.outcome(opts))
 }
 
-/// Splices `nat` into the rules file at `path` and writes it if it changed.
-/// `test_with` names the iptables-restore that must accept the whole new
-/// file first (`None` skips the test).
-pub fn write_nat(
-    nat: &str,
-    path: &Path,
-    opts: Options,
-    test_with: Option<&str>,
-) -> Result<NatOutcome> {
-    let file = update(
+/// A file's update, decided and tested but not yet written.
+struct Planned {
+    path: PathBuf,
+    existing: Option<atomic::Existing>,
+    new: String,
+    changed: bool,
+    new_mode: u32,
+}
+
+impl Planned {
+    fn new(
+        path: &Path,
+        new_mode: u32,
+        make: impl FnOnce(&str) -> Result<String>,
+        test: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<Planned> {
+        let existing = atomic::read(path)?;
+        let old = match &existing {
+            Some(e) => std::str::from_utf8(&e.bytes).map_err(|err| Error::NotUtf8 {
+                path: path.to_owned(),
+                offset: err.valid_up_to(),
+            })?,
+            None => "",
+        };
+        let new = make(old)?;
+        let changed = existing.is_none() || old != new;
+        if changed {
+            test(&new)?;
+        }
+        Ok(Planned {
+            path: path.to_owned(),
+            existing,
+            new,
+            changed,
+            new_mode,
+        })
+    }
+
+    fn old(&self) -> Option<&str> {
+        self.existing
+            .as_ref()
+            .map(|e| std::str::from_utf8(&e.bytes).unwrap_or_default())
+    }
+
+    /// Writes the new content, if it changed.
+    fn commit(&self, fsync: bool) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        atomic::write(
+            &self.path,
+            self.new.as_bytes(),
+            self.existing.as_ref(),
+            self.new_mode,
+            fsync,
+        )
+    }
+
+    /// Puts the old content back (or removes a file that did not exist):
+    /// the undo of a committed update whose sibling failed.
+    fn undo(&self) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        match &self.existing {
+            Some(e) => atomic::write(&self.path, &e.bytes, Some(e), self.new_mode, true),
+            None => atomic::remove_if_present(&self.path, "cannot remove"),
+        }
+    }
+
+    fn outcome(&self, opts: Options) -> FileOutcome {
+        FileOutcome {
+            path: self.path.clone(),
+            changed: self.changed,
+            sha256: sha256_hex(self.new.as_bytes()),
+            diff: opts
+                .diff
+                .then(|| unified_diff(&self.path, self.old(), &self.new)),
+        }
+    }
+}
+
+/// One family's nat table and the rules file it goes into.
+pub struct NatFile<'a> {
+    pub nat: &'a str,
+    pub path: &'a Path,
+    /// The iptables-restore (or ip6tables-restore) that must accept the
+    /// whole new file first; `None` skips the test.
+    pub test_with: Option<&'a str>,
+}
+
+/// Splices each nat table into its rules file and writes the files that
+/// changed, all or nothing: every file is read, spliced and tested before
+/// the first is written, so a table that fails its test (or a malformed
+/// file) changes no file. Should a later rename fail after an earlier one
+/// landed, the earlier file is put back.
+pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome>> {
+    let mut dirs: Vec<&Path> = files.iter().map(|f| atomic::parent(f.path)).collect();
+    dirs.sort();
+    dirs.dedup();
+    // Locks in path order, so two runs never wait on each other crosswise.
+    let _locks = if opts.check || opts.locked {
+        Vec::new()
+    } else {
+        dirs.into_iter()
+            .map(atomic::lock_and_clean)
+            .collect::<Result<Vec<_>>>()?
+    };
+    let planned = files
+        .iter()
+        .map(|f| plan_nat(f))
+        .collect::<Result<Vec<_>>>()?;
+    if !opts.check {
+        for (i, p) in planned.iter().enumerate() {
+            if let Err(e) = p.commit(!opts.no_fsync) {
+                for done in &planned[..i] {
+                    done.undo()?;
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(planned
+        .iter()
+        .zip(files)
+        .map(|(p, f)| NatOutcome {
+            file: p.outcome(opts),
+            rules: crate::render::rule_count(f.nat),
+        })
+        .collect())
+}
+
+fn plan_nat(f: &NatFile<'_>) -> Result<Planned> {
+    let path = f.path;
+    Planned::new(
         path,
-        opts,
         atomic::NEW_FILE_MODE,
         |old| {
-            rules_file::splice(old, nat).map_err(|e| Error::Syntax {
+            rules_file::splice(old, f.nat).map_err(|e| Error::Syntax {
                 path: path.display().to_string(),
                 message: format!("{e}; fix or remove the file, nothing was changed"),
             })
         },
-        |new| match test_with {
+        |new| match f.test_with {
             None => Ok(()),
             Some(restore) => {
                 crate::system::restore_test(restore, new)?.map_err(|r| Error::Rejected {
@@ -123,11 +222,7 @@ pub fn write_nat(
                 })
             }
         },
-    )?;
-    Ok(NatOutcome {
-        file,
-        rules: crate::render::rule_count(nat),
-    })
+    )
 }
 
 /// A unified diff from the old file (or nothing) to the new content.

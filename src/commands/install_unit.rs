@@ -6,7 +6,8 @@
 use std::io::Write;
 
 use super::{ExitStatus, changed_status, emit, json, verb};
-use crate::cli::{Format, InstallUnitArgs};
+use crate::cli::{Families, Format, InstallUnitArgs};
+use crate::family::Family;
 use crate::error::Result;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 use crate::{paths, write};
@@ -17,7 +18,7 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
         None
     } else {
         Some(Extras {
-            runtime: RuntimeSpec::parse(&args.podsnat, &spec.restore)?,
+            runtime: RuntimeSpec::parse(&args.podsnat, &spec.tables)?,
             pin: !args.no_pin,
             verify_config: args
                 .verify_timer
@@ -68,12 +69,25 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
             given.to_vec()
         }
     };
+    let families: &[Family] = match args.family {
+        Families::Ipv4 => &[Family::V4],
+        Families::Ipv6 => &[Family::V6],
+        Families::Dual => &Family::ALL,
+    };
     UnitSpec::parse(
         &or_default(&args.after, &unit::DEFAULT_AFTER),
         &or_default(&args.before, &unit::DEFAULT_BEFORE),
-        args.file
-            .as_deref()
-            .unwrap_or_else(|| paths::default_rules_file(&args.root)),
-        &args.iptables_restore,
+        unit::Files {
+            families,
+            file: args
+                .file
+                .as_deref()
+                .unwrap_or_else(|| paths::default_rules_file(&args.root)),
+            file6: args
+                .file6
+                .as_deref()
+                .unwrap_or_else(|| paths::default_rules_file_of(&args.root, Family::V6)),
+            restore: &args.iptables_restore,
+        },
     )
 }

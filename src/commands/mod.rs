@@ -14,7 +14,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, SpecArgs};
-use crate::config::{self, NodeSpec, RawConfig, Sources};
+use crate::config::{self, Node, RawConfig, Sources};
+use crate::family::Family;
 use crate::error::{Error, Result};
 use crate::rules_file::{self, Table};
 
@@ -55,7 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
 
 /// Where the node's settings come from. Flags override subnet.env, which
 /// must agree with the config file where both set a value.
-pub fn load_spec(args: &SpecArgs) -> Result<NodeSpec> {
+pub fn load_spec(args: &SpecArgs) -> Result<Node> {
     let docker = match (args.docker, args.no_docker) {
         (_, true) => Some(false),
         (true, false) => Some(true),
@@ -64,6 +65,8 @@ pub fn load_spec(args: &SpecArgs) -> Result<NodeSpec> {
     let flags = RawConfig {
         cluster_cidr: args.cluster_cidr.clone(),
         pod_subnet: args.pod_subnet.clone(),
+        cluster_cidr_v6: args.cluster_cidr_v6.clone(),
+        pod_subnet_v6: args.pod_subnet_v6.clone(),
         bridge: args.bridge.clone(),
         no_masquerade: (!args.no_masquerade.is_empty()).then(|| args.no_masquerade.clone()),
         random_fully: args.random_fully.then_some(true),
@@ -75,6 +78,14 @@ pub fn load_spec(args: &SpecArgs) -> Result<NodeSpec> {
         flannel_env: args.flannel_env.as_deref(),
         flags,
     })
+}
+
+/// The program of `family`: the IPv4 one as given, or the IPv6 one.
+fn program<'a>(family: Family, v4: &'a str, v6: &'a str) -> &'a str {
+    match family {
+        Family::V4 => v4,
+        Family::V6 => v6,
+    }
 }
 
 /// How a file's state reads in a report.

@@ -1,15 +1,17 @@
 //! `podsnat pin`: podsnat's rules back above docker's broad MASQUERADE rule,
-//! in one `iptables-restore --noflush` transaction (see `crate::pin`).
-//! podsnat-pin.service runs it after every docker start.
+//! in one `iptables-restore --noflush` transaction (see `crate::pin`), for
+//! each family's rules file given. podsnat-pin.service runs it after every
+//! docker start.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, nat_table};
+use super::{ExitStatus, emit, json, nat_table, program};
 use crate::cli::{Format, PinArgs};
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::{config, paths, pin, system};
 
 /// A rules file holds every table of the node; podsnat's own is small, but
@@ -22,56 +24,93 @@ const MAX_RULES_FILE: u64 = 256 * 1024 * 1024;
 const ATTEMPTS: usize = 3;
 
 pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let path = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(paths::default_rules_file(Path::new("/"))));
+    // The files given; without any, the IPv4 rules file at its default place.
+    let mut files: Vec<(Family, PathBuf)> = [(Family::V4, &args.file), (Family::V6, &args.file6)]
+        .into_iter()
+        .filter_map(|(f, p)| p.clone().map(|p| (f, p)))
+        .collect();
+    if files.is_empty() {
+        files.push((
+            Family::V4,
+            PathBuf::from(paths::default_rules_file(Path::new("/"))),
+        ));
+    }
+    let titled = files.len() > 1;
+    let mut shown = Vec::new();
+    let mut status = ExitStatus::Unchanged;
+    for (family, path) in &files {
+        let (changed, value, text) = pin_one(args, *family, path)?;
+        if changed {
+            status = ExitStatus::Changed;
+        }
+        shown.push((family, value, text));
+    }
+    let text = match (args.format, shown.as_slice()) {
+        (Format::Json, [(_, value, _)]) => json(value)?,
+        (Format::Json, all) => {
+            let map: serde_json::Map<String, serde_json::Value> = all
+                .iter()
+                .map(|(f, v, _)| (f.iptables().to_owned(), v.clone()))
+                .collect();
+            json(&map)?
+        }
+        (Format::Text, all) => all
+            .iter()
+            .map(|(f, _, t)| {
+                if titled {
+                    format!("{}: {t}", f.iptables())
+                } else {
+                    t.clone()
+                }
+            })
+            .collect(),
+    };
+    emit(out, &text)?;
+    Ok(status)
+}
+
+/// Pins one family's rules; returns whether it pinned (or would), and the
+/// report as JSON and as text.
+fn pin_one(
+    args: &PinArgs,
+    family: Family,
+    path: &Path,
+) -> Result<(bool, serde_json::Value, String)> {
+    let save = program(family, &args.iptables_save, &args.ip6tables_save);
+    let restore = program(family, &args.iptables_restore, &args.ip6tables_restore);
     let origin = path.display().to_string();
-    let text = config::read_limited(&path, MAX_RULES_FILE)?;
+    let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;
     let ours = pin::ours(&text, &file_nat).map_err(|message| Error::Invalid {
         origin: origin.clone(),
         message,
     })?;
-    let live_source = format!("{} -t nat", args.iptables_save);
-    let restore = &args.iptables_restore;
+    let live_source = format!("{save} -t nat");
     let mut attempt = 1;
     loop {
-        let live_text = system::save_nat(&args.iptables_save)?;
+        let live_text = system::save_nat(save)?;
         let Some(plan) = pin::plan(&ours, &nat_table(&live_source, &live_text)?) else {
-            let shown = match args.format {
-                Format::Json => json(&object!({"pin": null, "applied": false}))?,
-                Format::Text => {
-                    "pin: podsnat's rules already stand above docker's; nothing to do\n".to_owned()
-                }
-            };
-            emit(out, &shown)?;
-            return Ok(ExitStatus::Unchanged);
+            return Ok((
+                false,
+                object!({"pin": null, "applied": false}),
+                "pin: podsnat's rules already stand above docker's; nothing to do\n".to_owned(),
+            ));
         };
         if args.check {
-            let shown = match args.format {
-                Format::Json => json(&object!({"pin": plan, "applied": false}))?,
-                Format::Text => format!(
-                    "would pin podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}",
-                    plan.position, plan.transaction
-                ),
-            };
-            emit(out, &shown)?;
-            return Ok(ExitStatus::Changed);
+            let text = format!(
+                "would pin podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}",
+                plan.position, plan.transaction
+            );
+            return Ok((true, object!({"pin": plan, "applied": false}), text));
         }
         match system::restore_noflush(restore, &plan.transaction) {
             Ok(()) => {
-                let shown = match args.format {
-                    Format::Json => {
-                        json(&object!({"pin": plan, "applied": true, "attempts": attempt}))?
-                    }
-                    Format::Text => format!(
-                        "pinned podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}",
-                        plan.position, plan.transaction
-                    ),
-                };
-                emit(out, &shown)?;
-                return Ok(ExitStatus::Changed);
+                let text = format!(
+                    "pinned podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}",
+                    plan.position, plan.transaction
+                );
+                let value = object!({"pin": plan, "applied": true, "attempts": attempt});
+                return Ok((true, value, text));
             }
             Err(Error::Failed { .. }) if attempt < ATTEMPTS => attempt += 1,
             Err(e) => return Err(e),

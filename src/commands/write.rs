@@ -1,49 +1,84 @@
 //! `podsnat write`: splice the nat table (rendered from the settings, or a
 //! fleet's golden file with `--table`) into the rules file, test it with
-//! `iptables-restore --test`, and write it atomically if it changed.
+//! `iptables-restore --test`, and write it atomically if it changed. A
+//! dual-stack node's two files (IPv4's and IPv6's) change all or nothing.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{ExitStatus, changed_status, emit, json, load_spec, verb};
+use serde_json::json as object;
+
+use super::{ExitStatus, changed_status, emit, json, load_spec, program, verb};
 use crate::cli::Format;
 use crate::cli::WriteArgs;
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::{config, paths, render, rules_file, write};
 
 pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let table = match &args.table {
-        Some(path) => golden_table(path)?,
-        None => render::nat_table(&load_spec(&args.spec)?),
+    // One nat table per family: from the golden files, or rendered.
+    let tables: Vec<(Family, String)> = if args.table.is_some() || args.table6.is_some() {
+        [(Family::V4, &args.table), (Family::V6, &args.table6)]
+            .into_iter()
+            .filter_map(|(f, p)| p.as_ref().map(|p| golden_table(p).map(|t| (f, t))))
+            .collect::<Result<_>>()?
+    } else {
+        load_spec(&args.spec)?
+            .specs()
+            .iter()
+            .map(|s| (s.family(), render::nat_table(s)))
+            .collect()
     };
     let opts = write::Options {
         check: args.change.check,
         diff: args.change.diff,
         ..write::Options::default()
     };
-    let test_with = (!args.no_test).then_some(args.iptables_restore.as_str());
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(paths::default_rules_file(&args.root)));
-    let path = paths::under_root(&args.root, &output);
-    let outcome = write::write_nat(&table, &path, opts, test_with)?;
-    let text = match args.change.format {
-        Format::Json => json(&outcome)?,
-        Format::Text => {
-            let f = &outcome.file;
-            format!(
-                "{}{}: {} ({} rules, sha256 {})\n",
-                f.diff.as_deref().unwrap_or(""),
-                verb(f.changed, args.change.check),
-                f.path.display(),
-                outcome.rules,
-                f.sha256
-            )
-        }
+    let paths: Vec<PathBuf> = tables
+        .iter()
+        .map(|(family, _)| {
+            let given = match family {
+                Family::V4 => &args.output,
+                Family::V6 => &args.output6,
+            };
+            let output = given.clone().unwrap_or_else(|| {
+                PathBuf::from(paths::default_rules_file_of(&args.root, *family))
+            });
+            paths::under_root(&args.root, &output)
+        })
+        .collect();
+    let files: Vec<write::NatFile<'_>> = tables
+        .iter()
+        .zip(&paths)
+        .map(|((family, nat), path)| write::NatFile {
+            nat,
+            path,
+            test_with: (!args.no_test)
+                .then(|| program(*family, &args.iptables_restore, &args.ip6tables_restore)),
+        })
+        .collect();
+    let outcomes = write::write_nats(&files, opts)?;
+    let changed = outcomes.iter().any(|o| o.file.changed);
+    let text = match (args.change.format, outcomes.as_slice()) {
+        (Format::Json, [one]) => json(one)?,
+        (Format::Json, all) => json(&object!({"changed": changed, "files": all}))?,
+        (Format::Text, all) => all
+            .iter()
+            .map(|o| {
+                let f = &o.file;
+                format!(
+                    "{}{}: {} ({} rules, sha256 {})\n",
+                    f.diff.as_deref().unwrap_or(""),
+                    verb(f.changed, args.change.check),
+                    f.path.display(),
+                    o.rules,
+                    f.sha256
+                )
+            })
+            .collect(),
     };
     emit(out, &text)?;
-    Ok(changed_status(outcome.file.changed))
+    Ok(changed_status(changed))
 }
 
 /// A fleet's golden nat file: exactly one `*nat` table, written by podsnat.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::values::{parse_cidr, parse_cidr_loose};
+use super::values::{parse_cidr, parse_cidr_loose, parse_cidr6, parse_cidr6_loose};
 use super::{Given, Layer, RawConfig};
 use crate::error::{Error, Result};
 
@@ -75,15 +75,22 @@ pub fn toml_message(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// flannel's /run/flannel/subnet.env: `KEY=VALUE` lines. Only
-/// FLANNEL_NETWORK and FLANNEL_SUBNET are used; other keys are ignored.
-/// Lines that are not plain `KEY=VALUE` (an `export` prefix, say) are an
-/// error rather than silently skipped, since flannel never writes them.
+/// flannel's /run/flannel/subnet.env: `KEY=VALUE` lines. FLANNEL_NETWORK
+/// and FLANNEL_SUBNET give the IPv4 networks, FLANNEL_IPV6_NETWORK and
+/// FLANNEL_IPV6_SUBNET the IPv6 ones (flannel writes a pair per family it
+/// runs); other keys are ignored. Lines that are not plain `KEY=VALUE` (an
+/// `export` prefix, say) are an error rather than silently skipped, since
+/// flannel never writes them.
 pub(super) fn load_flannel_env(path: &Path) -> Result<Layer> {
     let text = read_text(path)?;
     let origin = path.display().to_string();
-    let mut network = None;
-    let mut subnet = None;
+    let mut keys: [Option<&str>; 4] = [None; 4];
+    const NAMES: [&str; 4] = [
+        "FLANNEL_NETWORK",
+        "FLANNEL_SUBNET",
+        "FLANNEL_IPV6_NETWORK",
+        "FLANNEL_IPV6_SUBNET",
+    ];
     for (i, line) in text.split('\n').enumerate() {
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -98,29 +105,60 @@ pub(super) fn load_flannel_env(path: &Path) -> Result<Layer> {
         if !key_ok {
             return Err(bad_line());
         }
-        match key {
-            "FLANNEL_NETWORK" => network = Some(value),
-            "FLANNEL_SUBNET" => subnet = Some(value),
-            _ => {}
+        if let Some(k) = NAMES.iter().position(|n| *n == key) {
+            keys[k] = Some(value);
         }
     }
-    let missing = |key: &str| Error::Syntax {
-        path: origin.clone(),
-        message: format!("{key} is missing; is this flannel's subnet.env?"),
+    let [network, subnet, network6, subnet6] = keys;
+    let present = |net, sub, keys: (&str, &str)| -> Result<Option<(&str, &str)>> {
+        match (net, sub) {
+        (Some(n), Some(s)) => Ok(Some((n, s))),
+        (None, None) => Ok(None),
+        (None, Some(_)) | (Some(_), None) => Err(Error::Syntax {
+            path: origin.clone(),
+            message: format!(
+                "{} is missing ({} is there); is this flannel's subnet.env?",
+                if net.is_none() { keys.0 } else { keys.1 },
+                if net.is_none() { keys.1 } else { keys.0 },
+            ),
+        }),
+        }
     };
-    let network = network.ok_or_else(|| missing("FLANNEL_NETWORK"))?;
-    let subnet = subnet.ok_or_else(|| missing("FLANNEL_SUBNET"))?;
-    let cluster =
-        parse_cidr(network).map_err(|p| Error::field(&origin, "FLANNEL_NETWORK", network, p))?;
-    // flannel writes the node's gateway address (172.7.21.1/24); the pod
-    // subnet is its network.
-    let pod = parse_cidr_loose(subnet)
-        .map_err(|p| Error::field(&origin, "FLANNEL_SUBNET", subnet, p))?
-        .trunc();
-    Ok(Layer {
-        cluster_cidr: Some(Given::from(&origin, cluster)),
+    let v4 = present(network, subnet, ("FLANNEL_NETWORK", "FLANNEL_SUBNET"))?;
+    let v6 = present(network6, subnet6, ("FLANNEL_IPV6_NETWORK", "FLANNEL_IPV6_SUBNET"))?;
+    if v4.is_none() && v6.is_none() {
+        return Err(Error::Syntax {
+            path: origin.clone(),
+            message: "FLANNEL_NETWORK is missing (and so is FLANNEL_IPV6_NETWORK); is this flannel's subnet.env?"
+                .into(),
+        });
+    }
+    let field = |key: &'static str, value: &str| {
+        let origin = origin.clone();
+        let value = value.to_owned();
+        move |p| Error::field(&origin, key, value, p)
+    };
+    let mut layer = Layer {
         origin: Some(origin.clone()),
-        pod_subnet: Some(Given::from(&origin, pod)),
         ..Layer::default()
-    })
+    };
+    if let Some((network, subnet)) = v4 {
+        let cluster = parse_cidr(network).map_err(field("FLANNEL_NETWORK", network))?;
+        // flannel writes the node's gateway address (172.7.21.1/24); the
+        // pod subnet is its network.
+        let pod = parse_cidr_loose(subnet)
+            .map_err(field("FLANNEL_SUBNET", subnet))?
+            .trunc();
+        layer.cluster_cidr = Some(Given::from(&origin, cluster));
+        layer.pod_subnet = Some(Given::from(&origin, pod));
+    }
+    if let Some((network, subnet)) = v6 {
+        let cluster = parse_cidr6(network).map_err(field("FLANNEL_IPV6_NETWORK", network))?;
+        let pod = parse_cidr6_loose(subnet)
+            .map_err(field("FLANNEL_IPV6_SUBNET", subnet))?
+            .trunc();
+        layer.cluster_cidr_v6 = Some(Given::from(&origin, cluster));
+        layer.pod_subnet_v6 = Some(Given::from(&origin, pod));
+    }
+    Ok(layer)
 }

@@ -1,6 +1,7 @@
 //! The edge where text becomes types. A config file, flannel's subnet.env and
 //! command-line flags are each parsed into a typed [`Layer`]; the layers are
-//! merged and checked once into a [`NodeSpec`]. Nothing downstream re-checks.
+//! merged and checked once into a [`Node`]: one [`NodeSpec`] per address
+//! family the node has (IPv4, IPv6 or both). Nothing downstream re-checks.
 
 mod files;
 mod values;
@@ -8,12 +9,13 @@ mod values;
 use std::fmt;
 use std::path::Path;
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
-pub use values::{Iface, Mode, parse_cidr};
+pub use crate::family::Family;
+pub use values::{Iface, Mode, parse_cidr, parse_cidr_any, parse_cidr6};
 
 use crate::error::{Error, Result};
 
@@ -33,8 +35,10 @@ struct Layer {
     origin: Option<String>,
     cluster_cidr: Option<Given<Ipv4Net>>,
     pod_subnet: Option<Given<Ipv4Net>>,
+    cluster_cidr_v6: Option<Given<Ipv6Net>>,
+    pod_subnet_v6: Option<Given<Ipv6Net>>,
     bridge: Option<Given<Iface>>,
-    no_masquerade: Option<Given<Vec<Ipv4Net>>>,
+    no_masquerade: Option<Given<Vec<IpNet>>>,
     random_fully: Option<Given<bool>>,
     docker: Option<Given<bool>>,
     mode: Option<Given<Mode>>,
@@ -46,6 +50,8 @@ struct Layer {
 pub struct RawConfig {
     pub cluster_cidr: Option<String>,
     pub pod_subnet: Option<String>,
+    pub cluster_cidr_v6: Option<String>,
+    pub pod_subnet_v6: Option<String>,
     pub bridge: Option<String>,
     pub no_masquerade: Option<Vec<String>>,
     pub random_fully: Option<bool>,
@@ -74,7 +80,7 @@ impl RawConfig {
                 list.iter()
                     .enumerate()
                     .map(|(i, s)| {
-                        parse_cidr(s).map_err(|p| {
+                        parse_cidr_any(s).map_err(|p| {
                             let field = if from_flags {
                                 key("no_masquerade")
                             } else {
@@ -90,6 +96,13 @@ impl RawConfig {
             origin: (!from_flags).then(|| origin.to_owned()),
             cluster_cidr: typed(origin, &key("cluster_cidr"), self.cluster_cidr, parse_cidr)?,
             pod_subnet: typed(origin, &key("pod_subnet"), self.pod_subnet, parse_cidr)?,
+            cluster_cidr_v6: typed(
+                origin,
+                &key("cluster_cidr_v6"),
+                self.cluster_cidr_v6,
+                parse_cidr6,
+            )?,
+            pod_subnet_v6: typed(origin, &key("pod_subnet_v6"), self.pod_subnet_v6, parse_cidr6)?,
             bridge: typed(origin, &key("bridge"), self.bridge, Iface::parse)?,
             no_masquerade,
             random_fully: self.random_fully.map(|v| Given::from(origin, v)),
@@ -136,29 +149,52 @@ pub struct Sources<'a> {
     pub flags: RawConfig,
 }
 
-/// Everything podsnat needs to know about one node, checked.
+/// One node, checked: a [`NodeSpec`] for each address family it has, IPv4
+/// first. At least one; both on a dual-stack node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    specs: Vec<NodeSpec>,
+}
+
+impl Node {
+    /// Every family's spec, IPv4 first.
+    pub fn specs(&self) -> &[NodeSpec] {
+        &self.specs
+    }
+
+    pub fn family(&self, family: Family) -> Option<&NodeSpec> {
+        self.specs.iter().find(|s| s.family == family)
+    }
+}
+
+/// Everything podsnat needs to know to render one family's nat table for
+/// one node, checked: every network is of `family`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSpec {
-    cluster_cidr: Ipv4Net,
-    pod_subnet: Ipv4Net,
+    family: Family,
+    cluster_cidr: IpNet,
+    pod_subnet: IpNet,
     bridge: Iface,
-    no_masquerade: Vec<Ipv4Net>,
+    no_masquerade: Vec<IpNet>,
     random_fully: bool,
     docker: bool,
     mode: Mode,
 }
 
 impl NodeSpec {
-    pub fn cluster_cidr(&self) -> Ipv4Net {
+    pub fn family(&self) -> Family {
+        self.family
+    }
+    pub fn cluster_cidr(&self) -> IpNet {
         self.cluster_cidr
     }
-    pub fn pod_subnet(&self) -> Ipv4Net {
+    pub fn pod_subnet(&self) -> IpNet {
         self.pod_subnet
     }
     pub fn bridge(&self) -> &Iface {
         &self.bridge
     }
-    pub fn no_masquerade(&self) -> &[Ipv4Net] {
+    pub fn no_masquerade(&self) -> &[IpNet] {
         &self.no_masquerade
     }
     pub fn random_fully(&self) -> bool {
@@ -174,13 +210,39 @@ impl NodeSpec {
     /// The destinations whose traffic keeps the pod source IP: the cluster
     /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
     /// adjacent networks become as few rules as possible. Sorted.
-    pub fn exclusions(&self) -> Vec<Ipv4Net> {
+    pub fn exclusions(&self) -> Vec<IpNet> {
         let mut all = Vec::with_capacity(self.no_masquerade.len() + 1);
         all.push(self.cluster_cidr);
         all.extend_from_slice(&self.no_masquerade);
-        Ipv4Net::aggregate(&all)
+        IpNet::aggregate(&all)
     }
+}
 
+/// The settings both families share, picked once.
+struct Shared {
+    bridge: Iface,
+    random_fully: bool,
+    docker: bool,
+    mode: Option<Given<Mode>>,
+    no_masquerade: Option<Given<Vec<IpNet>>>,
+}
+
+/// A family's two networks, picked by precedence, with their key names.
+struct Networks {
+    family: Family,
+    cluster: Option<Given<IpNet>>,
+    pod: Option<Given<IpNet>>,
+    keys: (&'static str, &'static str),
+}
+
+fn as_ip<T: Clone + Into<IpNet>>(g: Option<Given<T>>) -> Option<Given<IpNet>> {
+    g.map(|g| Given {
+        value: g.value.into(),
+        origin: g.origin,
+    })
+}
+
+impl Node {
     fn from_layers(layers: &[Layer]) -> Result<Self> {
         let files: Vec<&str> = layers.iter().filter_map(|l| l.origin.as_deref()).collect();
         let missing = |field, hint| Error::Missing {
@@ -191,73 +253,154 @@ impl NodeSpec {
             },
             hint,
         };
-        let cluster =
-            pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?.ok_or_else(|| {
-                missing(
-                    "cluster_cidr",
-                    "set it in --config, pass --cluster-cidr, or use --flannel-env",
-                )
-            })?;
-        let pod = pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?.ok_or_else(|| {
-            missing(
-                "pod_subnet",
-                "set it in --config, pass --pod-subnet, or use --flannel-env",
-            )
-        })?;
-        if !cluster.value.contains(&pod.value) {
-            return Err(Error::field(
-                &pod.origin,
-                "pod_subnet",
-                pod.value.to_string(),
-                if cluster.origin == pod.origin {
-                    format!("is not inside cluster_cidr \"{}\"", cluster.value)
-                } else {
-                    format!(
-                        "is not inside cluster_cidr \"{}\" (from {})",
-                        cluster.value, cluster.origin
-                    )
-                },
+        let families = [
+            Networks {
+                family: Family::V4,
+                cluster: as_ip(pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?),
+                pod: as_ip(pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?),
+                keys: ("cluster_cidr", "pod_subnet"),
+            },
+            Networks {
+                family: Family::V6,
+                cluster: as_ip(pick("cluster_cidr_v6", layers, |l| {
+                    l.cluster_cidr_v6.as_ref()
+                })?),
+                pod: as_ip(pick("pod_subnet_v6", layers, |l| l.pod_subnet_v6.as_ref())?),
+                keys: ("cluster_cidr_v6", "pod_subnet_v6"),
+            },
+        ];
+        if families
+            .iter()
+            .all(|f| f.cluster.is_none() && f.pod.is_none())
+        {
+            return Err(missing(
+                "cluster_cidr",
+                "set it (or cluster_cidr_v6 for IPv6) in --config, pass --cluster-cidr, or use --flannel-env",
             ));
         }
-        let mode = pick("mode", layers, |l| l.mode.as_ref())?;
-        let no_masquerade = pick("no_masquerade", layers, |l| l.no_masquerade.as_ref())?;
-        let spec = NodeSpec {
-            cluster_cidr: cluster.value,
-            pod_subnet: pod.value,
+        let shared = Shared {
             bridge: pick("bridge", layers, |l| l.bridge.as_ref())?
                 .map(|g| g.value)
                 .unwrap_or_else(Iface::docker0),
-            no_masquerade: no_masquerade
-                .as_ref()
-                .map(|g| g.value.clone())
-                .unwrap_or_default(),
             random_fully: pick("random_fully", layers, |l| l.random_fully.as_ref())?
                 .is_some_and(|g| g.value),
             docker: pick("docker", layers, |l| l.docker.as_ref())?.is_none_or(|g| g.value),
-            mode: mode.as_ref().map(|g| g.value).unwrap_or_default(),
+            mode: pick("mode", layers, |l| l.mode.as_ref())?,
+            no_masquerade: pick("no_masquerade", layers, |l| l.no_masquerade.as_ref())?,
         };
-        // Classic mode is one rule with one `! -d`; it can only express a
-        // single destination network.
-        if let (Some(mode), Some(extra)) = (&mode, &no_masquerade) {
-            let excl = spec.exclusions();
-            if mode.value == Mode::Classic && excl.len() > 1 {
-                let list: Vec<String> = excl.iter().map(|n| n.to_string()).collect();
-                return Err(Error::field(
-                    &mode.origin,
-                    "mode",
-                    "classic",
-                    format!(
-                        "writes a single `! -d` rule, but cluster_cidr and no_masquerade \
-                         (from {}) need {} exclusions ({}); use mode = \"guard\"",
-                        extra.origin,
-                        excl.len(),
-                        list.join(", ")
-                    ),
-                ));
-            }
+        let mut specs = Vec::new();
+        for f in families {
+            let (cluster_key, pod_key) = f.keys;
+            let (cluster, pod) = match (f.cluster, f.pod) {
+                (None, None) => continue,
+                (Some(c), Some(p)) => (c, p),
+                (None, Some(_)) => {
+                    return Err(missing(
+                        cluster_key,
+                        "set it in --config, pass it as a flag, or use --flannel-env",
+                    ));
+                }
+                (Some(_), None) => {
+                    return Err(missing(
+                        pod_key,
+                        "set it in --config, pass it as a flag, or use --flannel-env",
+                    ));
+                }
+            };
+            specs.push(family_spec(f.family, (cluster_key, cluster), (pod_key, pod), &shared)?);
         }
-        Ok(spec)
+        // A no_masquerade network of a family the node does not have would
+        // silently do nothing: say so instead.
+        if let Some(extra) = &shared.no_masquerade
+            && let Some(net) = extra
+                .value
+                .iter()
+                .find(|n| !specs.iter().any(|s| s.family == Family::of(n)))
+        {
+            let family = Family::of(net);
+            return Err(Error::field(
+                &extra.origin,
+                "no_masquerade",
+                net.to_string(),
+                format!(
+                    "is {}, but this node has no {} pod network ({})",
+                    family.name(),
+                    family.name(),
+                    if family == Family::V6 {
+                        "cluster_cidr_v6 and pod_subnet_v6"
+                    } else {
+                        "cluster_cidr and pod_subnet"
+                    }
+                ),
+            ));
+        }
+        Ok(Node { specs })
     }
+}
+
+/// One family's spec from its networks and the shared settings.
+fn family_spec(
+    family: Family,
+    (cluster_key, cluster): (&str, Given<IpNet>),
+    (pod_key, pod): (&str, Given<IpNet>),
+    shared: &Shared,
+) -> Result<NodeSpec> {
+    if !cluster.value.contains(&pod.value) {
+        return Err(Error::field(
+            &pod.origin,
+            pod_key,
+            pod.value.to_string(),
+            if cluster.origin == pod.origin {
+                format!("is not inside {cluster_key} \"{}\"", cluster.value)
+            } else {
+                format!(
+                    "is not inside {cluster_key} \"{}\" (from {})",
+                    cluster.value, cluster.origin
+                )
+            },
+        ));
+    }
+    let spec = NodeSpec {
+        family,
+        cluster_cidr: cluster.value,
+        pod_subnet: pod.value,
+        bridge: shared.bridge.clone(),
+        no_masquerade: shared
+            .no_masquerade
+            .as_ref()
+            .map(|g| {
+                g.value
+                    .iter()
+                    .filter(|n| Family::of(n) == family)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        random_fully: shared.random_fully,
+        docker: shared.docker,
+        mode: shared.mode.as_ref().map(|g| g.value).unwrap_or_default(),
+    };
+    // Classic mode is one rule with one `! -d`; it can only express a
+    // single destination network.
+    if let (Some(mode), Some(extra)) = (&shared.mode, &shared.no_masquerade) {
+        let excl = spec.exclusions();
+        if mode.value == Mode::Classic && excl.len() > 1 {
+            let list: Vec<String> = excl.iter().map(|n| n.to_string()).collect();
+            return Err(Error::field(
+                &mode.origin,
+                "mode",
+                "classic",
+                format!(
+                    "writes a single `! -d` rule, but {cluster_key} and no_masquerade \
+                     (from {}) need {} exclusions ({}); use mode = \"guard\"",
+                    extra.origin,
+                    excl.len(),
+                    list.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(spec)
 }
 
 /// Picks a setting by precedence (layers are ordered flags, subnet.env,
@@ -291,7 +434,7 @@ fn debug_value<T: fmt::Debug>(v: &T) -> String {
 
 /// One node of an inventory: the node's own values override the
 /// cluster-wide ones. `origin` names the node in messages.
-pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<NodeSpec> {
+pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<Node> {
     let merged = RawConfig {
         cluster_cidr: node
             .cluster_cidr
@@ -301,6 +444,14 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
             .pod_subnet
             .clone()
             .or_else(|| cluster.pod_subnet.clone()),
+        cluster_cidr_v6: node
+            .cluster_cidr_v6
+            .clone()
+            .or_else(|| cluster.cluster_cidr_v6.clone()),
+        pod_subnet_v6: node
+            .pod_subnet_v6
+            .clone()
+            .or_else(|| cluster.pod_subnet_v6.clone()),
         bridge: node.bridge.clone().or_else(|| cluster.bridge.clone()),
         no_masquerade: node
             .no_masquerade
@@ -310,11 +461,11 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
         docker: node.docker.or(cluster.docker),
         mode: node.mode.clone().or_else(|| cluster.mode.clone()),
     };
-    NodeSpec::from_layers(&[merged.into_layer(origin, false)?])
+    Node::from_layers(&[merged.into_layer(origin, false)?])
 }
 
 /// Reads and merges every source into a checked [`NodeSpec`].
-pub fn load(sources: Sources<'_>) -> Result<NodeSpec> {
+pub fn load(sources: Sources<'_>) -> Result<Node> {
     let mut layers = vec![sources.flags.into_layer(FLAGS_ORIGIN, true)?];
     if let Some(p) = sources.flannel_env {
         layers.push(load_flannel_env(p)?);
@@ -322,7 +473,7 @@ pub fn load(sources: Sources<'_>) -> Result<NodeSpec> {
     if let Some(p) = sources.config {
         layers.push(load_config_file(p)?);
     }
-    NodeSpec::from_layers(&layers)
+    Node::from_layers(&layers)
 }
 
 #[cfg(test)]
@@ -343,7 +494,7 @@ mod tests {
     fn files_must_agree_but_flags_win() {
         let a = layer("172.7.0.0/16", "172.7.21.0/24", "a.env");
         let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
-        let err = NodeSpec::from_layers(&[a, b]).unwrap_err().to_string();
+        let err = Node::from_layers(&[a, b]).unwrap_err().to_string();
         assert!(
             err.contains("a.env says") && err.contains("b.toml says"),
             "{err}"
@@ -351,8 +502,8 @@ mod tests {
 
         let flags = layer("172.9.0.0/16", "172.9.1.0/24", FLAGS_ORIGIN);
         let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
-        let spec = NodeSpec::from_layers(&[flags, b]).unwrap();
-        assert_eq!(spec.cluster_cidr().to_string(), "172.9.0.0/16");
+        let node = Node::from_layers(&[flags, b]).unwrap();
+        assert_eq!(node.specs()[0].cluster_cidr().to_string(), "172.9.0.0/16");
     }
 
     #[test]
@@ -362,11 +513,12 @@ mod tests {
             "x",
             ["10.0.0.0/16", "10.1.0.0/16", "172.7.5.0/24", "10.0.3.0/24"]
                 .iter()
-                .map(|s| parse_cidr(s).unwrap())
+                .map(|s| parse_cidr_any(s).unwrap())
                 .collect(),
         ));
-        let spec = NodeSpec::from_layers(&[l]).unwrap();
-        let got: Vec<String> = spec.exclusions().iter().map(|n| n.to_string()).collect();
+        let node = Node::from_layers(&[l]).unwrap();
+        let got: Vec<String> = node.specs()[0]
+            .exclusions().iter().map(|n| n.to_string()).collect();
         assert_eq!(got, ["10.0.0.0/15", "172.7.0.0/16"]);
     }
 }

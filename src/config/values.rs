@@ -1,11 +1,11 @@
 //! The typed values of a config: an interface name that is safe on an
-//! iptables line, the exclusion mode, and IPv4 CIDRs with the checks and
-//! hints every source shares.
+//! iptables line, the exclusion mode, the address family, and IPv4 and IPv6
+//! CIDRs with the checks and hints every source shares.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// A network interface name that is safe to put on an iptables line.
 /// Linux allows 1-15 bytes; we also restrict the alphabet so that nothing
@@ -99,14 +99,36 @@ impl fmt::Display for Mode {
 
 /// Parses an IPv4 CIDR that must be a network address (no host bits).
 pub fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
-    let net = parse_cidr_loose(s)?;
-    if net.trunc() != net {
+    network(parse_cidr_loose(s)?)
+}
+
+/// Parses an IPv6 CIDR that must be a network address (no host bits).
+pub fn parse_cidr6(s: &str) -> std::result::Result<Ipv6Net, String> {
+    network(parse_cidr6_loose(s)?)
+}
+
+/// Either family, for lists that hold both (`no_masquerade`).
+pub fn parse_cidr_any(s: &str) -> std::result::Result<IpNet, String> {
+    if s.contains(':') {
+        parse_cidr6(s).map(IpNet::V6)
+    } else {
+        parse_cidr(s).map(IpNet::V4)
+    }
+}
+
+/// The checks every network value shares, whatever its family.
+fn network<N>(net: N) -> std::result::Result<N, String>
+where
+    N: Copy + PartialEq + fmt::Display + Into<IpNet>,
+{
+    let ip: IpNet = net.into();
+    if ip.trunc() != ip {
         return Err(format!(
             "has host bits set; did you mean \"{}\"?",
-            net.trunc()
+            ip.trunc()
         ));
     }
-    if net.prefix_len() == 0 {
+    if ip.prefix_len() == 0 {
         return Err("covers every address; it would turn masquerading off entirely".into());
     }
     Ok(net)
@@ -128,13 +150,70 @@ pub(super) fn parse_cidr_loose(s: &str) -> std::result::Result<Ipv4Net, String> 
         }
         return Ok(net);
     }
-    if s.parse::<ipnet::Ipv6Net>().is_ok() || addr_part.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Err("is IPv6; podsnat handles IPv4 only for now (IPv6 is planned)".into());
+    if s.contains(':') {
+        return Err(
+            "is IPv6; this field takes IPv4 (IPv6 networks go in the _v6 fields: cluster_cidr_v6, pod_subnet_v6)"
+                .into(),
+        );
     }
     if let Ok(IpAddr::V4(a)) = s.parse::<IpAddr>() {
         return Err(format!("has no prefix length; did you mean \"{a}/32\"?"));
     }
     Err("is not an IPv4 CIDR like \"172.7.0.0/16\"".into())
+}
+
+/// Parses an IPv6 CIDR and allows host bits, as in
+/// FLANNEL_IPV6_SUBNET=fd00:10:0:21::1/64. The text must be canonical
+/// (RFC 5952, as iptables-save prints it): golden files and `verify`
+/// compare rules byte for byte, so `FD00:0:0::/48` would never match.
+pub(super) fn parse_cidr6_loose(s: &str) -> std::result::Result<Ipv6Net, String> {
+    if s.contains('%') {
+        return Err(
+            "has a zone id ('%'); zones name one link's scope and cannot be a route or an iptables match"
+                .into(),
+        );
+    }
+    if !s.contains(':') {
+        return Err(
+            if s.parse::<Ipv4Net>().is_ok() || s.parse::<std::net::Ipv4Addr>().is_ok() {
+                "is IPv4; this field takes IPv6 (IPv4 networks go in cluster_cidr and pod_subnet)"
+                    .into()
+            } else {
+                "is not an IPv6 CIDR like \"fd00:10::/48\"".into()
+            },
+        );
+    }
+    let (addr_part, len_part) = match s.split_once('/') {
+        Some(parts) => parts,
+        None => {
+            return Err(match s.parse::<Ipv6Addr>() {
+                Ok(a) => format!("has no prefix length; did you mean \"{a}/128\"?"),
+                Err(_) => "is not an IPv6 CIDR like \"fd00:10::/48\"".into(),
+            });
+        }
+    };
+    let net = s
+        .parse::<Ipv6Net>()
+        .map_err(|_| "is not an IPv6 CIDR like \"fd00:10::/48\"".to_string())?;
+    let addr = net.addr();
+    if addr.to_ipv4_mapped().is_some() || net.network().to_ipv4_mapped().is_some() {
+        return Err(
+            "is an IPv4-mapped address (::ffff:a.b.c.d); ip6tables never sees them, write the IPv4 network in cluster_cidr or pod_subnet"
+                .into(),
+        );
+    }
+    let canonical = format!("{addr}/{}", net.prefix_len());
+    if addr_part != addr.to_string() || len_part != net.prefix_len().to_string() {
+        return Err(format!(
+            "is not written the way ip6tables prints it; write \"{canonical}\" (lower case, zeros compressed)"
+        ));
+    }
+    // The last address (ffff:...:ffff) is multicast; the evaluator's
+    // half-open ranges end just before it, which only multicast touches.
+    if net.network().is_multicast() {
+        return Err("is multicast (ff00::/8); pods do not send from or to it as unicast".into());
+    }
+    Ok(net)
 }
 
 #[cfg(test)]
@@ -169,6 +248,23 @@ mod tests {
         );
         assert!(parse_cidr("fd00::/64").unwrap_err().contains("IPv6"));
         assert!(parse_cidr("fd00::1").unwrap_err().contains("IPv6"));
+        assert_eq!(parse_cidr6("fd00:10::/48").unwrap().to_string(), "fd00:10::/48");
+        for (bad, says) in [
+            ("fe80::1%eth0/64", "zone id"),
+            ("::ffff:10.0.0.0/104", "IPv4-mapped"),
+            ("::/0", "every address"),
+            ("fd00:10::1/48", "did you mean \"fd00:10::/48\""),
+            ("FD00:10::/48", "write \"fd00:10::/48\""),
+            ("fd00:0010::/48", "write \"fd00:10::/48\""),
+            ("fd00:10:0:0::/64", "write \"fd00:10::/64\""),
+            ("fd00::/129", "not an IPv6 CIDR"),
+            ("fd00::1", "fd00::1/128"),
+            ("10.0.0.0/8", "is IPv4"),
+            ("ff02::/16", "multicast"),
+        ] {
+            let err = parse_cidr6(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         assert!(parse_cidr("10.0.0.1").unwrap_err().contains("10.0.0.1/32"));
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr(" 10.0.0.0/8").is_err());

@@ -2,7 +2,8 @@
 //! lock for the whole output directory, or compared with what is there.
 //!
 //! Layout, flat so that a reviewer sees the node in every path and a first
-//! render creates no directories: `<node>.iptables.nat` per node; the units
+//! render creates no directories: `<node>.iptables.nat` per node (and
+//! `<node>.ip6tables.nat` for one with an IPv6 pod network); the units
 //! every node shares once (`podsnat.service`, `podsnat-pin.service`,
 //! `podsnat-pin.timer`); `<node>.podsnat.service` where a node's
 //! `[nodes.unit]` makes that unit differ. A node picks up, for each unit,
@@ -16,10 +17,13 @@ use serde::Serialize;
 
 use super::{Fleet, Units};
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::{atomic, render, write};
 
 /// A node's nat table is `<node>` + this.
 pub const NAT_SUFFIX: &str = ".iptables.nat";
+/// And its IPv6 nat table, on a node with an IPv6 pod network.
+pub const NAT6_SUFFIX: &str = ".ip6tables.nat";
 
 /// The unit files podsnat may write, shared or as `<node>.` + the name.
 const UNIT_NAMES: [&str; 3] = [
@@ -39,10 +43,16 @@ pub fn render_all(fleet: &Fleet) -> Vec<(String, String)> {
     };
     units("", &fleet.units, &mut out);
     for n in &fleet.nodes {
-        out.push((
-            format!("{}{NAT_SUFFIX}", n.name.as_str()),
-            render::nat_table(&n.spec),
-        ));
+        for spec in n.spec.specs() {
+            let suffix = match spec.family() {
+                Family::V4 => NAT_SUFFIX,
+                Family::V6 => NAT6_SUFFIX,
+            };
+            out.push((
+                format!("{}{suffix}", n.name.as_str()),
+                render::nat_table(spec),
+            ));
+        }
         units(&format!("{}.", n.name.as_str()), &n.units, &mut out);
     }
     out
@@ -67,6 +77,7 @@ pub struct Report {
 /// unit, or a node's own unit. Nothing else is ever reported or removed.
 fn podsnats(name: &str) -> bool {
     name.ends_with(NAT_SUFFIX)
+        || name.ends_with(NAT6_SUFFIX)
         || UNIT_NAMES
             .iter()
             .any(|u| name == *u || name.strip_suffix(u).is_some_and(|p| p.ends_with('.')))
@@ -168,6 +179,7 @@ mod tests {
     fn only_podsnats_names_are_touched() {
         for ours in [
             "n1.iptables.nat",
+            "n1.ip6tables.nat",
             "podsnat.service",
             "podsnat-pin.timer",
             "n1.podsnat.service",

@@ -14,9 +14,11 @@ pub use files::{NAT_SUFFIX, Report, check, render_all, render_to};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::config::{self, NodeSpec, RawConfig};
+use crate::config::{self, RawConfig};
+use crate::family::Family;
 use crate::error::{Error, Result};
 use crate::paths;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
@@ -25,6 +27,7 @@ use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 #[serde(deny_unknown_fields)]
 struct RawInventory {
     cluster_cidr: Option<String>,
+    cluster_cidr_v6: Option<String>,
     bridge: Option<String>,
     no_masquerade: Option<Vec<String>>,
     random_fully: Option<bool>,
@@ -43,6 +46,7 @@ impl RawUnit {
             after: over.after.clone().or_else(|| self.after.clone()),
             before: over.before.clone().or_else(|| self.before.clone()),
             file: over.file.clone().or_else(|| self.file.clone()),
+            file6: over.file6.clone().or_else(|| self.file6.clone()),
             iptables_restore: over
                 .iptables_restore
                 .clone()
@@ -52,9 +56,10 @@ impl RawUnit {
         }
     }
 
-    /// The units, checked like `install-unit`'s flags; errors name `origin`
-    /// and the key under `prefix` (`unit.after`, `nodes.unit.after`).
-    fn units(&self, origin: &str, prefix: &str) -> Result<Units> {
+    /// The units for a node of `families`, checked like `install-unit`'s
+    /// flags; errors name `origin` and the key under `prefix` (`unit.after`,
+    /// `nodes.unit.after`).
+    fn units(&self, origin: &str, prefix: &str, families: &[Family]) -> Result<Units> {
         let strings = |v: &Option<Vec<String>>, default: &[&str]| {
             v.clone()
                 .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
@@ -65,15 +70,20 @@ impl RawUnit {
             prefix,
             &strings(&self.after, &unit::DEFAULT_AFTER),
             &strings(&self.before, &unit::DEFAULT_BEFORE),
-            self.file.as_deref().unwrap_or(paths::SYSCONFIG_RULES),
-            self.iptables_restore
-                .as_deref()
-                .unwrap_or(paths::IPTABLES_RESTORE),
+            unit::Files {
+                families,
+                file: self.file.as_deref().unwrap_or(paths::SYSCONFIG_RULES),
+                file6: self.file6.as_deref().unwrap_or(paths::SYSCONFIG_RULES6),
+                restore: self
+                    .iptables_restore
+                    .as_deref()
+                    .unwrap_or(paths::IPTABLES_RESTORE),
+            },
         )?;
         let pin = self.pin.unwrap_or(true);
         let extras = if pin {
             let podsnat = self.podsnat.as_deref().unwrap_or(paths::PODSNAT_BIN);
-            let runtime = RuntimeSpec::parse_from(origin, prefix, podsnat, &spec.restore)?;
+            let runtime = RuntimeSpec::parse_from(origin, prefix, podsnat, &spec.tables)?;
             Some(Extras {
                 runtime,
                 pin,
@@ -96,6 +106,8 @@ struct RawUnit {
     after: Option<Vec<String>>,
     before: Option<Vec<String>>,
     file: Option<String>,
+    /// The IPv6 rules file, for nodes with an IPv6 pod network.
+    file6: Option<String>,
     iptables_restore: Option<String>,
     /// The podsnat binary the pin runs.
     podsnat: Option<String>,
@@ -108,6 +120,7 @@ struct RawUnit {
 struct RawNode {
     name: String,
     pod_subnet: Option<String>,
+    pod_subnet_v6: Option<String>,
     bridge: Option<String>,
     no_masquerade: Option<Vec<String>>,
     random_fully: Option<bool>,
@@ -150,7 +163,8 @@ impl NodeName {
 #[derive(Debug)]
 pub struct Node {
     pub name: NodeName,
-    pub spec: NodeSpec,
+    /// Its specs, one per family.
+    pub spec: config::Node,
     /// The node's own unit files, where its `[nodes.unit]` makes them
     /// differ from the shared ones; empty for most nodes.
     pub units: Units,
@@ -160,7 +174,8 @@ pub struct Node {
 #[derive(Debug)]
 pub struct Fleet {
     pub nodes: Vec<Node>,
-    /// The units every other node shares.
+    /// The units every other node shares: those of a node with the
+    /// families the inventory's cluster networks name.
     pub units: Units,
 }
 
@@ -179,13 +194,22 @@ pub fn load(path: &Path) -> Result<Fleet> {
     let cluster = RawConfig {
         cluster_cidr: raw.cluster_cidr,
         pod_subnet: None,
+        cluster_cidr_v6: raw.cluster_cidr_v6,
+        pod_subnet_v6: None,
         bridge: raw.bridge,
         no_masquerade: raw.no_masquerade,
         random_fully: raw.random_fully,
         docker: raw.docker,
         mode: raw.mode,
     };
-    let units = raw.unit.units(&origin, "unit.")?;
+    let shared: Vec<Family> = [
+        (Family::V4, cluster.cluster_cidr.is_some()),
+        (Family::V6, cluster.cluster_cidr_v6.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    let units = raw.unit.units(&origin, "unit.", &shared)?;
 
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.nodes.len());
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -204,6 +228,8 @@ pub fn load(path: &Path) -> Result<Fleet> {
         let node_raw = RawConfig {
             cluster_cidr: None,
             pod_subnet: n.pod_subnet,
+            cluster_cidr_v6: None,
+            pod_subnet_v6: n.pod_subnet_v6,
             bridge: n.bridge,
             no_masquerade: n.no_masquerade,
             random_fully: n.random_fully,
@@ -212,9 +238,17 @@ pub fn load(path: &Path) -> Result<Fleet> {
         };
         let node_origin = format!("{origin}: node {}", name.as_str());
         let spec = config::node_spec(&node_origin, &cluster, &node_raw)?;
-        // A node's own unit files are those its `[nodes.unit]` makes
-        // differ from the shared ones; the rest it shares.
+        // A node's own unit files are those its `[nodes.unit]` (or its
+        // families) make differ from the shared ones; the rest it shares.
+        let families: Vec<Family> = spec.specs().iter().map(|s| s.family()).collect();
         let own = match &n.unit {
+            None if families == shared => Vec::new(),
+            None => raw
+                .unit
+                .units(&node_origin, "nodes.unit.", &families)?
+                .into_iter()
+                .filter(|u| !units.contains(u))
+                .collect(),
             Some(over) => {
                 if let Some(pin) = over.pin {
                     return Err(Error::field(
@@ -226,12 +260,11 @@ pub fn load(path: &Path) -> Result<Fleet> {
                 }
                 raw.unit
                     .with(over)
-                    .units(&node_origin, "nodes.unit.")?
+                    .units(&node_origin, "nodes.unit.", &families)?
                     .into_iter()
                     .filter(|u| !units.contains(u))
                     .collect()
             }
-            None => Vec::new(),
         };
         nodes.push(Node {
             name,
@@ -258,35 +291,32 @@ fn node_at(text: &str, at: usize) -> Option<String> {
 }
 
 /// Pod subnets are CIDRs, so two overlap only if one contains the other.
-/// Sorted by address, each one is compared with the widest reach so far.
+/// Per family, sorted by address, each one is compared with the widest
+/// reach so far.
 fn check_overlaps(origin: &str, nodes: &[Node]) -> Result<()> {
-    let mut order: Vec<&Node> = nodes.iter().collect();
-    order.sort_by_key(|n| {
-        (
-            n.spec.pod_subnet().network(),
-            n.spec.pod_subnet().prefix_len(),
-        )
-    });
-    let mut widest: Option<&Node> = None;
-    for n in order {
-        if let Some(w) = widest {
-            if w.spec.pod_subnet().contains(&n.spec.pod_subnet().network()) {
-                return Err(Error::Invalid {
-                    origin: origin.to_owned(),
-                    message: format!(
-                        "nodes {} and {} have overlapping pod subnets {} and {}",
-                        w.name.as_str(),
-                        n.name.as_str(),
-                        w.spec.pod_subnet(),
-                        n.spec.pod_subnet()
-                    ),
-                });
+    for family in Family::ALL {
+        let mut order: Vec<(&Node, IpNet)> = nodes
+            .iter()
+            .filter_map(|n| n.spec.family(family).map(|s| (n, s.pod_subnet())))
+            .collect();
+        order.sort_by_key(|(_, net)| (net.network(), net.prefix_len()));
+        let mut widest: Option<(&Node, IpNet)> = None;
+        for (n, net) in order {
+            match widest {
+                Some((w, wnet)) if wnet.contains(&net.network()) => {
+                    return Err(Error::Invalid {
+                        origin: origin.to_owned(),
+                        message: format!(
+                            "nodes {} and {} have overlapping {}pod subnets {wnet} and {net}",
+                            w.name.as_str(),
+                            n.name.as_str(),
+                            if family == Family::V6 { "IPv6 " } else { "" },
+                        ),
+                    });
+                }
+                Some((_, wnet)) if net.broadcast() <= wnet.broadcast() => {}
+                _ => widest = Some((n, net)),
             }
-            if n.spec.pod_subnet().broadcast() > w.spec.pod_subnet().broadcast() {
-                widest = Some(n);
-            }
-        } else {
-            widest = Some(n);
         }
     }
     Ok(())

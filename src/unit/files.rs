@@ -4,7 +4,8 @@
 
 use askama::Template;
 
-use super::{UnitName, UnitPath, UnitSpec};
+use super::{UnitName, UnitPath, UnitSpec, UnitTable};
+use crate::family::Family;
 use crate::config::FLAGS_ORIGIN;
 use crate::error::{Error, Result};
 
@@ -16,8 +17,7 @@ struct ServiceUnit<'a> {
     version: &'static str,
     after: String,
     before: String,
-    file: &'a UnitPath,
-    restore: &'a UnitPath,
+    tables: &'a [UnitTable],
 }
 
 #[derive(Template)]
@@ -26,8 +26,8 @@ struct VerifyService<'a> {
     version: &'static str,
     podsnat: &'a UnitPath,
     config: &'a UnitPath,
-    save: &'a UnitPath,
-    restore: &'a UnitPath,
+    /// `--iptables-save S --iptables-restore R`, and IPv6's pair.
+    programs: String,
 }
 
 #[derive(Template)]
@@ -41,9 +41,9 @@ struct VerifyTimer {
 struct PinService<'a> {
     version: &'static str,
     podsnat: &'a UnitPath,
-    file: &'a UnitPath,
-    save: &'a UnitPath,
-    restore: &'a UnitPath,
+    tables: &'a [UnitTable],
+    /// Each family's `--file F --iptables-save S --iptables-restore R`.
+    args: String,
 }
 
 #[derive(Template)]
@@ -53,11 +53,13 @@ struct PinTimer {
 }
 
 /// What the units that run podsnat itself (the pin, verify) need: the
-/// binary, and the iptables-save that pairs with the boot unit's restore.
+/// binary, and for each table the iptables-save that pairs with the boot
+/// unit's restore.
 #[derive(Debug, Clone)]
 pub struct RuntimeSpec {
     pub podsnat: UnitPath,
-    pub save: UnitPath,
+    /// One per `UnitSpec::tables`, in order.
+    pub saves: Vec<UnitPath>,
 }
 
 /// The units beside podsnat.service: podsnat-pin.service and its timer
@@ -77,8 +79,8 @@ pub fn flag_path(flag: &str, v: &str) -> Result<UnitPath> {
 
 impl RuntimeSpec {
     /// From command-line flags.
-    pub fn parse(podsnat: &str, restore: &UnitPath) -> Result<Self> {
-        Self::parse_from(FLAGS_ORIGIN, "", podsnat, restore)
+    pub fn parse(podsnat: &str, tables: &[UnitTable]) -> Result<Self> {
+        Self::parse_from(FLAGS_ORIGIN, "", podsnat, tables)
     }
 
     /// From a file (an inventory's `[unit]`): errors name `origin` and the
@@ -87,27 +89,33 @@ impl RuntimeSpec {
         origin: &str,
         prefix: &str,
         podsnat: &str,
-        restore: &UnitPath,
+        tables: &[UnitTable],
     ) -> Result<Self> {
         let key = |k: &str| crate::config::key_name(prefix.is_empty(), prefix, k);
-        // iptables-restore and iptables-save come in pairs per backend.
-        let save = restore
-            .as_str()
-            .strip_suffix("-restore")
-            .map(|stem| format!("{stem}-save"))
-            .ok_or_else(|| {
-                Error::field(
-                    origin,
-                    key("iptables_restore"),
-                    restore.as_str(),
-                    "does not end in \"-restore\", so its iptables-save cannot be derived",
-                )
-            })?;
         let path =
             |k: &str, v: &str| UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p));
+        // iptables-restore and iptables-save come in pairs per backend.
+        let saves = tables
+            .iter()
+            .map(|t| {
+                let restore = t.restore.as_str();
+                let save = restore
+                    .strip_suffix("-restore")
+                    .map(|stem| format!("{stem}-save"))
+                    .ok_or_else(|| {
+                        Error::field(
+                            origin,
+                            key("iptables_restore"),
+                            restore,
+                            "does not end in \"-restore\", so its iptables-save cannot be derived",
+                        )
+                    })?;
+                path("iptables_restore", &save)
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(RuntimeSpec {
             podsnat: path("podsnat", podsnat)?,
-            save: path("iptables_restore", &save)?,
+            saves,
         })
     }
 }
@@ -141,11 +149,32 @@ pub fn render(spec: &UnitSpec) -> String {
             version: env!("CARGO_PKG_VERSION"),
             after: join(&spec.after),
             before: join(&spec.before),
-            file: &spec.file,
-            restore: &spec.restore,
+            tables: &spec.tables,
         }
         .to_string(),
     )
+}
+
+/// The pin's (`with_files`) or verify's options that name each family's
+/// rules file and programs, IPv4's first.
+fn table_args(spec: &UnitSpec, rt: &RuntimeSpec, with_files: bool) -> String {
+    spec.tables
+        .iter()
+        .zip(&rt.saves)
+        .map(|(t, save)| {
+            let (file, tool) = match t.family {
+                Family::V4 => ("--file", "iptables"),
+                Family::V6 => ("--file6", "ip6tables"),
+            };
+            let programs = format!("--{tool}-save {save} --{tool}-restore {}", t.restore);
+            if with_files {
+                format!("{file} {} {programs}", t.file)
+            } else {
+                programs
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every unit file to install, rendered. Pure.
@@ -167,9 +196,8 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                 PinService {
                     version,
                     podsnat: &rt.podsnat,
-                    file: &spec.file,
-                    save: &rt.save,
-                    restore: &spec.restore,
+                    tables: &spec.tables,
+                    args: table_args(spec, rt, true),
                 }
                 .to_string(),
             ),
@@ -189,8 +217,7 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                     version,
                     podsnat: &rt.podsnat,
                     config,
-                    save: &rt.save,
-                    restore: &spec.restore,
+                    programs: table_args(spec, rt, false),
                 }
                 .to_string(),
             ),

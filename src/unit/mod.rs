@@ -14,6 +14,7 @@ pub use files::{Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, uni
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;
+use crate::family::Family;
 use crate::error::{Error, Result};
 use crate::write::{self, FileOutcome, Options};
 use crate::{atomic, paths, system};
@@ -23,16 +24,35 @@ use crate::{atomic, paths, system};
 pub struct UnitSpec {
     pub after: Vec<UnitName>,
     pub before: Vec<UnitName>,
+    /// One rules file per family the node runs, IPv4's first.
+    pub tables: Vec<UnitTable>,
+}
+
+/// A rules file the units restore and pin, and the restore program of its
+/// family.
+#[derive(Debug, Clone)]
+pub struct UnitTable {
+    pub family: Family,
     /// The rules file `podsnat write` keeps.
     pub file: UnitPath,
-    /// The iptables-restore binary the unit runs.
+    /// The iptables-restore (ip6tables-restore) binary the unit runs.
     pub restore: UnitPath,
+}
+
+/// The rules files and restore program, as given (paths not yet checked).
+#[derive(Debug, Clone, Copy)]
+pub struct Files<'a> {
+    pub families: &'a [Family],
+    pub file: &'a str,
+    pub file6: &'a str,
+    /// IPv4's restore program; IPv6's is its ip6tables twin.
+    pub restore: &'a str,
 }
 
 impl UnitSpec {
     /// Parses raw command-line values; `--after`/`--before` errors name the flag.
-    pub fn parse(after: &[String], before: &[String], file: &str, restore: &str) -> Result<Self> {
-        Self::parse_from(FLAGS_ORIGIN, true, "", after, before, file, restore)
+    pub fn parse(after: &[String], before: &[String], files: Files<'_>) -> Result<Self> {
+        Self::parse_from(FLAGS_ORIGIN, true, "", after, before, files)
     }
 
     /// The same for settings read from a file (an inventory's `[unit]`):
@@ -43,8 +63,7 @@ impl UnitSpec {
         prefix: &str,
         after: &[String],
         before: &[String],
-        file: &str,
-        restore: &str,
+        files: Files<'_>,
     ) -> Result<Self> {
         let key = |k: &str| crate::config::key_name(from_flags, prefix, k);
         let names = |k: &str, list: &[String]| {
@@ -54,12 +73,41 @@ impl UnitSpec {
                 })
                 .collect::<Result<Vec<_>>>()
         };
+        let path = |k: &str, v: &str| {
+            UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p))
+        };
+        let restore = path("iptables_restore", files.restore)?;
+        let tables = files
+            .families
+            .iter()
+            .map(|&family| {
+                Ok(match family {
+                    Family::V4 => UnitTable {
+                        family,
+                        file: path("file", files.file)?,
+                        restore: restore.clone(),
+                    },
+                    Family::V6 => UnitTable {
+                        family,
+                        file: path("file6", files.file6)?,
+                        restore: paths::ip6_program(files.restore)
+                            .ok_or_else(|| {
+                                Error::field(
+                                    origin,
+                                    key("iptables_restore"),
+                                    files.restore,
+                                    "is not named iptables*, so its ip6tables twin cannot be derived",
+                                )
+                            })
+                            .and_then(|r| path("iptables_restore", &r))?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(UnitSpec {
             after: names("after", after)?,
             before: names("before", before)?,
-            file: UnitPath::parse(file).map_err(|p| Error::field(origin, key("file"), file, p))?,
-            restore: UnitPath::parse(restore)
-                .map_err(|p| Error::field(origin, key("iptables_restore"), restore, p))?,
+            tables,
         })
     }
 }

@@ -4,23 +4,23 @@
 //! or none, so a verdict holds for the whole class, not a sample.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::rule::Rule;
 use super::sets::Sets;
-use crate::config::NodeSpec;
+use crate::config::{Family, NodeSpec};
 
 /// One concrete packet of a class.
 #[derive(Debug, Clone)]
 pub(super) struct Packet {
-    pub(super) src: Ipv4Addr,
+    pub(super) src: IpAddr,
     /// The source atom this packet stands for: first and last address.
-    pub(super) src_range: (Ipv4Addr, Ipv4Addr),
-    pub(super) dst: Ipv4Addr,
+    pub(super) src_range: (IpAddr, IpAddr),
+    pub(super) dst: IpAddr,
     /// The exclusion (or egress range) this destination stands for.
-    pub(super) dst_class: Ipv4Net,
+    pub(super) dst_class: IpNet,
     pub(super) in_if: String,
     pub(super) out_if: String,
     pub(super) proto: String,
@@ -29,25 +29,42 @@ pub(super) struct Packet {
 
 pub(super) struct Atoms {
     /// One source per atom of the pod subnet, with the atom's range.
-    pub(super) srcs: Vec<(Ipv4Addr, (Ipv4Addr, Ipv4Addr))>,
-    pub(super) cluster_dsts: Vec<(Ipv4Addr, Ipv4Net)>,
-    pub(super) outside_dsts: Vec<(Ipv4Addr, Ipv4Net)>,
+    pub(super) srcs: Vec<(IpAddr, (IpAddr, IpAddr))>,
+    pub(super) cluster_dsts: Vec<(IpAddr, IpNet)>,
+    pub(super) outside_dsts: Vec<(IpAddr, IpNet)>,
     pub(super) out_ifs: Vec<String>,
     pub(super) protos: Vec<String>,
 }
 
-/// Half-open u64 intervals of addresses.
-type Span = (u64, u64);
+/// Half-open intervals of addresses, as numbers. An IPv6 interval that
+/// would end past the last address ends at it instead: `ffff:...:ffff` is
+/// multicast, never a checked source or destination, and a rule that names
+/// it names all of ff00::/8, whose start is a cut of its own.
+type Span = (u128, u128);
 
-pub(super) fn span(n: &Ipv4Net) -> Span {
-    (
-        u32::from(n.network()) as u64,
-        u32::from(n.broadcast()) as u64 + 1,
-    )
+pub(super) fn span(n: &IpNet) -> Span {
+    match n {
+        IpNet::V4(n) => (
+            u32::from(n.network()) as u128,
+            u32::from(n.broadcast()) as u128 + 1,
+        ),
+        IpNet::V6(n) => (
+            u128::from(n.network()),
+            u128::from(n.broadcast()).saturating_add(1),
+        ),
+    }
+}
+
+/// The whole address space of `family`, as a span.
+fn everything(family: Family) -> Span {
+    match family {
+        Family::V4 => (0, 1 << 32),
+        Family::V6 => (0, u128::MAX),
+    }
 }
 
 /// Splits `spans` at every boundary in `cuts`; returns each piece's start.
-fn split(spans: &[Span], cuts: &BTreeSet<u64>) -> Vec<u64> {
+fn split(spans: &[Span], cuts: &BTreeSet<u128>) -> Vec<u128> {
     let mut out = Vec::new();
     for &(lo, hi) in spans {
         out.push(lo);
@@ -81,19 +98,31 @@ fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
     out
 }
 
-fn addr(x: u64) -> Ipv4Addr {
-    Ipv4Addr::from(x as u32)
+fn addr(family: Family, x: u128) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(x as u32)),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(x)),
+    }
 }
 
 /// Destinations that are not ordinary unicast: "this network", loopback,
-/// multicast and the reserved range. Pod egress to them is not checked.
-const NOT_EGRESS: [&str; 3] = ["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"];
+/// multicast and the reserved range (IPv4); the unspecified address,
+/// loopback, IPv4-mapped, link-local and multicast (IPv6, where link-local
+/// never leaves the link). Pod egress to them is not checked.
+fn not_egress(family: Family) -> &'static [&'static str] {
+    match family {
+        Family::V4 => &["0.0.0.0/8", "127.0.0.0/8", "224.0.0.0/3"],
+        Family::V6 => &["::/127", "::ffff:0:0/96", "fe80::/10", "ff00::/8"],
+    }
+}
 
 impl Atoms {
     pub(super) fn collect(spec: &NodeSpec, rules: &[Rule<'_>], sets: &Sets) -> Atoms {
+        let family = spec.family();
         let mut src_cuts = BTreeSet::new();
         let mut dst_cuts = BTreeSet::new();
         sets.cuts(
+            spec.family(),
             rules
                 .iter()
                 .flat_map(|r| r.sets.iter().map(|(_, n, f)| (n.as_str(), f.as_slice()))),
@@ -119,26 +148,25 @@ impl Atoms {
             }
         }
         let pod = span(&spec.pod_subnet());
-        let exclusions: Vec<Ipv4Net> = spec.exclusions();
+        let exclusions: Vec<IpNet> = spec.exclusions();
         // Traffic to the node's own pod subnet leaves through the bridge, so
         // it is not part of the "leaves through another interface" class.
         let mut cluster_dsts = Vec::new();
         for e in &exclusions {
             for start in split(&subtract(&[span(e)], &[pod]), &dst_cuts) {
-                cluster_dsts.push((addr(start), *e));
+                cluster_dsts.push((addr(family, start), *e));
             }
         }
         let mut holes: Vec<Span> = exclusions.iter().map(span).collect();
         holes.extend(
-            NOT_EGRESS
+            not_egress(family)
                 .iter()
-                .filter_map(|s| s.parse::<Ipv4Net>().ok())
+                .filter_map(|s| s.parse::<IpNet>().ok())
                 .map(|n| span(&n)),
         );
-        let everything = [(0u64, 1u64 << 32)];
-        let outside_dsts = split(&subtract(&everything, &holes), &dst_cuts)
+        let outside_dsts = split(&subtract(&[everything(family)], &holes), &dst_cuts)
             .into_iter()
-            .map(|start| (addr(start), Ipv4Net::from(addr(start))))
+            .map(|start| (addr(family, start), IpNet::from(addr(family, start))))
             .collect();
 
         let bridge = spec.bridge().as_str();
@@ -182,7 +210,7 @@ impl Atoms {
         protos.push(other.to_owned());
 
         Atoms {
-            srcs: representatives(pod, split(&[pod], &src_cuts)),
+            srcs: representatives(family, pod, split(&[pod], &src_cuts)),
             cluster_dsts,
             outside_dsts,
             out_ifs,
@@ -193,7 +221,7 @@ impl Atoms {
     pub(super) fn packets<'s>(
         &'s self,
         spec: &'s NodeSpec,
-        dsts: &'s [(Ipv4Addr, Ipv4Net)],
+        dsts: &'s [(IpAddr, IpNet)],
     ) -> impl Iterator<Item = Packet> + 's {
         self.srcs.iter().flat_map(move |&(src, src_range)| {
             dsts.iter().flat_map(move |&(dst, class)| {
@@ -218,14 +246,21 @@ impl Atoms {
 /// address where it has more than one, so that a report shows a host
 /// address (`10.244.1.1`), not the network's. Every address of an atom
 /// meets the same rules, so any of them stands for it.
-fn representatives((_, end): Span, starts: Vec<u64>) -> Vec<(Ipv4Addr, (Ipv4Addr, Ipv4Addr))> {
-    let ends: Vec<u64> = starts.iter().skip(1).copied().chain([end]).collect();
+fn representatives(
+    family: Family,
+    (_, end): Span,
+    starts: Vec<u128>,
+) -> Vec<(IpAddr, (IpAddr, IpAddr))> {
+    let ends: Vec<u128> = starts.iter().skip(1).copied().chain([end]).collect();
     starts
         .iter()
         .zip(ends)
         .map(|(&a, b)| {
             let pick = if b - a >= 2 { a + 1 } else { a };
-            (addr(pick), (addr(a), addr(b - 1)))
+            (
+                addr(family, pick),
+                (addr(family, a), addr(family, b - 1)),
+            )
         })
         .collect()
 }

@@ -4,11 +4,11 @@
 //! docker not to masquerade; every mode needs docker's bridge subnet to be
 //! the pod subnet. Pure: the caller reads the files.
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
 use super::Status;
-use crate::config::{Mode, NodeSpec};
+use crate::config::{Family, Mode, NodeSpec};
 
 /// One docker setting and the file that set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub fn check(spec: &NodeSpec, docker: &DockerSettings) -> DockerCheck {
     }
     if let Some(b) = &docker.bip {
         match b.value.parse::<Ipv4Net>() {
-            Ok(net) if net.trunc() == spec.pod_subnet() => {}
+            Ok(net) if spec.family() != Family::V4 || IpNet::V4(net.trunc()) == spec.pod_subnet() => {}
             Ok(net) => drift.push(format!(
                 "docker's bridge subnet is {} (\"bip\" {:?} in {}), not pod_subnet {}",
                 net.trunc(),
@@ -184,7 +184,7 @@ mod tests {
             mode: Some(mode.into()),
             ..RawConfig::default()
         };
-        node_spec("t", &raw, &RawConfig::default()).unwrap()
+        node_spec("t", &raw, &RawConfig::default()).unwrap().specs()[0].clone()
     }
 
     #[test]

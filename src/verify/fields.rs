@@ -3,27 +3,42 @@
 //! refuse is an error that says why; a valid one podsnat does not model (an
 //! address list, a host name) is `None` with the reason.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// `-s`/`-d`: an address, with a prefix length of 0 to 32 or a contiguous
-/// dotted mask. A list or a host name is valid for iptables but not
-/// modeled: `None`, with the reason in `unknown`.
-pub(super) fn addr(s: &str, unknown: &mut Option<String>) -> Result<Option<Ipv4Net>, String> {
-    let (host, prefix) = match s.split_once('/') {
-        Some((h, p)) => (h, Some(p)),
-        None => (s, None),
-    };
+use crate::config::Family;
+
+/// `-s`/`-d`: an address of the table's family, with a prefix length (0 to
+/// 32, or 0 to 128) or, for IPv4, a contiguous dotted mask. A list or a host
+/// name is valid for iptables but not modeled: `None`, with the reason in
+/// `unknown`.
+pub(super) fn addr(
+    s: &str,
+    family: Family,
+    unknown: &mut Option<String>,
+) -> Result<Option<IpNet>, String> {
     if s.contains(',') {
         unknown.get_or_insert(format!("the address list {s:?} is not modeled"));
         return Ok(None);
     }
+    let (host, prefix) = match s.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    if !host.contains(':') && host.chars().any(|c| c.is_ascii_alphabetic()) && prefix.is_none() {
+        unknown.get_or_insert(format!("the host name {s:?} is not modeled"));
+        return Ok(None);
+    }
+    let net = match family {
+        Family::V4 => IpNet::V4(addr4(s, host, prefix)?),
+        Family::V6 => IpNet::V6(addr6(s, host, prefix)?),
+    };
+    Ok(Some(net.trunc()))
+}
+
+fn addr4(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv4Net, String> {
     if !host.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        if host.chars().any(|c| c.is_ascii_alphabetic()) && prefix.is_none() {
-            unknown.get_or_insert(format!("the host name {s:?} is not modeled"));
-            return Ok(None);
-        }
         return Err(format!("{s:?} is not an IPv4 address"));
     }
     if let Some(octet) = host.split('.').find(|o| o.len() > 1 && o.starts_with('0')) {
@@ -34,24 +49,47 @@ pub(super) fn addr(s: &str, unknown: &mut Option<String>) -> Result<Option<Ipv4N
     let ip: Ipv4Addr = host
         .parse()
         .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
-    let net = match prefix {
-        None => Ipv4Net::from(ip),
-        Some(p) if !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit()) => {
+    match prefix {
+        None => Ok(Ipv4Net::from(ip)),
+        Some(p) if is_len(p) => {
             let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
             Ipv4Net::new(ip, len)
-                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 32"))?
+                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 32"))
         }
         Some(p) => match p.parse::<Ipv4Addr>() {
             Ok(mask) if p.split('.').count() == 4 => Ipv4Net::with_netmask(ip, mask)
-                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous"))?,
-            _ => {
-                return Err(format!(
-                    "{s:?} has the prefix length {p:?}; it must be 0 to 32"
-                ));
-            }
+                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous")),
+            _ => Err(format!(
+                "{s:?} has the prefix length {p:?}; it must be 0 to 32"
+            )),
         },
-    };
-    Ok(Some(net.trunc()))
+    }
+}
+
+fn addr6(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv6Net, String> {
+    let ip: Ipv6Addr = host
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IPv6 address"))?;
+    match prefix {
+        None => Ok(Ipv6Net::from(ip)),
+        Some(p) if is_len(p) => {
+            let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
+            Ipv6Net::new(ip, len)
+                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 128"))
+        }
+        Some(p) => match p.parse::<Ipv6Addr>() {
+            Ok(mask) => Ipv6Net::with_netmask(ip, mask)
+                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous")),
+            _ => Err(format!(
+                "{s:?} has the prefix length {p:?}; it must be 0 to 128"
+            )),
+        },
+    }
+}
+
+/// A prefix length as digits: 1 to 3 of them.
+fn is_len(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())
 }
 
 /// `-i`/`-o`: 1 to 15 bytes (a trailing `+` is a wildcard).

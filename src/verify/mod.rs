@@ -17,9 +17,9 @@ mod rule;
 pub mod sets;
 mod walk;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use serde::Serialize;
 
 pub use repair::{Repair, plan_repair};
@@ -131,7 +131,7 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
 
 /// [`evaluate`] with the contents of the ipsets `-m set` rules match.
 pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<Report, Malformed> {
-    let rules = reachable_rules(table)?;
+    let rules = reachable_rules(table, spec.family())?;
     let exclusion = render::exclusion(spec);
     let atoms = Atoms::collect(spec, &rules, sets);
     let evaluator = Evaluator {
@@ -148,7 +148,7 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         let mut undecided: Option<Check> = None;
         let mut drift: Option<Check> = None;
         // Every source range that drifts, not only the first.
-        let mut drifting: Vec<(Ipv4Addr, Ipv4Addr)> = Vec::new();
+        let mut drifting: Vec<(IpAddr, IpAddr)> = Vec::new();
         for p in atoms.packets(spec, dsts) {
             let end = evaluator.walk(&p);
             let (status, rule, top, reason) = match &end {
@@ -270,28 +270,34 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
     })
 }
 
-/// Sorted, adjacent ranges joined, as `first-last` (or one address).
-fn merge_ranges(mut ranges: Vec<(Ipv4Addr, Ipv4Addr)>) -> Vec<String> {
+/// Sorted, adjacent ranges joined, as `first-last` (or one address, or
+/// the CIDR the range is exactly). The ranges are of one family.
+fn merge_ranges(mut ranges: Vec<(IpAddr, IpAddr)>) -> Vec<String> {
     ranges.sort();
     ranges.dedup();
-    let mut merged: Vec<(u32, u32)> = Vec::new();
+    let num = |a: IpAddr| match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let mut merged: Vec<(IpAddr, IpAddr)> = Vec::new();
     for (a, b) in ranges {
-        let (a, b) = (u32::from(a), u32::from(b));
         match merged.last_mut() {
-            Some(last) if a <= last.1.saturating_add(1) => last.1 = last.1.max(b),
+            Some(last) if num(a) <= num(last.1).saturating_add(1) => {
+                last.1 = last.1.max(b);
+            }
             _ => merged.push((a, b)),
         }
     }
     merged
         .into_iter()
-        .map(|(a, b)| {
-            let (first, last) = (Ipv4Addr::from(a), Ipv4Addr::from(b));
+        .map(|(first, last)| {
+            let (a, b) = (num(first), num(last));
             // A range that is exactly one CIDR reads as that CIDR.
-            let size = u64::from(b) - u64::from(a) + 1;
-            let cidr = size
-                .is_power_of_two()
-                .then(|| Ipv4Net::new(first, 32 - size.trailing_zeros() as u8).ok())
-                .flatten()
+            let bits = if first.is_ipv4() { 32 } else { 128 };
+            let cidr = (b - a)
+                .checked_add(1)
+                .filter(|size| size.is_power_of_two())
+                .and_then(|size| IpNet::new(first, bits - size.trailing_zeros() as u8).ok())
                 .filter(|n| n.network() == first && n.broadcast() == last);
             match cidr {
                 _ if a == b => first.to_string(),

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::fields::{addr, iface, mark_value};
+use crate::config::Family;
 use crate::rules_file::{self, Table};
 
 /// A rule as the evaluator sees it.
@@ -16,8 +17,8 @@ pub(super) struct Rule<'a> {
     /// 1-based position in its chain, as `iptables -L --line-numbers` counts.
     pub(super) pos: usize,
     pub(super) text: &'a str,
-    pub(super) src: Option<(bool, Ipv4Net)>,
-    pub(super) dst: Option<(bool, Ipv4Net)>,
+    pub(super) src: Option<(bool, IpNet)>,
+    pub(super) dst: Option<(bool, IpNet)>,
     pub(super) in_if: Option<(bool, String)>,
     pub(super) out_if: Option<(bool, String)>,
     pub(super) proto: Option<(bool, String)>,
@@ -84,7 +85,10 @@ impl std::fmt::Display for Malformed {
 
 /// The rules of POSTROUTING and of every chain reachable from it. Other
 /// chains (kube-proxy's thousands of service rules) are never tokenized.
-pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Result<Vec<Rule<'a>>, Malformed> {
+pub(super) fn reachable_rules<'a>(
+    table: &Table<'a>,
+    family: Family,
+) -> Result<Vec<Rule<'a>>, Malformed> {
     let mut by_chain: HashMap<&str, Vec<&rules_file::Rule<'a>>> = HashMap::new();
     for r in &table.rules {
         by_chain.entry(r.chain).or_default().push(r);
@@ -97,7 +101,7 @@ pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Result<Vec<Rule<'a>>, Ma
             continue;
         }
         for (i, raw) in by_chain.get(chain).into_iter().flatten().enumerate() {
-            let rule = parse(chain, i + 1, raw, &table.chains)?;
+            let rule = parse(chain, i + 1, raw, &table.chains, family)?;
             if let Target::Jump(c) | Target::Goto(c) = &rule.target
                 && let Some(name) = table.chains.iter().find(|n| **n == c.as_str())
             {
@@ -111,12 +115,12 @@ pub(super) fn reachable_rules<'a>(table: &Table<'a>) -> Result<Vec<Rule<'a>>, Ma
 
 /// Checks every rule of the table, reachable or not: a file under review
 /// must be one iptables-restore would load, or the boot restores nothing.
-pub fn check_all(table: &Table<'_>) -> Result<(), Malformed> {
+pub fn check_all(table: &Table<'_>, family: Family) -> Result<(), Malformed> {
     let mut pos: HashMap<&str, usize> = HashMap::new();
     for raw in &table.rules {
         let n = pos.entry(raw.chain).or_default();
         *n += 1;
-        parse(raw.chain, *n, raw, &table.chains)?;
+        parse(raw.chain, *n, raw, &table.chains, family)?;
     }
     Ok(())
 }
@@ -126,8 +130,9 @@ fn parse<'a>(
     pos: usize,
     raw: &rules_file::Rule<'a>,
     chains: &[&str],
+    family: Family,
 ) -> Result<Rule<'a>, Malformed> {
-    parse_rule(chain, pos, raw.text, chains).map_err(|why| Malformed {
+    parse_rule(chain, pos, raw.text, chains, family).map_err(|why| Malformed {
         line: raw.line,
         text: raw.text.to_owned(),
         why,
@@ -169,6 +174,7 @@ fn parse_rule<'a>(
     pos: usize,
     text: &'a str,
     chains: &[&str],
+    family: Family,
 ) -> Result<Rule<'a>, String> {
     let mut rule = Rule {
         chain,
@@ -234,10 +240,10 @@ fn parse_rule<'a>(
                 rule.proto = Some((neg, proto));
             }
             "-s" | "--source" => {
-                rule.src = addr(&value(false)?, &mut rule.unknown)?.map(|n| (neg, n))
+                rule.src = addr(&value(false)?, family, &mut rule.unknown)?.map(|n| (neg, n))
             }
             "-d" | "--destination" => {
-                rule.dst = addr(&value(false)?, &mut rule.unknown)?.map(|n| (neg, n));
+                rule.dst = addr(&value(false)?, family, &mut rule.unknown)?.map(|n| (neg, n));
             }
             "-i" | "--in-interface" => rule.in_if = Some((neg, iface(&value(false)?)?)),
             "-o" | "--out-interface" => rule.out_if = Some((neg, iface(&value(false)?)?)),

@@ -12,11 +12,12 @@
 //! packet to another host's address, leaving through a non-bridge interface.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::atoms::Packet;
+use crate::config::Family;
 
 /// kube-proxy's hairpin set; see the module comment.
 const KUBE_LOOP_BACK: &str = "KUBE-LOOP-BACK";
@@ -24,13 +25,14 @@ const KUBE_LOOP_BACK: &str = "KUBE-LOOP-BACK";
 #[derive(Debug, Clone)]
 enum Kind {
     /// hash:ip and hash:net: the member networks.
-    Nets(Vec<Ipv4Net>),
+    Nets(Vec<IpNet>),
     /// hash:ip,port,ip: the first and the last address of each entry.
-    IpPortIp(Vec<(Ipv4Addr, Ipv4Addr)>),
+    IpPortIp(Vec<(IpAddr, IpAddr)>),
     Other(String),
 }
 
-/// Every IPv4 set `ipset save` printed.
+/// Every set `ipset save` printed, of both families (`family inet6` sets
+/// hold IPv6 entries; the kernel lets ip6tables match only those).
 #[derive(Debug, Clone, Default)]
 pub struct Sets {
     sets: HashMap<String, Kind>,
@@ -44,8 +46,7 @@ pub(super) enum Member {
 }
 
 impl Sets {
-    /// Reads `ipset save` output. IPv6 sets are left out (the nat table
-    /// here is IPv4's); a line it cannot read is an error naming it.
+    /// Reads `ipset save` output; a line it cannot read is an error naming it.
     pub fn parse(text: &str) -> Result<Sets, String> {
         let mut sets = HashMap::new();
         for (i, line) in text.lines().enumerate() {
@@ -57,10 +58,6 @@ impl Sets {
                     let (Some(name), Some(kind)) = (words.next(), words.next()) else {
                         return Err(bad("a create line needs a name and a type"));
                     };
-                    let rest: Vec<&str> = words.collect();
-                    if rest.windows(2).any(|w| w == ["family", "inet6"]) {
-                        continue;
-                    }
                     let kind = match kind {
                         "hash:ip" | "hash:net" => Kind::Nets(Vec::new()),
                         "hash:ip,port,ip" => Kind::IpPortIp(Vec::new()),
@@ -75,9 +72,9 @@ impl Sets {
                     match sets.get_mut(name) {
                         Some(Kind::Nets(nets)) => nets.push(
                             entry
-                                .parse::<Ipv4Net>()
-                                .or_else(|_| entry.parse::<Ipv4Addr>().map(Ipv4Net::from))
-                                .map_err(|_| bad("not an IPv4 address or network"))?,
+                                .parse::<IpNet>()
+                                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                                .map_err(|_| bad("not an IP address or network"))?,
                         ),
                         Some(Kind::IpPortIp(pairs)) => {
                             let parts: Vec<&str> = entry.split(',').collect();
@@ -85,12 +82,12 @@ impl Sets {
                                 return Err(bad("not an ip,port,ip entry"));
                             };
                             let ip = |s: &str| {
-                                s.parse::<Ipv4Addr>()
+                                s.parse::<IpAddr>()
                                     .map_err(|_| bad("not an ip,port,ip entry"))
                             };
                             pairs.push((ip(a)?, ip(c)?));
                         }
-                        // An IPv6 set's or an unmodeled type's member.
+                        // An unmodeled type's member.
                         Some(Kind::Other(_)) | None => {}
                     }
                 }
@@ -148,31 +145,28 @@ impl Sets {
     /// verdict still holds for every packet of a class.
     pub(super) fn cuts<'s>(
         &self,
+        family: Family,
         uses: impl Iterator<Item = (&'s str, &'s [String])>,
-        src: &mut BTreeSet<u64>,
-        dst: &mut BTreeSet<u64>,
+        src: &mut BTreeSet<u128>,
+        dst: &mut BTreeSet<u128>,
     ) {
+        let mut side = |flag: &String, net: IpNet| {
+            if Family::of(&net) == family {
+                let (a, b) = super::atoms::span(&net.trunc());
+                if flag == "src" { &mut *src } else { &mut *dst }.extend([a, b]);
+            }
+        };
         for (name, flags) in uses {
-            let side = |flag: &String,
-                        src: &mut BTreeSet<u64>,
-                        dst: &mut BTreeSet<u64>,
-                        a: u64,
-                        b: u64| {
-                let cuts = if flag == "src" { src } else { dst };
-                cuts.extend([a, b]);
-            };
             match (self.sets.get(name), flags) {
                 (Some(Kind::Nets(nets)), [f]) => {
                     for n in nets {
-                        let (a, b) = super::atoms::span(&n.trunc());
-                        side(f, src, dst, a, b);
+                        side(f, *n);
                     }
                 }
                 (Some(Kind::IpPortIp(pairs)), [f1, _, f3]) => {
                     for &(x, z) in pairs {
-                        let (x, z) = (u64::from(u32::from(x)), u64::from(u32::from(z)));
-                        side(f1, src, dst, x, x + 1);
-                        side(f3, src, dst, z, z + 1);
+                        side(f1, IpNet::from(x));
+                        side(f3, IpNet::from(z));
                     }
                 }
                 _ => {}

@@ -47,10 +47,10 @@ pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
 /// The sets `-m set` rules match: `--ipsets FILE`, or on the live table
 /// the kernel's (`ipset save`, where the table uses sets and ipset is
 /// installed). None known otherwise.
-pub(super) fn ipsets(args: &VerifyArgs, table_text: &str) -> Result<Sets> {
-    let (origin, text) = match (&args.ipsets, &args.file) {
-        (Some(path), _) => (path.display().to_string(), config::read_any(path)?),
-        (None, None) if table_text.contains("--match-set") => match system::ipset_save()? {
+pub(super) fn ipsets(args: &VerifyArgs, table_text: &str, live: bool) -> Result<Sets> {
+    let (origin, text) = match &args.ipsets {
+        Some(path) => (path.display().to_string(), config::read_any(path)?),
+        None if live && table_text.contains("--match-set") => match system::ipset_save()? {
             Some(text) => ("ipset save".to_owned(), text),
             None => return Ok(Sets::default()),
         },
@@ -65,8 +65,7 @@ pub(super) fn ipsets(args: &VerifyArgs, table_text: &str) -> Result<Sets> {
 /// docker's settings: the files given, or in live mode the usual places
 /// that exist. `None` when there is nothing to read (docker not installed,
 /// or a `--file` review without `--docker-config`).
-pub(super) fn docker_settings(args: &VerifyArgs) -> Result<Option<DockerSettings>> {
-    let live = args.file.is_none();
+pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<DockerSettings>> {
     let json = args
         .docker_config
         .clone()

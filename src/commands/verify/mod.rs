@@ -8,111 +8,212 @@ mod inputs;
 use inputs::{docker_settings, ipsets, test_file};
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, load_spec, nat_table};
+use super::{ExitStatus, emit, json, load_spec, nat_table, program};
 use crate::cli::{Format, VerifyArgs};
 
+use crate::config::NodeSpec;
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::system;
 use crate::verify::docker;
 use crate::verify::{self, Report, Status};
 use crate::{config, rules_file};
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let spec = load_spec(&args.spec)?;
-    let (source, text) = match &args.file {
+    let node = load_spec(&args.spec)?;
+    let live = args.file.is_none() && args.file6.is_none();
+    for (family, flag, given) in [
+        (Family::V4, "--file", &args.file),
+        (Family::V6, "--file6", &args.file6),
+    ] {
+        if given.is_some() && node.family(family).is_none() {
+            return Err(Error::Usage(format!(
+                "{flag} is the {} rules file, but the node has no {} pod network",
+                family.name(),
+                family.name()
+            )));
+        }
+    }
+    // Live: every family the node has. Files: the families given one.
+    let jobs: Vec<(&NodeSpec, Option<&PathBuf>)> = node
+        .specs()
+        .iter()
+        .map(|spec| {
+            let file = match spec.family() {
+                Family::V4 => args.file.as_ref(),
+                Family::V6 => args.file6.as_ref(),
+            };
+            (spec, file)
+        })
+        .filter(|(_, file)| live || file.is_some())
+        .collect();
+    // docker's settings are the node's, not a family's: judged once.
+    let mut docker = docker_settings(args, live)?;
+    let mut results = Vec::new();
+    for (spec, file) in jobs {
+        results.push(one(args, spec, file, docker.take(), live)?);
+    }
+    let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
+    let shown = match (args.format, results.as_slice()) {
+        (Format::Json, [one]) => json(&one.json)?,
+        (Format::Json, all) => {
+            let mut map = serde_json::Map::new();
+            map.insert("status".into(), object!(worst(all)));
+            for r in all {
+                map.insert(family_key(r.family).into(), r.json.clone());
+            }
+            json(&map)?
+        }
+        (Format::Text, all) => all
+            .iter()
+            .map(|r| {
+                if titled {
+                    format!("{} nat table ({}):\n{}", r.family.name(), r.source, r.text)
+                } else {
+                    r.text.clone()
+                }
+            })
+            .collect(),
+    };
+    emit(out, &shown)?;
+    Ok(results
+        .iter()
+        .map(|r| r.exit)
+        .max_by_key(|e| match e {
+            ExitStatus::Unchanged => 0,
+            ExitStatus::Changed => 1,
+            ExitStatus::Failed => 2,
+        })
+        .unwrap_or(ExitStatus::Unchanged))
+}
+
+fn family_key(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
+/// The worst verdict of several families: drift, then cannot decide.
+fn worst(all: &[Outcome]) -> &'static str {
+    if all.iter().any(|r| r.exit == ExitStatus::Changed) {
+        "drift"
+    } else if all.iter().any(|r| r.exit == ExitStatus::Failed) {
+        "undecided"
+    } else {
+        "ok"
+    }
+}
+
+/// One family's verdict, shown.
+struct Outcome {
+    family: Family,
+    source: String,
+    exit: ExitStatus,
+    text: String,
+    json: serde_json::Value,
+}
+
+/// Verifies (and with --repair repairs) one family's table.
+fn one(
+    args: &VerifyArgs,
+    spec: &NodeSpec,
+    file: Option<&PathBuf>,
+    docker: Option<docker::DockerSettings>,
+    live: bool,
+) -> Result<Outcome> {
+    let family = spec.family();
+    let save = program(family, &args.iptables_save, &args.ip6tables_save);
+    let restore = program(family, &args.iptables_restore, &args.ip6tables_restore);
+    let (source, text) = match file {
         Some(path) => {
             let text = config::read_any(path)?;
             // Pasted `iptables -t nat -S` output reads as the table it shows.
             let text = rules_file::from_dash_s(&text).unwrap_or(text);
             (path.display().to_string(), text)
         }
-        None => (
-            format!("{} -t nat", args.iptables_save),
-            system::save_nat(&args.iptables_save)?,
-        ),
+        None => (format!("{save} -t nat"), system::save_nat(save)?),
     };
     let table = nat_table(&source, &text)?;
     let malformed = |e: verify::Malformed| Error::Syntax {
         path: source.clone(),
         message: e.to_string(),
     };
-    if args.file.is_some() {
+    if file.is_some() {
         // A file under review must be one the kernel would load: every
         // rule is checked, and iptables-restore --test has the last word.
-        verify::check_all(&table).map_err(malformed)?;
+        verify::check_all(&table, family).map_err(malformed)?;
         if !args.no_test {
-            test_file(&args.iptables_restore, &source, &text)?;
+            test_file(restore, &source, &text)?;
         }
     }
-    let docker = docker_settings(args)?;
-    let sets = ipsets(args, &text)?;
+    let sets = ipsets(args, &text, live)?;
     let judge = |table: &_| -> Result<Report> {
-        let report = verify::evaluate_with(&spec, table, &sets).map_err(malformed)?;
+        let report = verify::evaluate_with(spec, table, &sets).map_err(malformed)?;
         Ok(match &docker {
-            Some(d) => report.with_docker(docker::check(&spec, d)),
+            Some(d) => report.with_docker(docker::check(spec, d)),
             None => report,
         })
     };
     let report = judge(&table)?;
+    let done = |exit, text: String, json: serde_json::Value| Outcome {
+        family,
+        source: source.clone(),
+        exit,
+        text,
+        json,
+    };
     if !args.repair {
-        let shown = match args.format {
-            Format::Json => json(&report)?,
-            Format::Text => verify::text(&report),
-        };
-        emit(out, &shown)?;
-        return Ok(exit(&report));
+        let json = object!(report);
+        return Ok(done(exit(&report), verify::text(&report), json));
     }
 
-    let repair = verify::plan_repair(&spec, &table).map_err(Error::CannotRepair)?;
-    let restore = &args.iptables_restore;
+    let repair = verify::plan_repair(spec, &table).map_err(Error::CannotRepair)?;
     let Some(repair) = repair else {
-        let shown = match args.format {
-            Format::Json => json(&object!({"before": report, "repair": null}))?,
-            Format::Text if report.status == Status::Drift => format!(
+        let text = if report.status == Status::Drift {
+            format!(
                 "{}repair: not possible at runtime; only pod→cluster drift is repaired. \
                  The table is restored at the next boot.\n",
                 verify::text(&report)
-            ),
-            Format::Text => format!("{}repair: nothing to do\n", verify::text(&report)),
+            )
+        } else {
+            format!("{}repair: nothing to do\n", verify::text(&report))
         };
-        emit(out, &shown)?;
-        return Ok(exit(&report));
+        let json = object!({"before": report, "repair": null});
+        return Ok(done(exit(&report), text, json));
     };
     if args.check {
-        let shown = match args.format {
-            Format::Json => json(&object!({"before": report, "repair": repair, "applied": false}))?,
-            Format::Text => format!(
-                "{}would repair with `{restore} --noflush`:\n{}",
-                verify::text(&report),
-                repair.transaction
-            ),
-        };
-        emit(out, &shown)?;
-        return Ok(ExitStatus::Changed);
+        let text = format!(
+            "{}would repair with `{restore} --noflush`:\n{}",
+            verify::text(&report),
+            repair.transaction
+        );
+        let json = object!({"before": report, "repair": repair, "applied": false});
+        return Ok(done(ExitStatus::Changed, text, json));
     }
 
     system::restore_noflush(restore, &repair.transaction)?;
-    let text = system::save_nat(&args.iptables_save)?;
+    let text = system::save_nat(save)?;
     let after = judge(&nat_table(&source, &text)?)?;
-    let shown = match args.format {
-        Format::Json => {
-            json(&object!({"before": report, "repair": repair, "applied": true, "after": after}))?
-        }
-        Format::Text => format!(
-            "{}repaired with `{restore} --noflush`:\n{}now:\n{}",
-            verify::text(&report),
-            repair.transaction,
-            verify::text(&after)
-        ),
-    };
-    emit(out, &shown)?;
-    Ok(match after.status {
-        Status::Ok => ExitStatus::Changed,
-        _ => ExitStatus::Failed,
-    })
+    let shown = format!(
+        "{}repaired with `{restore} --noflush`:\n{}now:\n{}",
+        verify::text(&report),
+        repair.transaction,
+        verify::text(&after)
+    );
+    let json = object!({"before": report, "repair": repair, "applied": true, "after": after});
+    Ok(done(
+        match after.status {
+            Status::Ok => ExitStatus::Changed,
+            _ => ExitStatus::Failed,
+        },
+        shown,
+        json,
+    ))
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.
