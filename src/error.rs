@@ -23,7 +23,7 @@ pub enum Error {
         field: &'static str,
         /// The sources that were read, or "any source".
         read: String,
-        hint: &'static str,
+        hint: String,
     },
 
     /// Two sources disagree about the same setting.

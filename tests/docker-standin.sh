@@ -14,13 +14,19 @@
 # nothing else. With IP_MASQ=false in the environment it acts as dockerd
 # --ip-masq=false ("ip-masq": false), which leaves the broad rule (and
 # the bridge's RETURN in DOCKER) alone.
+# With ip6tables (dockerd --ipv6 --ip6tables) it does the same to the IPv6
+# nat table, where docker's OUTPUT rule skips ::1/128 instead.
 # Usage: [IP_MASQ=false] docker-standin.sh start|stop IPTABLES SUBNET BRIDGE CONTAINER_IP
 set -eu
 ACTION=$1 IPT=$2 SUBNET=$3 BRIDGE=$4 IP=$5
+case "$IPT" in
+  ip6tables*) LOOPBACK=::1/128 HOST=128 TO="[$IP]:80" ;;
+  *) LOOPBACK=127.0.0.0/8 HOST=32 TO="$IP:80" ;;
+esac
 ipt() { "$IPT" -w 5 -t nat "$@"; }
 quiet() { ipt "$@" 2>/dev/null || true; }
-hairpin() { ipt "$1" POSTROUTING -s "$IP/32" -d "$IP/32" -p tcp -m tcp --dport 80 -j MASQUERADE; }
-port_map() { ipt "$1" DOCKER ! -i "$BRIDGE" -p tcp -m tcp --dport 8080 -j DNAT --to-destination "$IP:80"; }
+hairpin() { ipt "$1" POSTROUTING -s "$IP/$HOST" -d "$IP/$HOST" -p tcp -m tcp --dport 80 -j MASQUERADE; }
+port_map() { ipt "$1" DOCKER ! -i "$BRIDGE" -p tcp -m tcp --dport 8080 -j DNAT --to-destination "$TO"; }
 
 if [ "$ACTION" = stop ]; then
   hairpin -D
@@ -29,13 +35,13 @@ if [ "$ACTION" = stop ]; then
 fi
 
 quiet -D PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
-quiet -D OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
+quiet -D OUTPUT -m addrtype --dst-type LOCAL ! -d "$LOOPBACK" -j DOCKER
 quiet -D OUTPUT -m addrtype --dst-type LOCAL -j DOCKER
 quiet -F DOCKER
 quiet -X DOCKER
 ipt -N DOCKER
 ipt -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
-ipt -A OUTPUT -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8 -j DOCKER
+ipt -A OUTPUT -m addrtype --dst-type LOCAL ! -d "$LOOPBACK" -j DOCKER
 
 if [ "${IP_MASQ:-true}" != false ]; then
   set -- POSTROUTING -s "$SUBNET" ! -o "$BRIDGE" -j MASQUERADE

@@ -245,13 +245,19 @@ fn as_ip<T: Clone + Into<IpNet>>(g: Option<Given<T>>) -> Option<Given<IpNet>> {
 impl Node {
     fn from_layers(layers: &[Layer]) -> Result<Self> {
         let files: Vec<&str> = layers.iter().filter_map(|l| l.origin.as_deref()).collect();
-        let missing = |field, hint| Error::Missing {
+        let missing = |field: &'static str, hint: String| Error::Missing {
             field,
             read: match files.as_slice() {
                 [] => "the command line (no --config or --flannel-env given)".to_owned(),
                 f => format!("the command line or {}", f.join(", ")),
             },
             hint,
+        };
+        let hint = |field: &str| {
+            format!(
+                "set it in --config, pass {}, or use --flannel-env",
+                key_name(true, "", field)
+            )
         };
         let families = [
             Networks {
@@ -275,7 +281,8 @@ impl Node {
         {
             return Err(missing(
                 "cluster_cidr",
-                "set it (or cluster_cidr_v6 for IPv6) in --config, pass --cluster-cidr, or use --flannel-env",
+                "set it (or cluster_cidr_v6 for IPv6) in --config, pass --cluster-cidr, or use --flannel-env"
+                    .into(),
             ));
         }
         let shared = Shared {
@@ -294,18 +301,8 @@ impl Node {
             let (cluster, pod) = match (f.cluster, f.pod) {
                 (None, None) => continue,
                 (Some(c), Some(p)) => (c, p),
-                (None, Some(_)) => {
-                    return Err(missing(
-                        cluster_key,
-                        "set it in --config, pass it as a flag, or use --flannel-env",
-                    ));
-                }
-                (Some(_), None) => {
-                    return Err(missing(
-                        pod_key,
-                        "set it in --config, pass it as a flag, or use --flannel-env",
-                    ));
-                }
+                (None, Some(_)) => return Err(missing(cluster_key, hint(cluster_key))),
+                (Some(_), None) => return Err(missing(pod_key, hint(pod_key))),
             };
             specs.push(family_spec(f.family, (cluster_key, cluster), (pod_key, pod), &shared)?);
         }

@@ -152,7 +152,7 @@ pub(super) fn parse_cidr_loose(s: &str) -> std::result::Result<Ipv4Net, String> 
     }
     if s.contains(':') {
         return Err(
-            "is IPv6; this field takes IPv4 (IPv6 networks go in the _v6 fields: cluster_cidr_v6, pod_subnet_v6)"
+            "is IPv6; this field takes IPv4 (IPv6 networks go in cluster_cidr_v6 and pod_subnet_v6, or FLANNEL_IPV6_* in subnet.env)"
                 .into(),
         );
     }

@@ -72,9 +72,19 @@ fn cases() {
             assert_eq!(code, Some(0), "{name}: {stderr}");
             assert!(stderr.is_empty(), "{name}: unexpected stderr: {stderr}");
             // The output must be well-formed for our own parser, too.
-            let tables = podsnat::rules_file::parse(&stdout).unwrap();
-            assert_eq!(tables.len(), 1, "{name}: one *nat table expected");
-            assert_eq!(tables[0].name, "nat");
+            // One *nat table per family: IPv4's, IPv6's, or both in that order.
+            // Each table opens with its own `# podsnat` header.
+            let tables: Vec<&str> = stdout.split("\n\n").collect();
+            assert!(
+                (1..=2).contains(&tables.len()),
+                "{name}: one *nat table per family expected"
+            );
+            for t in tables {
+                assert!(t.starts_with("# podsnat "), "{name}: {t}");
+                let parsed = podsnat::rules_file::parse(t).unwrap();
+                assert_eq!(parsed.len(), 1, "{name}: one *nat table expected");
+                assert_eq!(parsed[0].name, "nat");
+            }
         } else {
             // Other good cases run with --check on files that do not exist,
             // or verify a file; an `exit` file names a code other than 2.

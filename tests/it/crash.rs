@@ -241,6 +241,8 @@ fn spec(base: u32) -> config::NodeSpec {
         ..Sources::default()
     })
     .unwrap()
+    .specs()[0]
+    .clone()
 }
 
 #[test]
@@ -343,8 +345,12 @@ fn install_unit_is_old_or_new_after_sigkill() {
         let spec = podsnat::unit::UnitSpec::parse(
             &[after.to_owned(), "docker.service".to_owned()],
             &["kubelet.service".to_owned()],
-            "/etc/sysconfig/iptables",
-            "/usr/sbin/iptables-restore",
+            podsnat::unit::Files {
+                families: &[podsnat::family::Family::V4],
+                file: "/etc/sysconfig/iptables",
+                file6: "/etc/sysconfig/ip6tables",
+                restore: "/usr/sbin/iptables-restore",
+            },
         )
         .unwrap();
         podsnat::unit::render(&spec).into_bytes()

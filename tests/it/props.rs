@@ -48,6 +48,8 @@ prop_compose! {
         RawConfig {
             cluster_cidr: Some(cluster.to_string()),
             pod_subnet: Some(pod.to_string()),
+            cluster_cidr_v6: None,
+            pod_subnet_v6: None,
             bridge: Some(bridge),
             no_masquerade: Some(no_masquerade),
             random_fully: Some(random_fully),
@@ -62,6 +64,7 @@ fn load(raw: RawConfig) -> Result<NodeSpec, String> {
         flags: raw,
         ..Sources::default()
     })
+    .map(|node| node.specs()[0].clone())
     .map_err(|e| e.to_string())
 }
 

@@ -11,12 +11,13 @@ use std::path::Path;
 use crate::common::{BACKENDS, Backend, Netns};
 use clap::Parser;
 use podsnat::cli::{Cli, Command};
-use podsnat::config::{Mode, NodeSpec};
+use podsnat::config::{Mode, Node, NodeSpec};
+use podsnat::family::Family;
 use podsnat::{rules_file, verify};
 
-/// Loads a case's NodeSpec through the real CLI parser, with the case's
+/// Loads a case's node through the real CLI parser, with the case's
 /// relative file arguments resolved against its folder.
-fn case_spec(dir: &Path) -> Option<NodeSpec> {
+fn case_spec(dir: &Path) -> Option<Node> {
     let args: Vec<String> = fs::read_to_string(dir.join("args"))
         .ok()?
         .lines()
@@ -41,6 +42,8 @@ fn case_spec(dir: &Path) -> Option<NodeSpec> {
     Some(podsnat::commands::load_spec(&spec).unwrap())
 }
 
+/// Every good case's tables: one entry per family of the node, named
+/// `<case>` (IPv4) or `<case> ipv6`.
 fn good_cases() -> Vec<(String, NodeSpec)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases");
     let mut cases: Vec<(String, NodeSpec)> = fs::read_dir(&root)
@@ -48,11 +51,19 @@ fn good_cases() -> Vec<(String, NodeSpec)> {
         .map(|e| e.unwrap().path())
         .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with("bad-"))
         .filter_map(|p| {
-            Some((
-                p.file_name()?.to_string_lossy().into_owned(),
-                case_spec(&p)?,
-            ))
+            let name = p.file_name()?.to_string_lossy().into_owned();
+            Some(
+                case_spec(&p)?
+                    .specs()
+                    .iter()
+                    .map(|s| match s.family() {
+                        Family::V4 => (name.clone(), s.clone()),
+                        Family::V6 => (format!("{name} ipv6"), s.clone()),
+                    })
+                    .collect::<Vec<_>>(),
+            )
         })
+        .flatten()
         .collect();
     cases.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(
@@ -64,7 +75,8 @@ fn good_cases() -> Vec<(String, NodeSpec)> {
 }
 
 fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
-    let ctx = format!("{name} on {}", backend.name);
+    let backend = &backend.of(spec.family());
+    let ctx = format!("{name} on {}", backend.iptables);
     let rendered = podsnat::render::nat_table(spec);
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("iptables");
@@ -200,7 +212,10 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         "-j",
         "DNAT",
         "--to-destination",
-        "172.31.0.2:80",
+        match spec.family() {
+            Family::V4 => "172.31.0.2:80",
+            Family::V6 => "[fd00:31::2]:80",
+        },
     ];
     let mapped = ns.exec(backend.iptables, &port_map).status.success();
     assert_eq!(

@@ -21,6 +21,8 @@ fn spec(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
         ..Sources::default()
     })
     .unwrap()
+    .specs()[0]
+    .clone()
 }
 
 fn eval(spec: &NodeSpec, table: &str) -> Report {

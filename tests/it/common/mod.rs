@@ -33,6 +33,36 @@ pub const BACKENDS: [Backend; 2] = [
     },
 ];
 
+/// The same two backends' ip6tables programs.
+pub const BACKENDS6: [Backend; 2] = [
+    Backend {
+        name: "nft",
+        iptables: "ip6tables-nft",
+        restore: "ip6tables-nft-restore",
+        save: "ip6tables-nft-save",
+    },
+    Backend {
+        name: "legacy",
+        iptables: "ip6tables-legacy",
+        restore: "ip6tables-legacy-restore",
+        save: "ip6tables-legacy-save",
+    },
+];
+
+impl Backend {
+    /// This backend's programs for `family`.
+    pub fn of(&self, family: podsnat::family::Family) -> Backend {
+        let all = match family {
+            podsnat::family::Family::V4 => &BACKENDS,
+            podsnat::family::Family::V6 => &BACKENDS6,
+        };
+        all.iter()
+            .find(|b| b.name == self.name)
+            .copied()
+            .unwrap_or(*self)
+    }
+}
+
 /// The test may touch netfilter: root, `ip` and both backends are there.
 /// Otherwise the test fails (never skips), naming what is missing.
 pub fn require_root_or_fail(test: &str) {
@@ -40,6 +70,7 @@ pub fn require_root_or_fail(test: &str) {
         .chain(
             BACKENDS
                 .iter()
+                .chain(&BACKENDS6)
                 .flat_map(|b| [b.iptables, b.restore, b.save]),
         )
         .collect();
@@ -177,6 +208,15 @@ pub fn podsnat_bin() -> PathBuf {
 /// starts (or stops) on a node with a stored bridge network, as measured;
 /// tests/it/docker.rs compares it with the real dockerd. `ip_masq` false
 /// acts as `dockerd --ip-masq=false`.
+/// The address a container gets in `subnet` in the stand-in: .128 of an
+/// IPv4 /24, ::80 of an IPv6 /64.
+pub fn container_ip(subnet: &str) -> String {
+    match subnet.strip_suffix("::/64") {
+        Some(prefix) => format!("{prefix}::80"),
+        None => subnet.replace(".0/24", ".128"),
+    }
+}
+
 pub fn docker_standin(
     ns: &str,
     backend: &Backend,
@@ -197,7 +237,7 @@ pub fn docker_standin(
             subnet,
             bridge,
         ])
-        .arg(subnet.replace(".0/24", ".128"))
+        .arg(container_ip(subnet))
         .env("IP_MASQ", if ip_masq { "true" } else { "false" })
         .output()
         .expect("run the docker stand-in");
@@ -252,16 +292,22 @@ pub fn saved(ns: &str, backend: &Backend) -> Vec<String> {
 /// `podsnat pin --file FILE` in `ns` on `backend`, as podsnat-pin.service
 /// runs it after a docker start.
 pub fn pin_in(ns: &str, file: &str, backend: &Backend) -> Output {
+    // An ip6tables backend pins the IPv6 file.
+    let (flag, tool) = if backend.iptables.starts_with("ip6tables") {
+        ("--file6", "ip6tables")
+    } else {
+        ("--file", "iptables")
+    };
     exec_in(
         ns,
         podsnat_bin(),
         &[
             "pin",
-            "--file",
+            flag,
             file,
-            "--iptables-save",
+            &format!("--{tool}-save"),
             backend.save,
-            "--iptables-restore",
+            &format!("--{tool}-restore"),
             backend.restore,
         ],
     )
