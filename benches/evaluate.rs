@@ -56,7 +56,9 @@ fn bench(c: &mut Criterion) {
         config: Some(&path),
         ..Sources::default()
     })
-    .expect("example config loads");
+    .expect("example config loads")
+    .specs()[0]
+    .clone();
     let text = table(&spec, 19_993);
     let tables = rules_file::parse(&text).expect("parses");
     assert_eq!(tables[0].rules.len(), 20_005);

@@ -23,6 +23,8 @@ fn example() -> config::NodeSpec {
         ..Sources::default()
     })
     .expect("example config loads")
+    .specs()[0]
+    .clone()
 }
 
 /// 10,000 /32s two addresses apart, so none aggregate: 10,000 exclusion
@@ -44,6 +46,8 @@ fn many() -> config::NodeSpec {
         ..Sources::default()
     })
     .expect("generated config loads")
+    .specs()[0]
+    .clone()
 }
 
 fn bench(c: &mut Criterion) {

@@ -12,8 +12,13 @@
 # Host-gw style routes send each pod subnet to the other host; EXTRA, if
 # set (e.g. 10.96.0.10/12), is an extra address on host B, routed from A.
 #
+# Dual stack: with SUBNET6_A and SUBNET6_B (/64s, e.g. fd00:7:0:21::/64) every
+# link gets IPv6 too: hosts fd00:4:7::21 and ::22, bridges ::1, pods ::2,
+# host A fd00:9::1 and the outside host fd00:9::2.
+#
 # Usage (as root; settings come from the environment):
-#   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] lab.sh up
+#   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] \
+#     [SUBNET6_A=fd00:7:0:21::/64 SUBNET6_B=fd00:7:0:22::/64] lab.sh up
 #   LAB=x lab.sh probe FROM_NS TO_NS TO_IP    # prints the source address TO_NS saw
 #   LAB=x lab.sh http FROM_NS IP PORT         # prints the last line of an HTTP GET
 #   LAB=x lab.sh down
@@ -22,11 +27,17 @@ set -euo pipefail
 
 : "${LAB:?set LAB to a short unique name}"
 NODE_A=10.4.7.21 NODE_B=10.4.7.22 OUT_A=10.9.0.1 OUT_X=10.9.0.2
+NODE6_A=fd00:4:7::21 NODE6_B=fd00:4:7::22 OUT6_A=fd00:9::1 OUT6_X=fd00:9::2
 PORT=8080
 
 # First three octets of a /24, e.g. 172.7.21.0/24 -> 172.7.21
 base() {
   [[ $1 =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/24$ ]] || { echo "lab.sh: $1 is not a x.y.z.0/24 subnet" >&2; exit 1; }
+  echo "${BASH_REMATCH[1]}"
+}
+# The prefix of an IPv6 /64 written NETWORK::/64, e.g. fd00:7:0:21::/64 -> fd00:7:0:21
+base6() {
+  [[ $1 =~ ^([0-9a-f:]+)::/64$ ]] || { echo "lab.sh: $1 is not a x:y:z:w::/64 subnet" >&2; exit 1; }
   echo "${BASH_REMATCH[1]}"
 }
 # A lab host by name (a, b, pa, pb, out), or any process's network
@@ -75,23 +86,47 @@ up() {
   in_ns out ip addr add "$OUT_X/24" dev eth0
   in_ns out ip link set eth0 up
   in_ns out ip route add default via "$OUT_A"
+  if [[ -n ${SUBNET6_A:-} ]]; then up6; fi
   if [[ -n ${EXTRA:-} ]]; then
     in_ns b ip addr add "$EXTRA" dev lo
     in_ns a ip route add "${EXTRA%/*}/32" via "$NODE_B"
   fi
 }
 
+# The IPv6 half of a dual-stack lab. `nodad`: an address is usable at once,
+# not after duplicate address detection's second or so.
+up6() {
+  : "${SUBNET6_B:?}"
+  local a b host pod net node peer_net peer_node
+  a=$(base6 "$SUBNET6_A") b=$(base6 "$SUBNET6_B")
+  for host in a b; do
+    if [[ $host == a ]]; then pod=pa net=$a node=$NODE6_A peer_net=$SUBNET6_B peer_node=$NODE6_B
+    else pod=pb net=$b node=$NODE6_B peer_net=$SUBNET6_A peer_node=$NODE6_A; fi
+    in_ns $host sysctl -qw net.ipv6.conf.all.forwarding=1
+    in_ns $host ip addr add "$node/64" dev eth0 nodad
+    in_ns $host ip addr add "$net::1/64" dev "$BRIDGE" nodad
+    in_ns $host ip route add "$peer_net" via "$peer_node"
+    in_ns $pod ip addr add "$net::2/64" dev eth0 nodad
+    in_ns $pod ip route add default via "$net::1"
+  done
+  in_ns a ip addr add "$OUT6_A/64" dev eth1 nodad
+  in_ns out ip addr add "$OUT6_X/64" dev eth0 nodad
+  in_ns out ip route add default via "$OUT6_A"
+}
+
 # A real TCP connection from FROM to TO_IP:8080, where a socat listener in
 # TO replies with the peer address it saw. Bounded by timeouts throughout.
 probe() {
-  local from=$1 to=$2 ip=$3 listener seen
-  in_ns "$to" timeout 10 socat -T 5 "TCP-LISTEN:$PORT,bind=$ip,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR' &
+  local from=$1 to=$2 ip=$3 listener seen tcp=TCP addr=$3
+  # An IPv6 address: socat's TCP6, with the address in brackets.
+  if [[ $ip == *:* ]]; then tcp=TCP6 addr="[$ip]"; fi
+  in_ns "$to" timeout 10 socat -T 5 "$tcp-LISTEN:$PORT,bind=$addr,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR' &
   listener=$!
   for _ in $(seq 100); do
     in_ns "$to" ss -Hltn "sport = :$PORT" | grep -q . && break
     sleep 0.02
   done
-  seen=$(in_ns "$from" timeout 5 socat -T 3 - "TCP:$ip:$PORT,connect-timeout=3" < /dev/null || true)
+  seen=$(in_ns "$from" timeout 5 socat -T 3 - "$tcp:$addr:$PORT,connect-timeout=3" < /dev/null || true)
   kill "$listener" 2>/dev/null || true
   wait "$listener" 2>/dev/null || true
   echo "${seen:-none}"
@@ -100,7 +135,9 @@ probe() {
 # An HTTP GET from FROM to IP:PORT; prints the body's last line, or "none".
 http() {
   local body
-  body=$(printf 'GET / HTTP/1.0\r\n\r\n' | in_ns "$1" timeout 5 socat -T 3 - "TCP:$2:$3,connect-timeout=3" 2>/dev/null | tail -n 1 || true)
+  local tcp=TCP addr=$2
+  if [[ $2 == *:* ]]; then tcp=TCP6 addr="[$2]"; fi
+  body=$(printf 'GET / HTTP/1.0\r\n\r\n' | in_ns "$1" timeout 5 socat -T 3 - "$tcp:$addr:$3,connect-timeout=3" 2>/dev/null | tail -n 1 || true)
   echo "${body:-none}"
 }
 
@@ -113,5 +150,5 @@ case "${1:-}" in
   probe) probe "$2" "$3" "$4" ;;
   http) http "$2" "$3" "$4" ;;
   down) down ;;
-  *) sed -n '2,20p' "$0" >&2; exit 1 ;;
+  *) sed -n '2,26p' "$0" >&2; exit 1 ;;
 esac

@@ -18,6 +18,8 @@ struct ServiceUnit<'a> {
     after: String,
     before: String,
     tables: &'a [UnitTable],
+    /// The sandbox lets ip6tables-legacy's AF_INET6 socket through.
+    ipv6: bool,
 }
 
 #[derive(Template)]
@@ -28,6 +30,7 @@ struct VerifyService<'a> {
     config: &'a UnitPath,
     /// `--iptables-save S --iptables-restore R`, and IPv6's pair.
     programs: String,
+    ipv6: bool,
 }
 
 #[derive(Template)]
@@ -44,6 +47,7 @@ struct PinService<'a> {
     tables: &'a [UnitTable],
     /// Each family's `--file F --iptables-save S --iptables-restore R`.
     args: String,
+    ipv6: bool,
 }
 
 #[derive(Template)]
@@ -150,6 +154,7 @@ pub fn render(spec: &UnitSpec) -> String {
             after: join(&spec.after),
             before: join(&spec.before),
             tables: &spec.tables,
+            ipv6: spec.has_ipv6(),
         }
         .to_string(),
     )
@@ -198,6 +203,7 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                     podsnat: &rt.podsnat,
                     tables: &spec.tables,
                     args: table_args(spec, rt, true),
+                    ipv6: spec.has_ipv6(),
                 }
                 .to_string(),
             ),
@@ -218,6 +224,7 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                     podsnat: &rt.podsnat,
                     config,
                     programs: table_args(spec, rt, false),
+                    ipv6: spec.has_ipv6(),
                 }
                 .to_string(),
             ),

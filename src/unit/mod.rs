@@ -50,6 +50,11 @@ pub struct Files<'a> {
 }
 
 impl UnitSpec {
+    /// Whether a table is IPv6's: the sandbox then allows AF_INET6.
+    pub fn has_ipv6(&self) -> bool {
+        self.tables.iter().any(|t| t.family == Family::V6)
+    }
+
     /// Parses raw command-line values; `--after`/`--before` errors name the flag.
     pub fn parse(after: &[String], before: &[String], files: Files<'_>) -> Result<Self> {
         Self::parse_from(FLAGS_ORIGIN, true, "", after, before, files)

@@ -1,8 +1,10 @@
 //! docker's own settings against the node's config: whether docker
 //! masquerades (`"ip-masq"` in daemon.json, `--ip-masq` in its unit) and
-//! which bridge and subnet it uses (`"bip"`, `"bridge"`). Owner mode needs
-//! docker not to masquerade; every mode needs docker's bridge subnet to be
-//! the pod subnet. Pure: the caller reads the files.
+//! which bridge and subnets it uses (`"bip"`, `"bridge"`, `"fixed-cidr-v6"`).
+//! Owner mode needs docker not to masquerade; every mode needs docker's
+//! bridge subnet to be the pod subnet, and on IPv6 docker's broad rule names
+//! fixed-cidr-v6 (measured, dockerd 20.10 --ip6tables), so that must be
+//! pod_subnet_v6. Pure: the caller reads the files.
 
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
@@ -23,6 +25,7 @@ pub struct DockerSettings {
     pub ip_masq: Option<Setting<bool>>,
     pub bip: Option<Setting<String>>,
     pub bridge: Option<Setting<String>>,
+    pub fixed_cidr_v6: Option<Setting<String>>,
     /// Every file that was read, for the report.
     pub read: Vec<String>,
 }
@@ -45,7 +48,11 @@ impl DockerSettings {
                 origin: origin.to_owned(),
             });
         }
-        for (key, slot) in [("bip", &mut self.bip), ("bridge", &mut self.bridge)] {
+        for (key, slot) in [
+            ("bip", &mut self.bip),
+            ("bridge", &mut self.bridge),
+            ("fixed-cidr-v6", &mut self.fixed_cidr_v6),
+        ] {
             if let Some(v) = at(key) {
                 let s = v.as_str().ok_or(format!("{key:?} is not a string"))?;
                 slot.get_or_insert(setting(s.to_owned()));
@@ -91,6 +98,11 @@ impl DockerSettings {
                             self.bridge.get_or_insert(setting(v));
                         }
                     }
+                    "--fixed-cidr-v6" => {
+                        if let Some(v) = value.or(next) {
+                            self.fixed_cidr_v6.get_or_insert(setting(v));
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -111,8 +123,19 @@ pub struct DockerCheck {
     pub notes: Vec<String>,
 }
 
-/// Compares docker's settings with the node's config.
-pub fn check(spec: &NodeSpec, docker: &DockerSettings) -> DockerCheck {
+/// Compares docker's settings with the node's config: `specs` are the
+/// node's families (IPv4 first); the mode and bridge are the node's.
+pub fn check(specs: &[NodeSpec], docker: &DockerSettings) -> DockerCheck {
+    let Some(spec) = specs.first() else {
+        return DockerCheck {
+            status: Status::Ok,
+            read: docker.read.clone(),
+            findings: Vec::new(),
+            notes: Vec::new(),
+        };
+    };
+    let v4 = specs.iter().find(|s| s.family() == Family::V4);
+    let v6 = specs.iter().find(|s| s.family() == Family::V6);
     let mut drift = Vec::new();
     let mut notes = Vec::new();
     let masq = docker.ip_masq.as_ref();
@@ -132,19 +155,33 @@ pub fn check(spec: &NodeSpec, docker: &DockerSettings) -> DockerCheck {
         )),
         _ => {}
     }
-    if let Some(b) = &docker.bip {
+    if let (Some(b), Some(v4)) = (&docker.bip, v4) {
         match b.value.parse::<Ipv4Net>() {
-            Ok(net) if spec.family() != Family::V4 || IpNet::V4(net.trunc()) == spec.pod_subnet() => {}
+            Ok(net) if IpNet::V4(net.trunc()) == v4.pod_subnet() => {}
             Ok(net) => drift.push(format!(
                 "docker's bridge subnet is {} (\"bip\" {:?} in {}), not pod_subnet {}",
                 net.trunc(),
                 b.value,
                 b.origin,
-                spec.pod_subnet()
+                v4.pod_subnet()
             )),
             Err(_) => drift.push(format!(
                 "docker's \"bip\" {:?} in {} is not a CIDR",
                 b.value, b.origin
+            )),
+        }
+    }
+    if let (Some(f), Some(v6)) = (&docker.fixed_cidr_v6, v6) {
+        match f.value.parse::<ipnet::Ipv6Net>() {
+            Ok(net) if IpNet::V6(net) == v6.pod_subnet() => {}
+            Ok(net) => drift.push(format!(
+                "docker masquerades IPv6 from {net} (\"fixed-cidr-v6\" in {}), not pod_subnet_v6 {}: its broad rule never matches podsnat's",
+                f.origin,
+                v6.pod_subnet()
+            )),
+            Err(_) => drift.push(format!(
+                "docker's \"fixed-cidr-v6\" {:?} in {} is not an IPv6 CIDR",
+                f.value, f.origin
             )),
         }
     }
@@ -177,14 +214,17 @@ mod tests {
     use super::*;
     use crate::config::{RawConfig, node_spec};
 
-    fn spec(mode: &str) -> NodeSpec {
+    fn spec(mode: &str) -> Vec<NodeSpec> {
         let raw = RawConfig {
             cluster_cidr: Some("172.7.0.0/16".into()),
             pod_subnet: Some("172.7.21.0/24".into()),
             mode: Some(mode.into()),
             ..RawConfig::default()
         };
-        node_spec("t", &raw, &RawConfig::default()).unwrap().specs()[0].clone()
+        node_spec("t", &raw, &RawConfig::default())
+            .unwrap()
+            .specs()
+            .to_vec()
     }
 
     #[test]
@@ -214,6 +254,31 @@ mod tests {
         assert_eq!(c.status, Status::Drift);
         assert_eq!(c.findings.len(), 1, "{:?}", c.findings);
         assert!(c.findings[0].contains("172.7.30.0/24"), "{:?}", c.findings);
+    }
+
+    #[test]
+    fn ipv6_broad_rule_source_is_fixed_cidr_v6() {
+        let raw = RawConfig {
+            cluster_cidr_v6: Some("fd00:7::/48".into()),
+            pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
+            ..RawConfig::default()
+        };
+        let specs = node_spec("t", &raw, &RawConfig::default())
+            .unwrap()
+            .specs()
+            .to_vec();
+        let mut d = DockerSettings::default();
+        d.add_daemon_json("daemon.json", r#"{"ipv6": true, "fixed-cidr-v6": "fd00:7:0:21::/64"}"#)
+            .unwrap();
+        assert_eq!(check(&specs, &d).status, Status::Ok);
+        let mut d = DockerSettings::default();
+        d.add_unit(
+            "docker.service",
+            "[Service]\nExecStart=/usr/bin/dockerd --ipv6 --fixed-cidr-v6=fd00:7:0:21:8000::/65\n",
+        );
+        let c = check(&specs, &d);
+        assert_eq!(c.status, Status::Drift);
+        assert!(c.findings[0].contains("fd00:7:0:21:8000::/65"), "{:?}", c.findings);
     }
 
     #[test]

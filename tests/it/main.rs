@@ -23,6 +23,7 @@ mod corpus;
 mod crash;
 mod crosshost;
 mod docker;
+mod dualstack;
 mod fleet;
 mod generate;
 mod hostile;

@@ -51,22 +51,23 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         })
         .filter(|(_, file)| live || file.is_some())
         .collect();
-    // docker's settings are the node's, not a family's: judged once.
-    let mut docker = docker_settings(args, live)?;
+    // docker's settings are the node's, not a family's: judged once, in
+    // the first family's report.
+    let mut docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
     let mut results = Vec::new();
     for (spec, file) in jobs {
         results.push(one(args, spec, file, docker.take(), live)?);
     }
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
     let shown = match (args.format, results.as_slice()) {
-        (Format::Json, [one]) => json(&one.json)?,
+        (Format::Json, [one]) => format!("{}\n", one.json),
+        // Each family's report as it is alone, under "ipv4" and "ipv6".
         (Format::Json, all) => {
-            let mut map = serde_json::Map::new();
-            map.insert("status".into(), object!(worst(all)));
-            for r in all {
-                map.insert(family_key(r.family).into(), r.json.clone());
-            }
-            json(&map)?
+            let families: Vec<String> = all
+                .iter()
+                .map(|r| format!("\"{}\":{}", family_key(r.family), r.json))
+                .collect();
+            format!("{{\"status\":\"{}\",{}}}\n", worst(all), families.join(","))
         }
         (Format::Text, all) => all
             .iter()
@@ -115,7 +116,8 @@ struct Outcome {
     source: String,
     exit: ExitStatus,
     text: String,
-    json: serde_json::Value,
+    /// The report as one line of JSON, without the newline.
+    json: String,
 }
 
 /// Verifies (and with --repair repairs) one family's table.
@@ -123,7 +125,7 @@ fn one(
     args: &VerifyArgs,
     spec: &NodeSpec,
     file: Option<&PathBuf>,
-    docker: Option<docker::DockerSettings>,
+    docker: Option<docker::DockerCheck>,
     live: bool,
 ) -> Result<Outcome> {
     let family = spec.family();
@@ -155,21 +157,28 @@ fn one(
     let judge = |table: &_| -> Result<Report> {
         let report = verify::evaluate_with(spec, table, &sets).map_err(malformed)?;
         Ok(match &docker {
-            Some(d) => report.with_docker(docker::check(spec, d)),
+            Some(d) => report.with_docker(d.clone()),
             None => report,
         })
     };
     let report = judge(&table)?;
-    let done = |exit, text: String, json: serde_json::Value| Outcome {
+    let done = |exit, text: String, value: serde_json::Value| Outcome {
         family,
         source: source.clone(),
         exit,
         text,
-        json,
+        json: value.to_string(),
     };
     if !args.repair {
-        let json = object!(report);
-        return Ok(done(exit(&report), verify::text(&report), json));
+        // The report's own field order, as before dual stack.
+        let text = json(&report)?;
+        return Ok(Outcome {
+            family,
+            source: source.clone(),
+            exit: exit(&report),
+            text: verify::text(&report),
+            json: text.trim_end().to_owned(),
+        });
     }
 
     let repair = verify::plan_repair(spec, &table).map_err(Error::CannotRepair)?;

@@ -44,10 +44,15 @@ impl Dockerd {
             .unwrap();
         let shim = dir.path().join("shim");
         fs::create_dir(&shim).unwrap();
+        // ip6tables too, for dockerd --ip6tables.
+        let six = backend.of(podsnat::family::Family::V6);
         for (name, real) in [
             ("iptables", backend.iptables),
             ("iptables-save", backend.save),
             ("iptables-restore", backend.restore),
+            ("ip6tables", six.iptables),
+            ("ip6tables-save", six.save),
+            ("ip6tables-restore", six.restore),
         ] {
             std::os::unix::fs::symlink(Path::new("/usr/sbin").join(real), shim.join(name)).unwrap();
         }

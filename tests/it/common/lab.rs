@@ -27,6 +27,23 @@ impl Lab {
         if let Some(extra) = extra {
             env.push(("EXTRA", extra.to_owned()));
         }
+        Lab::start(env, tag)
+    }
+
+    /// A dual-stack lab: the IPv4 lab plus IPv6 pod subnets (/64s) on the
+    /// same hosts and links.
+    pub fn dual(bridge: &str, v4: (&str, &str), v6: (&str, &str), tag: &str) -> Lab {
+        let env = vec![
+            ("BRIDGE", bridge.to_owned()),
+            ("SUBNET_A", v4.0.to_owned()),
+            ("SUBNET_B", v4.1.to_owned()),
+            ("SUBNET6_A", v6.0.to_owned()),
+            ("SUBNET6_B", v6.1.to_owned()),
+        ];
+        Lab::start(env, tag)
+    }
+
+    fn start(env: Vec<(&'static str, String)>, tag: &str) -> Lab {
         let lab = Lab {
             name: format!("psx{}{tag}", std::process::id()),
             env,
@@ -54,10 +71,14 @@ impl Lab {
         format!("{}-{host}", self.name)
     }
 
-    /// The source address `to` saw for a TCP connection from `from`.
+    /// The source address `to` saw for a TCP connection from `from`; an
+    /// IPv6 one as Rust prints it (socat prints `[fd00:0007:...]`).
     pub fn seen(&self, from: &str, to: &str, ip: &str) -> String {
         let out = self.run(&["probe", from, to, ip]);
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        let seen = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let bare = seen.trim_start_matches('[').trim_end_matches(']');
+        bare.parse::<std::net::IpAddr>()
+            .map_or(seen.clone(), |a| a.to_string())
     }
 
     /// The last line of an HTTP GET from `from` to `ip:port`, or "none".
