@@ -19,7 +19,7 @@
 # Usage: [IP_MASQ=false] docker-standin.sh start|stop IPTABLES SUBNET BRIDGE CONTAINER_IP
 set -eu
 ACTION=$1 IPT=$2 SUBNET=$3 BRIDGE=$4 IP=$5
-case "$IPT" in
+case "${IPT##*/}" in
   ip6tables*) LOOPBACK=::1/128 HOST=128 TO="[$IP]:80" ;;
   *) LOOPBACK=127.0.0.0/8 HOST=32 TO="$IP:80" ;;
 esac

@@ -23,6 +23,15 @@ use std::path::Path;
 const SUBNET: &str = "172.7.21.0/24";
 /// The restart-policy container's address the stand-in maps port 8080 to.
 const CONTAINER: &str = "172.7.21.128";
+/// A dual-stack node's IPv6 networks and the container's IPv6 address.
+const SUBNET6: &str = "fd00:7:0:21::/64";
+const CONTAINER6: &str = "fd00:7:0:21::80";
+const DUAL: [&str; 4] = [
+    "--cluster-cidr-v6",
+    "fd00:7::/48",
+    "--pod-subnet-v6",
+    SUBNET6,
+];
 use crate::common::EXAMPLE;
 
 /// One boot's setup.
@@ -37,12 +46,16 @@ struct Scenario {
     mask: bool,
     /// `--mode classic` etc., for `podsnat verify` in the collector.
     verify: &'static [&'static str],
+    /// Dual stack: the stand-in docker does its start on ip6tables too.
+    dual: bool,
 }
 
 /// What the collector recorded at one moment: at boot, or after
 /// `systemctl restart docker.service`.
 struct Moment {
     nat: String,
+    /// The IPv6 nat table (empty on an IPv4 node).
+    nat6: String,
     show: HashMap<String, HashMap<String, String>>,
     /// `podsnat verify`'s exit code and output.
     verify: (String, String),
@@ -86,7 +99,15 @@ fn parse_show(text: &str) -> HashMap<String, HashMap<String, String>> {
 /// Units that must exist for the ordering to mean anything: flanneld
 /// (a oneshot; flannel's own rules live in its own chain) and docker (the
 /// stand-in, run again by every restart).
-fn stand_in_units(ipt: &str) -> [(&'static str, String); 2] {
+fn stand_in_units(ipt: &str, ipt6: Option<&str>) -> [(&'static str, String); 2] {
+    // A dual-stack docker does the same to the ip6tables nat table.
+    let (start6, stop6) = match ipt6 {
+        Some(ipt6) => (
+            format!("ExecStart=/bin/sh /usr/local/sbin/docker-standin start {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"),
+            format!("ExecStop=/bin/sh /usr/local/sbin/docker-standin stop {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"),
+        ),
+        None => (String::new(), String::new()),
+    };
     [
         (
             "flanneld.service",
@@ -102,7 +123,9 @@ fn stand_in_units(ipt: &str) -> [(&'static str, String); 2] {
                  After=network.target\n\
                  [Service]\nType=oneshot\nRemainAfterExit=yes\n\
                  ExecStart=/bin/sh /usr/local/sbin/docker-standin start {ipt} {SUBNET} docker0 {CONTAINER}\n\
+                 {start6}\
                  ExecStop=/bin/sh /usr/local/sbin/docker-standin stop {ipt} {SUBNET} docker0 {CONTAINER}\n\
+                 {stop6}\
                  [Install]\nWantedBy=multi-user.target\n"
             ),
         ),
@@ -113,7 +136,7 @@ const UNITS: &str =
     "podsnat.service flanneld.service docker.service podsnat-pin.service podsnat-verify.service";
 
 /// The collector's script: record at boot, restart docker, record again.
-fn collector_script(save: &str, verify: &str) -> String {
+fn collector_script(save: &str, save6: &str, verify: &str) -> String {
     let props = "Id,ActiveState,SubState,Result,ExecMainStatus,ConditionResult,\
                  ExecMainStartTimestampMonotonic,ExecMainExitTimestampMonotonic";
     format!(
@@ -124,8 +147,9 @@ settle() {{
 }}
 record() {{
   {save} -t nat > /podsnat-out/$1.nat
+  {save6} -t nat > /podsnat-out/$1.nat6
   systemctl show -p {props} {UNITS} > /podsnat-out/$1.show
-  /usr/sbin/podsnat verify --config /etc/podsnat/config.toml {verify} --iptables-save {save} > /podsnat-out/$1.verify 2>&1
+  /usr/sbin/podsnat verify --config /etc/podsnat/config.toml {verify} --iptables-save {save} --ip6tables-save {save6} > /podsnat-out/$1.verify 2>&1
   echo $? > /podsnat-out/$1.rc
 }}
 systemctl is-system-running --wait
@@ -151,20 +175,22 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
     for d in ["upper", "work", "merged", "out", "units", "sbin"] {
         fs::create_dir(t.join(d)).unwrap();
     }
-    let (ipt, save) = match s.backend {
-        "legacy" => (
-            "/usr/sbin/iptables-legacy",
-            "/usr/sbin/iptables-legacy-save",
-        ),
-        _ => ("/usr/sbin/iptables-nft", "/usr/sbin/iptables-nft-save"),
-    };
-    for (name, text) in stand_in_units(ipt) {
+    let b = s.backend;
+    let (ipt, save) = (
+        format!("/usr/sbin/iptables-{b}"),
+        format!("/usr/sbin/iptables-{b}-save"),
+    );
+    let (ipt6, save6) = (
+        format!("/usr/sbin/ip6tables-{b}"),
+        format!("/usr/sbin/ip6tables-{b}-save"),
+    );
+    for (name, text) in stand_in_units(&ipt, s.dual.then_some(ipt6.as_str())) {
         fs::write(t.join("units").join(name), text).unwrap();
     }
     fs::write(t.join("units/podsnat-collect.service"), COLLECTOR_UNIT).unwrap();
     fs::write(
         t.join("sbin/podsnat-collect"),
-        collector_script(save, &s.verify.join(" ")),
+        collector_script(&save, &save6, &s.verify.join(" ")),
     )
     .unwrap();
     fs::copy(common::STANDIN, t.join("sbin/docker-standin")).unwrap();
@@ -197,7 +223,7 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
     if let Some(extra) = s.write {
         // The namespace's own (empty) netfilter answers the --test.
         script += &format!(
-            "expect2 {bin} write --config {ex} --root {m} --iptables-restore iptables-{b}-restore {extra}\n",
+            "expect2 {bin} write --config {ex} --root {m} --iptables-restore iptables-{b}-restore --ip6tables-restore ip6tables-{b}-restore {extra}\n",
             bin = q(&bin),
             ex = q(Path::new(EXAMPLE)),
             m = q(&m),
@@ -242,6 +268,7 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
     );
     let moment = |name: &str| Moment {
         nat: read(&format!("{name}.nat")),
+        nat6: read(&format!("{name}.nat6")),
         show: parse_show(&read(&format!("{name}.show"))),
         verify: (
             read(&format!("{name}.rc")).trim().to_owned(),
@@ -303,6 +330,13 @@ fn kept(m: &Moment) -> Result<(), String> {
     )) {
         return Err("docker's port map is gone".into());
     }
+    if m.nat6.contains("PODSNAT")
+        && !m.nat6.contains(&format!(
+            "-A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination [{CONTAINER6}]:80"
+        ))
+    {
+        return Err("docker's IPv6 port map is gone".into());
+    }
     if m.verify.0 != "0" {
         return Err(format!(
             "podsnat verify exited {}: {}",
@@ -321,8 +355,15 @@ fn window(m: &Moment) -> u64 {
 
 fn ctx(name: &str, b: &Boot) -> String {
     format!(
-        "{name}\n--- nat at boot\n{}--- verify at boot\n{}--- nat after restart\n{}--- verify after restart\n{}--- journal\n{}--- status\n{}",
-        b.boot.nat, b.boot.verify.1, b.restart.nat, b.restart.verify.1, b.journal, b.status
+        "{name}\n--- nat at boot\n{}{}--- verify at boot\n{}--- nat after restart\n{}{}--- verify after restart\n{}--- journal\n{}--- status\n{}",
+        b.boot.nat,
+        b.boot.nat6,
+        b.boot.verify.1,
+        b.restart.nat,
+        b.restart.nat6,
+        b.restart.verify.1,
+        b.journal,
+        b.status
     )
 }
 
@@ -334,6 +375,7 @@ fn scenario(name: &'static str, backend: &'static str) -> Scenario {
         backend,
         mask: false,
         verify: &[],
+        dual: false,
     }
 }
 
@@ -365,6 +407,20 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
         Scenario {
             install: &["--verify-timer"],
             ..scenario("guard, nft, with podsnat-verify.service", "nft")
+        },
+        // Dual stack: podsnat.service restores both files, the pin pins
+        // both, and verify judges both tables (exit 0 only if both hold).
+        Scenario {
+            write: Some(&DUAL),
+            install: &[
+                "--family",
+                "dual",
+                "--iptables-restore",
+                "/usr/sbin/iptables-legacy-restore",
+            ],
+            verify: &DUAL,
+            dual: true,
+            ..scenario("dual stack, guard, legacy", "legacy")
         },
     ];
     for s in &positive {

@@ -45,20 +45,20 @@ impl Node<'_> {
         self.lab.ns("a")
     }
 
-    /// `podsnat ARGS` in host A with both families' programs: code, output.
+    /// `podsnat ARGS` in host A with both families' programs (only the
+    /// restore programs for `write`): code, output.
     fn podsnat(&self, args: &[&str]) -> (i32, String) {
         let six = self.backend.of(Family::V6);
         let mut all: Vec<&str> = args.to_vec();
         all.extend([
-            "--iptables-save",
-            self.backend.save,
             "--iptables-restore",
             self.backend.restore,
-            "--ip6tables-save",
-            six.save,
             "--ip6tables-restore",
             six.restore,
         ]);
+        if args.first() != Some(&"write") {
+            all.extend(["--iptables-save", self.backend.save, "--ip6tables-save", six.save]);
+        }
         let out = common::exec_in(&self.a(), common::podsnat_bin(), &all);
         let text = format!(
             "{}{}",

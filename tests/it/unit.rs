@@ -139,8 +139,17 @@ fn systemd_accepts_the_unit() {
         false,
         &["systemd-analyze", "iptables-restore"],
     );
-    let variants: [&[&str]; 2] = [
+    let variants: [&[&str]; 4] = [
         &[],
+        &["--family", "dual"],
+        &[
+            "--family",
+            "ipv6",
+            "--file6",
+            "/etc/iptables/rules.v6",
+            "--iptables-restore",
+            "/usr/sbin/iptables-legacy-restore",
+        ],
         &[
             "--after",
             "flannel.service",
@@ -191,7 +200,13 @@ fn systemd_accepts_the_unit() {
     let bin = common::podsnat_bin();
     let out = install(
         tmp.path(),
-        &["--verify-timer", "--podsnat", bin.to_str().unwrap()],
+        &[
+            "--verify-timer",
+            "--podsnat",
+            bin.to_str().unwrap(),
+            "--family",
+            "dual",
+        ],
     );
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
     let dir = tmp.path().join("etc/systemd/system");
