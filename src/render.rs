@@ -113,6 +113,8 @@ struct NatTable<'a> {
     family_word: &'static str,
     /// docker's OUTPUT rule skips the loopback network of the family.
     loopback: &'static str,
+    /// The program docker's `-C` runs: iptables or ip6tables.
+    iptables: &'static str,
     bridge: &'a str,
     docker: bool,
     /// Guard or owner: the exclusions live in PODSNAT-POSTROUTING.
@@ -136,6 +138,7 @@ pub fn nat_table(spec: &NodeSpec) -> String {
             Family::V4 => "",
             Family::V6 => "IPv6 ",
         },
+        iptables: spec.family().iptables(),
         loopback: match spec.family() {
             Family::V4 => "127.0.0.0/8",
             Family::V6 => "::1/128",

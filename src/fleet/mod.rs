@@ -225,6 +225,14 @@ pub fn load(path: &Path) -> Result<Fleet> {
                 format!("is also the name of nodes[{first}]; node names must be unique"),
             ));
         }
+        if n.pod_subnet.is_none() && n.pod_subnet_v6.is_none() {
+            return Err(Error::field(
+                format!("{origin}: node {}", name.as_str()),
+                "pod_subnet",
+                "",
+                "is missing: a node has pod_subnet (IPv4), pod_subnet_v6 (IPv6) or both",
+            ));
+        }
         let node_raw = RawConfig {
             cluster_cidr: None,
             pod_subnet: n.pod_subnet,
@@ -237,7 +245,7 @@ pub fn load(path: &Path) -> Result<Fleet> {
             mode: n.mode,
         };
         let node_origin = format!("{origin}: node {}", name.as_str());
-        let spec = config::node_spec(&node_origin, &cluster, &node_raw)?;
+        let spec = config::node_spec(&node_origin, &for_node(&cluster, &node_raw), &node_raw)?;
         // A node's own unit files are those its `[nodes.unit]` (or its
         // families) make differ from the shared ones; the rest it shares.
         let families: Vec<Family> = spec.specs().iter().map(|s| s.family()).collect();
@@ -274,6 +282,28 @@ pub fn load(path: &Path) -> Result<Fleet> {
     }
     check_overlaps(&origin, &nodes)?;
     Ok(Fleet { nodes, units })
+}
+
+/// The cluster-wide settings as they apply to one node: a node runs the
+/// families it has a pod subnet of, so the other family's cluster network
+/// and `no_masquerade` entries are not its (an IPv4-only node in a
+/// dual-stack fleet). Its own `no_masquerade`, if any, is taken as given.
+fn for_node(cluster: &RawConfig, node: &RawConfig) -> RawConfig {
+    let has = |family: Family| match family {
+        Family::V4 => node.pod_subnet.is_some(),
+        Family::V6 => node.pod_subnet_v6.is_some(),
+    };
+    RawConfig {
+        cluster_cidr: cluster.cluster_cidr.clone().filter(|_| has(Family::V4)),
+        cluster_cidr_v6: cluster.cluster_cidr_v6.clone().filter(|_| has(Family::V6)),
+        no_masquerade: cluster.no_masquerade.as_ref().map(|list| {
+            list.iter()
+                .filter(|c| has(if c.contains(':') { Family::V6 } else { Family::V4 }))
+                .cloned()
+                .collect()
+        }),
+        ..cluster.clone()
+    }
 }
 
 /// The name of the `[[nodes]]` entry that holds byte `at` of the

@@ -247,3 +247,76 @@ fn nodes_that_left_are_reported_and_pruned() {
     assert_eq!(fs::read_to_string(dir.join("README.md")).unwrap(), "mine");
     assert_eq!(fleet("check", inv, &dir, &[]).status.code(), Some(0));
 }
+
+/// A dual-stack fleet: golden files per family (`<node>.ip6tables.nat`
+/// beside `<node>.iptables.nat`), the shared units restore and pin both,
+/// an IPv4-only node gets its own units, and `write --table --table6`
+/// installs a node's two golden files.
+#[test]
+fn dual_stack_fleet_has_golden_files_per_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let inv = tmp.path().join("inventory.toml");
+    fs::write(
+        &inv,
+        "cluster_cidr = \"172.7.0.0/16\"\ncluster_cidr_v6 = \"fd00:7::/48\"\n\
+         no_masquerade = [\"10.96.0.0/12\", \"fd00:96::/108\"]\n\
+         [[nodes]]\nname = \"n1\"\npod_subnet = \"172.7.21.0/24\"\npod_subnet_v6 = \"fd00:7:0:21::/64\"\n\
+         [[nodes]]\nname = \"n2\"\npod_subnet = \"172.7.22.0/24\"\npod_subnet_v6 = \"fd00:7:0:22::/64\"\n\
+         [[nodes]]\nname = \"v4only\"\npod_subnet = \"172.7.23.0/24\"\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("golden");
+    let out = fleet("render", inv.to_str().unwrap(), &dir, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        names(&dir),
+        [
+            "n1.ip6tables.nat",
+            "n1.iptables.nat",
+            "n2.ip6tables.nat",
+            "n2.iptables.nat",
+            "podsnat-pin.service",
+            "podsnat-pin.timer",
+            "podsnat.service",
+            "v4only.iptables.nat",
+            "v4only.podsnat-pin.service",
+            "v4only.podsnat.service",
+        ]
+    );
+    let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
+    insta::assert_snapshot!("dual-n1.ip6tables.nat", read("n1.ip6tables.nat"));
+    let shared = read("podsnat.service");
+    assert!(
+        shared.contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/sysconfig/ip6tables"),
+        "{shared}"
+    );
+    assert!(!read("v4only.podsnat.service").contains("ip6tables"));
+    assert!(read("podsnat-pin.service").contains("--file6 /etc/sysconfig/ip6tables"));
+
+    // A node's golden files are what `render` gives for it, table by table.
+    let rendered = Command::new(common::podsnat_bin())
+        .args(["render", "--cluster-cidr", "172.7.0.0/16", "--pod-subnet", "172.7.21.0/24"])
+        .args(["--cluster-cidr-v6", "fd00:7::/48", "--pod-subnet-v6", "fd00:7:0:21::/64"])
+        .args(["--no-masquerade", "10.96.0.0/12", "--no-masquerade", "fd00:96::/108"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&rendered.stdout),
+        format!("{}\n{}", read("n1.iptables.nat"), read("n1.ip6tables.nat"))
+    );
+
+    // And `write --table --table6` puts both into a node's two rules files.
+    let root = tempfile::tempdir().unwrap();
+    let write = Command::new(common::podsnat_bin())
+        .args(["write", "--root", root.path().to_str().unwrap(), "--no-test"])
+        .arg("--table")
+        .arg(dir.join("n1.iptables.nat"))
+        .arg("--table6")
+        .arg(dir.join("n1.ip6tables.nat"))
+        .output()
+        .unwrap();
+    assert_eq!(write.status.code(), Some(2), "{}", text(&write.stderr));
+    let six = fs::read_to_string(root.path().join("etc/iptables/rules.v6")).unwrap();
+    assert_eq!(six, read("n1.ip6tables.nat"));
+    assert!(root.path().join("etc/iptables/rules.v4").is_file());
+}
