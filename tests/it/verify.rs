@@ -437,3 +437,80 @@ fn verify_file_is_tested_by_iptables_restore() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("cannot decide"));
     }
 }
+
+fn spec6(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
+    config::load(Sources {
+        flags: RawConfig {
+            cluster_cidr_v6: Some("fd00:7::/48".into()),
+            pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
+            no_masquerade: Some(no_masquerade.iter().map(|s| s.to_string()).collect()),
+            mode: Some(mode.into()),
+            ..RawConfig::default()
+        },
+        ..Sources::default()
+    })
+    .unwrap()
+    .specs()[0]
+    .clone()
+}
+
+/// IPv6: the same exactness over 128-bit atoms. podsnat's own tables are
+/// ok; docker's rule on top is drift for every pod source; a rule that
+/// covers half the pod /64 leaves exactly the other half drifting, reported
+/// as a range; ip6tables' flannel-style chain with a mark RETURN is decided.
+#[test]
+fn ipv6_tables_are_decided_exactly() {
+    for (mode, extra) in [
+        ("guard", &["fd00:96::/108"][..]),
+        ("classic", &[][..]),
+        ("owner", &["fd00:96::/108"][..]),
+    ] {
+        let spec = spec6(mode, extra);
+        let r = eval(&spec, &render::nat_table(&spec));
+        assert_eq!(r.status, Status::Ok, "{mode}: {}", verify::text(&r));
+    }
+    let spec = spec6("guard", &[]);
+    let broad = "-A POSTROUTING -s fd00:7:0:21::/64 ! -o docker0 -j MASQUERADE";
+    let r = eval(&spec, &ours_with_top(&spec, &[], &[broad]));
+    assert_eq!(status(&r, "pod-to-cluster"), Status::Drift);
+    assert!(rule_text(&r, "pod-to-cluster").contains(broad));
+    assert!(
+        verify::text(&r).contains("(inserted above podsnat's exclusion)"),
+        "{}",
+        verify::text(&r)
+    );
+
+    // Half the pod subnet is excluded by a hand rule above docker's.
+    let t = table(
+        &[],
+        &[
+            "-A POSTROUTING -s fd00:7:0:21::/65 -d fd00:7::/48 -j RETURN",
+            broad,
+        ],
+    );
+    let r = eval(&spec, &t);
+    let c = r.check("pod-to-cluster").unwrap();
+    assert_eq!(c.status, Status::Drift);
+    assert_eq!(c.sources, ["fd00:7:0:21:8000::/65"], "{}", verify::text(&r));
+    assert_eq!(status(&r, "pod-to-outside"), Status::Ok);
+
+    // flannel's IPv6 chain (FLANNEL-POSTRTG in ip6tables), with its mark.
+    let t = table(
+        &["FLANNEL-POSTRTG"],
+        &[
+            "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG",
+            "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment \"flanneld masq\" -j RETURN",
+            "-A FLANNEL-POSTRTG -s fd00:7:0:21::/64 -d fd00:7::/48 -m comment --comment \"flanneld masq\" -j RETURN",
+            "-A FLANNEL-POSTRTG -s fd00:7::/48 -d fd00:7::/48 -m comment --comment \"flanneld masq\" -j RETURN",
+            "-A FLANNEL-POSTRTG -s fd00:7::/48 ! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully",
+        ],
+    );
+    let r = eval(&spec, &t);
+    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+
+    // An IPv4 address in an IPv6 table is malformed, never a verdict.
+    let t = table(&[], &["-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE"]);
+    let tables = rules_file::parse(&t).unwrap();
+    let err = verify::evaluate(&spec, &tables[0]).unwrap_err();
+    assert!(err.why.contains("not an IPv6 address"), "{err}");
+}

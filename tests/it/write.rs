@@ -389,3 +389,63 @@ fn refuses_symlink_and_directory_targets() {
     assert_eq!(names(tmp.path()), ["dir", "link", "real"]);
     assert_eq!(names(&dir), Vec::<String>::new());
 }
+
+/// A dual-stack write is all or nothing: when the IPv6 file as a whole is
+/// refused by the real ip6tables-restore (its filter table has a rule it
+/// rejects), the IPv4 file, whose new content would pass, is not written
+/// either; and with both valid, both are written in one run.
+#[test]
+fn dual_stack_write_is_all_or_nothing() {
+    common::require_root_or_fail("dual_stack_write_is_all_or_nothing");
+    let broken6 = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
+    for backend in &BACKENDS {
+        let six = backend.of(podsnat::family::Family::V6);
+        let ns = Netns::new();
+        let tmp = tempfile::tempdir().unwrap();
+        let (v4, v6) = (tmp.path().join("rules.v4"), tmp.path().join("rules.v6"));
+        fs::write(&v4, EXISTING).unwrap();
+        fs::write(&v6, broken6).unwrap();
+        let args = |v6_path: &Path| {
+            vec![
+                "write".to_owned(),
+                "--config".to_owned(),
+                EXAMPLE.to_owned(),
+                "--cluster-cidr-v6".to_owned(),
+                "fd00:7::/48".to_owned(),
+                "--pod-subnet-v6".to_owned(),
+                "fd00:7:0:21::/64".to_owned(),
+                "--output".to_owned(),
+                v4.display().to_string(),
+                "--output6".to_owned(),
+                v6_path.display().to_string(),
+                "--iptables-restore".to_owned(),
+                backend.restore.to_owned(),
+                "--ip6tables-restore".to_owned(),
+                six.restore.to_owned(),
+            ]
+        };
+        let a = args(&v6);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = run(Some(&ns), &a);
+        assert_eq!(code(&out), 1, "{}: {}", backend.name, text(&out.stderr));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("rules.v6") && err.contains("99999"),
+            "{}: {err}",
+            backend.name
+        );
+        assert_eq!(fs::read_to_string(&v4).unwrap(), EXISTING, "IPv4 file untouched");
+        assert_eq!(fs::read_to_string(&v6).unwrap(), broken6, "IPv6 file untouched");
+        assert_eq!(names(tmp.path()), ["rules.v4", "rules.v6"], "no temp file left");
+
+        // Both valid: both written, then idempotent.
+        fs::remove_file(&v6).unwrap();
+        let out = run(Some(&ns), &a);
+        assert_eq!(code(&out), 2, "{}: {}", backend.name, text(&out.stderr));
+        let six_text = fs::read_to_string(&v6).unwrap();
+        assert!(six_text.contains("-A POSTROUTING -s fd00:7:0:21::/64 -j PODSNAT-POSTROUTING"));
+        assert!(fs::read_to_string(&v4).unwrap().contains("*filter"));
+        let again = run(Some(&ns), &a);
+        assert_eq!(code(&again), 0, "{}: {}", backend.name, text(&again.stdout));
+    }
+}
