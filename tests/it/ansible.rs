@@ -246,3 +246,46 @@ fn role_installs_a_nodes_golden_files() {
         );
     }
 }
+
+/// A dual-stack node with the role: both rules files, the units restore and
+/// pin both (`podsnat_family` follows the settings), idempotent.
+#[test]
+fn role_writes_both_families_on_a_dual_stack_node() {
+    common::require(
+        "role_writes_both_families_on_a_dual_stack_node",
+        false,
+        &["ansible-playbook"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("node");
+    fs::create_dir(&root).unwrap();
+    fs::write(
+        tmp.path().join("site.yml"),
+        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
+    )
+    .unwrap();
+    let vars = format!(
+        r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_cluster_cidr": "172.7.0.0/16", "podsnat_pod_subnet": "172.7.21.0/24", "podsnat_cluster_cidr_v6": "fd00:7::/48", "podsnat_pod_subnet_v6": "fd00:7:0:21::/64", "podsnat_no_masquerade": ["10.96.0.0/12", "fd00:96::/108"], "podsnat_test": false}}"#,
+        common::podsnat_bin().display(),
+        root.display()
+    );
+    let first = playbook(tmp.path(), &vars, &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stdout)
+    );
+    assert_eq!(recap(&first), (2, 0), "first run: write and unit changed");
+    let six = fs::read_to_string(root.join("etc/sysconfig/ip6tables")).unwrap();
+    assert!(six.contains("-A PODSNAT-POSTROUTING -d fd00:96::/108 -j ACCEPT"), "{six}");
+    let four = fs::read_to_string(root.join("etc/sysconfig/iptables")).unwrap();
+    assert!(!four.contains("fd00"), "{four}");
+    let unit = fs::read_to_string(root.join("etc/systemd/system/podsnat.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/sysconfig/ip6tables"),
+        "{unit}"
+    );
+    let second = playbook(tmp.path(), &vars, &[]);
+    assert!(second.status.success());
+    assert_eq!(recap(&second), (0, 0), "second run must be ok, not changed");
+}
