@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
     })
     .expect("example config loads")
     .specs()[0]
-    .clone();
+        .clone();
     let text = table(&spec, 19_993);
     let tables = rules_file::parse(&text).expect("parses");
     assert_eq!(tables[0].rules.len(), 20_005);

@@ -24,7 +24,7 @@ fn example() -> config::NodeSpec {
     })
     .expect("example config loads")
     .specs()[0]
-    .clone()
+        .clone()
 }
 
 /// 10,000 /32s two addresses apart, so none aggregate: 10,000 exclusion
@@ -47,7 +47,7 @@ fn many() -> config::NodeSpec {
     })
     .expect("generated config loads")
     .specs()[0]
-    .clone()
+        .clone()
 }
 
 fn bench(c: &mut Criterion) {

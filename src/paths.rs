@@ -86,7 +86,10 @@ mod tests {
 
     #[test]
     fn ip6_programs_pair() {
-        assert_eq!(ip6_program("iptables-restore").unwrap(), "ip6tables-restore");
+        assert_eq!(
+            ip6_program("iptables-restore").unwrap(),
+            "ip6tables-restore"
+        );
         assert_eq!(
             ip6_program("/usr/sbin/iptables-legacy-save").unwrap(),
             "/usr/sbin/ip6tables-legacy-save"

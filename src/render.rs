@@ -231,15 +231,15 @@ mod tests {
                     let node = node_spec("t", &raw, &RawConfig::default()).unwrap();
                     assert_eq!(node.specs().len(), 2);
                     for spec in node.specs() {
-                    let text = nat_table(spec);
-                    let lines = |prefix: &str| -> Vec<String> {
-                        text.lines()
-                            .filter(|l| l.starts_with(prefix))
-                            .map(str::to_owned)
-                            .collect()
-                    };
-                    assert_eq!(postrouting(spec), lines("-A POSTROUTING "), "{mode}");
-                    assert_eq!(own_chain(spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
+                        let text = nat_table(spec);
+                        let lines = |prefix: &str| -> Vec<String> {
+                            text.lines()
+                                .filter(|l| l.starts_with(prefix))
+                                .map(str::to_owned)
+                                .collect()
+                        };
+                        assert_eq!(postrouting(spec), lines("-A POSTROUTING "), "{mode}");
+                        assert_eq!(own_chain(spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
                     }
                 }
             }

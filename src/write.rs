@@ -184,7 +184,7 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
     if !opts.check {
         for (i, p) in planned.iter().enumerate() {
             if let Err(e) = p.commit(!opts.no_fsync) {
-                for done in &planned[..i] {
+                for done in planned.iter().take(i) {
                     done.undo()?;
                 }
                 return Err(e);

@@ -7,8 +7,8 @@ use std::io::Write;
 
 use super::{ExitStatus, changed_status, emit, json, verb};
 use crate::cli::{Families, Format, InstallUnitArgs};
-use crate::family::Family;
 use crate::error::Result;
+use crate::family::Family;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 use crate::{paths, write};
 

@@ -15,8 +15,8 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, SpecArgs};
 use crate::config::{self, Node, RawConfig, Sources};
-use crate::family::Family;
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::rules_file::{self, Table};
 
 pub use generate::{completion, man_page};

@@ -105,27 +105,35 @@ pub(super) fn load_flannel_env(path: &Path) -> Result<Layer> {
         if !key_ok {
             return Err(bad_line());
         }
-        if let Some(k) = NAMES.iter().position(|n| *n == key) {
-            keys[k] = Some(value);
+        if let Some(slot) = NAMES
+            .iter()
+            .position(|n| *n == key)
+            .and_then(|k| keys.get_mut(k))
+        {
+            *slot = Some(value);
         }
     }
     let [network, subnet, network6, subnet6] = keys;
     let present = |net, sub, keys: (&str, &str)| -> Result<Option<(&str, &str)>> {
         match (net, sub) {
-        (Some(n), Some(s)) => Ok(Some((n, s))),
-        (None, None) => Ok(None),
-        (None, Some(_)) | (Some(_), None) => Err(Error::Syntax {
-            path: origin.clone(),
-            message: format!(
-                "{} is missing ({} is there); is this flannel's subnet.env?",
-                if net.is_none() { keys.0 } else { keys.1 },
-                if net.is_none() { keys.1 } else { keys.0 },
-            ),
-        }),
+            (Some(n), Some(s)) => Ok(Some((n, s))),
+            (None, None) => Ok(None),
+            (None, Some(_)) | (Some(_), None) => Err(Error::Syntax {
+                path: origin.clone(),
+                message: format!(
+                    "{} is missing ({} is there); is this flannel's subnet.env?",
+                    if net.is_none() { keys.0 } else { keys.1 },
+                    if net.is_none() { keys.1 } else { keys.0 },
+                ),
+            }),
         }
     };
     let v4 = present(network, subnet, ("FLANNEL_NETWORK", "FLANNEL_SUBNET"))?;
-    let v6 = present(network6, subnet6, ("FLANNEL_IPV6_NETWORK", "FLANNEL_IPV6_SUBNET"))?;
+    let v6 = present(
+        network6,
+        subnet6,
+        ("FLANNEL_IPV6_NETWORK", "FLANNEL_IPV6_SUBNET"),
+    )?;
     if v4.is_none() && v6.is_none() {
         return Err(Error::Syntax {
             path: origin.clone(),

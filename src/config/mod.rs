@@ -4,6 +4,7 @@
 //! family the node has (IPv4, IPv6 or both). Nothing downstream re-checks.
 
 mod files;
+mod node;
 mod values;
 
 use std::fmt;
@@ -12,9 +13,10 @@ use std::path::Path;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
+pub use crate::family::Family;
 pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
-pub use crate::family::Family;
+pub use node::{Node, NodeSpec};
 pub use values::{Iface, Mode, parse_cidr, parse_cidr_any, parse_cidr6};
 
 use crate::error::{Error, Result};
@@ -102,7 +104,12 @@ impl RawConfig {
                 self.cluster_cidr_v6,
                 parse_cidr6,
             )?,
-            pod_subnet_v6: typed(origin, &key("pod_subnet_v6"), self.pod_subnet_v6, parse_cidr6)?,
+            pod_subnet_v6: typed(
+                origin,
+                &key("pod_subnet_v6"),
+                self.pod_subnet_v6,
+                parse_cidr6,
+            )?,
             bridge: typed(origin, &key("bridge"), self.bridge, Iface::parse)?,
             no_masquerade,
             random_fully: self.random_fully.map(|v| Given::from(origin, v)),
@@ -147,257 +154,6 @@ pub struct Sources<'a> {
     pub config: Option<&'a Path>,
     pub flannel_env: Option<&'a Path>,
     pub flags: RawConfig,
-}
-
-/// One node, checked: a [`NodeSpec`] for each address family it has, IPv4
-/// first. At least one; both on a dual-stack node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    specs: Vec<NodeSpec>,
-}
-
-impl Node {
-    /// Every family's spec, IPv4 first.
-    pub fn specs(&self) -> &[NodeSpec] {
-        &self.specs
-    }
-
-    pub fn family(&self, family: Family) -> Option<&NodeSpec> {
-        self.specs.iter().find(|s| s.family == family)
-    }
-}
-
-/// Everything podsnat needs to know to render one family's nat table for
-/// one node, checked: every network is of `family`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeSpec {
-    family: Family,
-    cluster_cidr: IpNet,
-    pod_subnet: IpNet,
-    bridge: Iface,
-    no_masquerade: Vec<IpNet>,
-    random_fully: bool,
-    docker: bool,
-    mode: Mode,
-}
-
-impl NodeSpec {
-    pub fn family(&self) -> Family {
-        self.family
-    }
-    pub fn cluster_cidr(&self) -> IpNet {
-        self.cluster_cidr
-    }
-    pub fn pod_subnet(&self) -> IpNet {
-        self.pod_subnet
-    }
-    pub fn bridge(&self) -> &Iface {
-        &self.bridge
-    }
-    pub fn no_masquerade(&self) -> &[IpNet] {
-        &self.no_masquerade
-    }
-    pub fn random_fully(&self) -> bool {
-        self.random_fully
-    }
-    pub fn docker(&self) -> bool {
-        self.docker
-    }
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The destinations whose traffic keeps the pod source IP: the cluster
-    /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
-    /// adjacent networks become as few rules as possible. Sorted.
-    pub fn exclusions(&self) -> Vec<IpNet> {
-        let mut all = Vec::with_capacity(self.no_masquerade.len() + 1);
-        all.push(self.cluster_cidr);
-        all.extend_from_slice(&self.no_masquerade);
-        IpNet::aggregate(&all)
-    }
-}
-
-/// The settings both families share, picked once.
-struct Shared {
-    bridge: Iface,
-    random_fully: bool,
-    docker: bool,
-    mode: Option<Given<Mode>>,
-    no_masquerade: Option<Given<Vec<IpNet>>>,
-}
-
-/// A family's two networks, picked by precedence, with their key names.
-struct Networks {
-    family: Family,
-    cluster: Option<Given<IpNet>>,
-    pod: Option<Given<IpNet>>,
-    keys: (&'static str, &'static str),
-}
-
-fn as_ip<T: Clone + Into<IpNet>>(g: Option<Given<T>>) -> Option<Given<IpNet>> {
-    g.map(|g| Given {
-        value: g.value.into(),
-        origin: g.origin,
-    })
-}
-
-impl Node {
-    fn from_layers(layers: &[Layer]) -> Result<Self> {
-        let files: Vec<&str> = layers.iter().filter_map(|l| l.origin.as_deref()).collect();
-        let missing = |field: &'static str, hint: String| Error::Missing {
-            field,
-            read: match files.as_slice() {
-                [] => "the command line (no --config or --flannel-env given)".to_owned(),
-                f => format!("the command line or {}", f.join(", ")),
-            },
-            hint,
-        };
-        let hint = |field: &str| {
-            format!(
-                "set it in --config, pass {}, or use --flannel-env",
-                key_name(true, "", field)
-            )
-        };
-        let families = [
-            Networks {
-                family: Family::V4,
-                cluster: as_ip(pick("cluster_cidr", layers, |l| l.cluster_cidr.as_ref())?),
-                pod: as_ip(pick("pod_subnet", layers, |l| l.pod_subnet.as_ref())?),
-                keys: ("cluster_cidr", "pod_subnet"),
-            },
-            Networks {
-                family: Family::V6,
-                cluster: as_ip(pick("cluster_cidr_v6", layers, |l| {
-                    l.cluster_cidr_v6.as_ref()
-                })?),
-                pod: as_ip(pick("pod_subnet_v6", layers, |l| l.pod_subnet_v6.as_ref())?),
-                keys: ("cluster_cidr_v6", "pod_subnet_v6"),
-            },
-        ];
-        if families
-            .iter()
-            .all(|f| f.cluster.is_none() && f.pod.is_none())
-        {
-            return Err(missing(
-                "cluster_cidr",
-                "set it (or cluster_cidr_v6 for IPv6) in --config, pass --cluster-cidr, or use --flannel-env"
-                    .into(),
-            ));
-        }
-        let shared = Shared {
-            bridge: pick("bridge", layers, |l| l.bridge.as_ref())?
-                .map(|g| g.value)
-                .unwrap_or_else(Iface::docker0),
-            random_fully: pick("random_fully", layers, |l| l.random_fully.as_ref())?
-                .is_some_and(|g| g.value),
-            docker: pick("docker", layers, |l| l.docker.as_ref())?.is_none_or(|g| g.value),
-            mode: pick("mode", layers, |l| l.mode.as_ref())?,
-            no_masquerade: pick("no_masquerade", layers, |l| l.no_masquerade.as_ref())?,
-        };
-        let mut specs = Vec::new();
-        for f in families {
-            let (cluster_key, pod_key) = f.keys;
-            let (cluster, pod) = match (f.cluster, f.pod) {
-                (None, None) => continue,
-                (Some(c), Some(p)) => (c, p),
-                (None, Some(_)) => return Err(missing(cluster_key, hint(cluster_key))),
-                (Some(_), None) => return Err(missing(pod_key, hint(pod_key))),
-            };
-            specs.push(family_spec(f.family, (cluster_key, cluster), (pod_key, pod), &shared)?);
-        }
-        // A no_masquerade network of a family the node does not have would
-        // silently do nothing: say so instead.
-        if let Some(extra) = &shared.no_masquerade
-            && let Some(net) = extra
-                .value
-                .iter()
-                .find(|n| !specs.iter().any(|s| s.family == Family::of(n)))
-        {
-            let family = Family::of(net);
-            return Err(Error::field(
-                &extra.origin,
-                "no_masquerade",
-                net.to_string(),
-                format!(
-                    "is {}, but this node has no {} pod network ({})",
-                    family.name(),
-                    family.name(),
-                    if family == Family::V6 {
-                        "cluster_cidr_v6 and pod_subnet_v6"
-                    } else {
-                        "cluster_cidr and pod_subnet"
-                    }
-                ),
-            ));
-        }
-        Ok(Node { specs })
-    }
-}
-
-/// One family's spec from its networks and the shared settings.
-fn family_spec(
-    family: Family,
-    (cluster_key, cluster): (&str, Given<IpNet>),
-    (pod_key, pod): (&str, Given<IpNet>),
-    shared: &Shared,
-) -> Result<NodeSpec> {
-    if !cluster.value.contains(&pod.value) {
-        return Err(Error::field(
-            &pod.origin,
-            pod_key,
-            pod.value.to_string(),
-            if cluster.origin == pod.origin {
-                format!("is not inside {cluster_key} \"{}\"", cluster.value)
-            } else {
-                format!(
-                    "is not inside {cluster_key} \"{}\" (from {})",
-                    cluster.value, cluster.origin
-                )
-            },
-        ));
-    }
-    let spec = NodeSpec {
-        family,
-        cluster_cidr: cluster.value,
-        pod_subnet: pod.value,
-        bridge: shared.bridge.clone(),
-        no_masquerade: shared
-            .no_masquerade
-            .as_ref()
-            .map(|g| {
-                g.value
-                    .iter()
-                    .filter(|n| Family::of(n) == family)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default(),
-        random_fully: shared.random_fully,
-        docker: shared.docker,
-        mode: shared.mode.as_ref().map(|g| g.value).unwrap_or_default(),
-    };
-    // Classic mode is one rule with one `! -d`; it can only express a
-    // single destination network.
-    if let (Some(mode), Some(extra)) = (&shared.mode, &shared.no_masquerade) {
-        let excl = spec.exclusions();
-        if mode.value == Mode::Classic && excl.len() > 1 {
-            let list: Vec<String> = excl.iter().map(|n| n.to_string()).collect();
-            return Err(Error::field(
-                &mode.origin,
-                "mode",
-                "classic",
-                format!(
-                    "writes a single `! -d` rule, but {cluster_key} and no_masquerade \
-                     (from {}) need {} exclusions ({}); use mode = \"guard\"",
-                    extra.origin,
-                    excl.len(),
-                    list.join(", ")
-                ),
-            ));
-        }
-    }
-    Ok(spec)
 }
 
 /// Picks a setting by precedence (layers are ordered flags, subnet.env,
@@ -461,7 +217,7 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
     Node::from_layers(&[merged.into_layer(origin, false)?])
 }
 
-/// Reads and merges every source into a checked [`NodeSpec`].
+/// Reads and merges every source into a checked [`Node`].
 pub fn load(sources: Sources<'_>) -> Result<Node> {
     let mut layers = vec![sources.flags.into_layer(FLAGS_ORIGIN, true)?];
     if let Some(p) = sources.flannel_env {
@@ -515,7 +271,10 @@ mod tests {
         ));
         let node = Node::from_layers(&[l]).unwrap();
         let got: Vec<String> = node.specs()[0]
-            .exclusions().iter().map(|n| n.to_string()).collect();
+            .exclusions()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         assert_eq!(got, ["10.0.0.0/15", "172.7.0.0/16"]);
     }
 }

@@ -248,7 +248,10 @@ mod tests {
         );
         assert!(parse_cidr("fd00::/64").unwrap_err().contains("IPv6"));
         assert!(parse_cidr("fd00::1").unwrap_err().contains("IPv6"));
-        assert_eq!(parse_cidr6("fd00:10::/48").unwrap().to_string(), "fd00:10::/48");
+        assert_eq!(
+            parse_cidr6("fd00:10::/48").unwrap().to_string(),
+            "fd00:10::/48"
+        );
         for (bad, says) in [
             ("fe80::1%eth0/64", "zone id"),
             ("::ffff:10.0.0.0/104", "IPv4-mapped"),

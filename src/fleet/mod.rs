@@ -18,8 +18,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::{self, RawConfig};
-use crate::family::Family;
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::paths;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 
@@ -298,7 +298,13 @@ fn for_node(cluster: &RawConfig, node: &RawConfig) -> RawConfig {
         cluster_cidr_v6: cluster.cluster_cidr_v6.clone().filter(|_| has(Family::V6)),
         no_masquerade: cluster.no_masquerade.as_ref().map(|list| {
             list.iter()
-                .filter(|c| has(if c.contains(':') { Family::V6 } else { Family::V4 }))
+                .filter(|c| {
+                    has(if c.contains(':') {
+                        Family::V6
+                    } else {
+                        Family::V4
+                    })
+                })
                 .cloned()
                 .collect()
         }),

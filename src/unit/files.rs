@@ -5,9 +5,9 @@
 use askama::Template;
 
 use super::{UnitName, UnitPath, UnitSpec, UnitTable};
-use crate::family::Family;
 use crate::config::FLAGS_ORIGIN;
 use crate::error::{Error, Result};
+use crate::family::Family;
 
 pub const UNIT_NAME: &str = "podsnat.service";
 

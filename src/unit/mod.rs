@@ -14,8 +14,8 @@ pub use files::{Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, uni
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;
-use crate::family::Family;
 use crate::error::{Error, Result};
+use crate::family::Family;
 use crate::write::{self, FileOutcome, Options};
 use crate::{atomic, paths, system};
 
@@ -78,9 +78,8 @@ impl UnitSpec {
                 })
                 .collect::<Result<Vec<_>>>()
         };
-        let path = |k: &str, v: &str| {
-            UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p))
-        };
+        let path =
+            |k: &str, v: &str| UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p));
         let restore = path("iptables_restore", files.restore)?;
         let tables = files
             .families

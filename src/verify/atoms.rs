@@ -257,10 +257,7 @@ fn representatives(
         .zip(ends)
         .map(|(&a, b)| {
             let pick = if b - a >= 2 { a + 1 } else { a };
-            (
-                addr(family, pick),
-                (addr(family, a), addr(family, b - 1)),
-            )
+            (addr(family, pick), (addr(family, a), addr(family, b - 1)))
         })
         .collect()
 }

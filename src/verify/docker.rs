@@ -268,8 +268,11 @@ mod tests {
             .specs()
             .to_vec();
         let mut d = DockerSettings::default();
-        d.add_daemon_json("daemon.json", r#"{"ipv6": true, "fixed-cidr-v6": "fd00:7:0:21::/64"}"#)
-            .unwrap();
+        d.add_daemon_json(
+            "daemon.json",
+            r#"{"ipv6": true, "fixed-cidr-v6": "fd00:7:0:21::/64"}"#,
+        )
+        .unwrap();
         assert_eq!(check(&specs, &d).status, Status::Ok);
         let mut d = DockerSettings::default();
         d.add_unit(
@@ -278,7 +281,11 @@ mod tests {
         );
         let c = check(&specs, &d);
         assert_eq!(c.status, Status::Drift);
-        assert!(c.findings[0].contains("fd00:7:0:21:8000::/65"), "{:?}", c.findings);
+        assert!(
+            c.findings[0].contains("fd00:7:0:21:8000::/65"),
+            "{:?}",
+            c.findings
+        );
     }
 
     #[test]

@@ -277,7 +277,10 @@ fn role_writes_both_families_on_a_dual_stack_node() {
     );
     assert_eq!(recap(&first), (2, 0), "first run: write and unit changed");
     let six = fs::read_to_string(root.join("etc/sysconfig/ip6tables")).unwrap();
-    assert!(six.contains("-A PODSNAT-POSTROUTING -d fd00:96::/108 -j ACCEPT"), "{six}");
+    assert!(
+        six.contains("-A PODSNAT-POSTROUTING -d fd00:96::/108 -j ACCEPT"),
+        "{six}"
+    );
     let four = fs::read_to_string(root.join("etc/sysconfig/iptables")).unwrap();
     assert!(!four.contains("fd00"), "{four}");
     let unit = fs::read_to_string(root.join("etc/systemd/system/podsnat.service")).unwrap();

@@ -103,8 +103,12 @@ fn stand_in_units(ipt: &str, ipt6: Option<&str>) -> [(&'static str, String); 2] 
     // A dual-stack docker does the same to the ip6tables nat table.
     let (start6, stop6) = match ipt6 {
         Some(ipt6) => (
-            format!("ExecStart=/bin/sh /usr/local/sbin/docker-standin start {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"),
-            format!("ExecStop=/bin/sh /usr/local/sbin/docker-standin stop {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"),
+            format!(
+                "ExecStart=/bin/sh /usr/local/sbin/docker-standin start {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"
+            ),
+            format!(
+                "ExecStop=/bin/sh /usr/local/sbin/docker-standin stop {ipt6} {SUBNET6} docker0 {CONTAINER6}\n"
+            ),
         ),
         None => (String::new(), String::new()),
     };

@@ -242,7 +242,7 @@ fn spec(base: u32) -> config::NodeSpec {
     })
     .unwrap()
     .specs()[0]
-    .clone()
+        .clone()
 }
 
 #[test]

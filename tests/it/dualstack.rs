@@ -57,7 +57,12 @@ impl Node<'_> {
             six.restore,
         ]);
         if args.first() != Some(&"write") {
-            all.extend(["--iptables-save", self.backend.save, "--ip6tables-save", six.save]);
+            all.extend([
+                "--iptables-save",
+                self.backend.save,
+                "--ip6tables-save",
+                six.save,
+            ]);
         }
         let out = common::exec_in(&self.a(), common::podsnat_bin(), &all);
         let text = format!(
@@ -83,7 +88,10 @@ impl Node<'_> {
     /// podsnat.service's two ExecStart lines.
     fn boot_restore(&self) {
         let six = self.backend.of(Family::V6);
-        for (restore, file) in [(self.backend.restore, &self.files.0), (six.restore, &self.files.1)] {
+        for (restore, file) in [
+            (self.backend.restore, &self.files.0),
+            (six.restore, &self.files.1),
+        ] {
             common::ok_in(&self.a(), restore, &["-w", "5", "-T", "nat", file]);
         }
     }
@@ -101,15 +109,28 @@ impl Node<'_> {
     /// Every promise on both families.
     fn check(&self, step: &str) {
         let ctx = format!("{} {step}", self.ctx);
-        let f = "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.GlobalIPv6Address}} {{.State.Pid}}";
+        let f =
+            "{{.NetworkSettings.IPAddress}} {{.NetworkSettings.GlobalIPv6Address}} {{.State.Pid}}";
         let info = self.docker.ok(&["inspect", "-f", f, "web"]);
         let [ip4, ip6, pid] = info.split(' ').collect::<Vec<_>>()[..] else {
             panic!("{ctx}: docker inspect: {info}");
         };
         let container = format!("pid:{pid}");
         for (pod_a, pod_b, c_ip, out_ip, out_seen) in [
-            (pod(SUBNETS.0), pod(SUBNETS.1), ip4, "10.9.0.2", OUTSIDE_SEEN.0),
-            (pod(SUBNETS6.0), pod(SUBNETS6.1), ip6, "fd00:9::2", OUTSIDE_SEEN.1),
+            (
+                pod(SUBNETS.0),
+                pod(SUBNETS.1),
+                ip4,
+                "10.9.0.2",
+                OUTSIDE_SEEN.0,
+            ),
+            (
+                pod(SUBNETS6.0),
+                pod(SUBNETS6.1),
+                ip6,
+                "fd00:9::2",
+                OUTSIDE_SEEN.1,
+            ),
         ] {
             assert_eq!(
                 self.lab.seen("pa", "pb", &pod_b),
@@ -235,7 +256,11 @@ fn dual_node(backend: &Backend, tag: &str) {
         node.docker.stop();
         node.docker.start();
         let (code, out) = node.verify();
-        assert_eq!(code, 2, "{}: restart {i}: docker moved its rules: {out}", node.ctx);
+        assert_eq!(
+            code, 2,
+            "{}: restart {i}: docker moved its rules: {out}",
+            node.ctx
+        );
         assert_eq!(node.pin(), 2, "{}: restart {i}: pin", node.ctx);
         assert_eq!(node.pin(), 0, "{}: a second pin changes nothing", node.ctx);
         node.check(&format!("after restart {i}"));
@@ -250,8 +275,16 @@ fn real_dockerd_dual_stack_keeps_both_pod_ips() {
         test,
         true,
         &[
-            "dockerd", "docker", "containerd", "runc", "busybox", "nsenter", "socat", "ss",
-            "timeout", "tar",
+            "dockerd",
+            "docker",
+            "containerd",
+            "runc",
+            "busybox",
+            "nsenter",
+            "socat",
+            "ss",
+            "timeout",
+            "tar",
         ],
     );
     for (i, backend) in BACKENDS.iter().enumerate() {

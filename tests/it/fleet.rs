@@ -287,7 +287,8 @@ fn dual_stack_fleet_has_golden_files_per_family() {
     insta::assert_snapshot!("dual-n1.ip6tables.nat", read("n1.ip6tables.nat"));
     let shared = read("podsnat.service");
     assert!(
-        shared.contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/sysconfig/ip6tables"),
+        shared
+            .contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/sysconfig/ip6tables"),
         "{shared}"
     );
     assert!(!read("v4only.podsnat.service").contains("ip6tables"));
@@ -295,9 +296,25 @@ fn dual_stack_fleet_has_golden_files_per_family() {
 
     // A node's golden files are what `render` gives for it, table by table.
     let rendered = Command::new(common::podsnat_bin())
-        .args(["render", "--cluster-cidr", "172.7.0.0/16", "--pod-subnet", "172.7.21.0/24"])
-        .args(["--cluster-cidr-v6", "fd00:7::/48", "--pod-subnet-v6", "fd00:7:0:21::/64"])
-        .args(["--no-masquerade", "10.96.0.0/12", "--no-masquerade", "fd00:96::/108"])
+        .args([
+            "render",
+            "--cluster-cidr",
+            "172.7.0.0/16",
+            "--pod-subnet",
+            "172.7.21.0/24",
+        ])
+        .args([
+            "--cluster-cidr-v6",
+            "fd00:7::/48",
+            "--pod-subnet-v6",
+            "fd00:7:0:21::/64",
+        ])
+        .args([
+            "--no-masquerade",
+            "10.96.0.0/12",
+            "--no-masquerade",
+            "fd00:96::/108",
+        ])
         .output()
         .unwrap();
     assert_eq!(
@@ -308,7 +325,12 @@ fn dual_stack_fleet_has_golden_files_per_family() {
     // And `write --table --table6` puts both into a node's two rules files.
     let root = tempfile::tempdir().unwrap();
     let write = Command::new(common::podsnat_bin())
-        .args(["write", "--root", root.path().to_str().unwrap(), "--no-test"])
+        .args([
+            "write",
+            "--root",
+            root.path().to_str().unwrap(),
+            "--no-test",
+        ])
         .arg("--table")
         .arg(dir.join("n1.iptables.nat"))
         .arg("--table6")

@@ -22,7 +22,7 @@ fn spec(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
     })
     .unwrap()
     .specs()[0]
-    .clone()
+        .clone()
 }
 
 fn eval(spec: &NodeSpec, table: &str) -> Report {
@@ -451,7 +451,7 @@ fn spec6(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
     })
     .unwrap()
     .specs()[0]
-    .clone()
+        .clone()
 }
 
 /// IPv6: the same exactness over 128-bit atoms. podsnat's own tables are

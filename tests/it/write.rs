@@ -397,7 +397,8 @@ fn refuses_symlink_and_directory_targets() {
 #[test]
 fn dual_stack_write_is_all_or_nothing() {
     common::require_root_or_fail("dual_stack_write_is_all_or_nothing");
-    let broken6 = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
+    let broken6 =
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
     for backend in &BACKENDS {
         let six = backend.of(podsnat::family::Family::V6);
         let ns = Netns::new();
@@ -434,9 +435,21 @@ fn dual_stack_write_is_all_or_nothing() {
             "{}: {err}",
             backend.name
         );
-        assert_eq!(fs::read_to_string(&v4).unwrap(), EXISTING, "IPv4 file untouched");
-        assert_eq!(fs::read_to_string(&v6).unwrap(), broken6, "IPv6 file untouched");
-        assert_eq!(names(tmp.path()), ["rules.v4", "rules.v6"], "no temp file left");
+        assert_eq!(
+            fs::read_to_string(&v4).unwrap(),
+            EXISTING,
+            "IPv4 file untouched"
+        );
+        assert_eq!(
+            fs::read_to_string(&v6).unwrap(),
+            broken6,
+            "IPv6 file untouched"
+        );
+        assert_eq!(
+            names(tmp.path()),
+            ["rules.v4", "rules.v6"],
+            "no temp file left"
+        );
 
         // Both valid: both written, then idempotent.
         fs::remove_file(&v6).unwrap();
