@@ -29,6 +29,19 @@ fn playbook(dir: &Path, extra_vars: &str, flags: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A temp dir with site.yml (the role on localhost) and an empty node root.
+fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("node");
+    fs::create_dir(&root).unwrap();
+    fs::write(
+        tmp.path().join("site.yml"),
+        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
+    )
+    .unwrap();
+    (tmp, root)
+}
+
 /// `changed=N` and `failed=N` from the PLAY RECAP line.
 fn recap(out: &Output) -> (u32, u32) {
     let text = String::from_utf8_lossy(&out.stdout);
@@ -57,14 +70,7 @@ fn role_is_idempotent_supports_check_diff_and_fails_on_bad_input() {
         false,
         &["ansible-playbook"],
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("node");
-    fs::create_dir(&root).unwrap();
-    fs::write(
-        tmp.path().join("site.yml"),
-        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
-    )
-    .unwrap();
+    let (tmp, root) = setup();
     let vars = |subnet: &str| {
         format!(
             r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_cluster_cidr": "172.7.0.0/16", "podsnat_pod_subnet": "{subnet}", "podsnat_no_masquerade": ["10.96.0.0/12"], "podsnat_test": false}}"#,
@@ -145,7 +151,7 @@ fn role_installs_a_nodes_golden_files() {
         false,
         &["ansible-playbook"],
     );
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, root) = setup();
     let golden = tmp.path().join("golden");
     let inventory = tmp.path().join("inventory.toml");
     fs::write(
@@ -176,13 +182,6 @@ fn role_installs_a_nodes_golden_files() {
         "the last node has its own unit"
     );
 
-    let root = tmp.path().join("node");
-    fs::create_dir(&root).unwrap();
-    fs::write(
-        tmp.path().join("site.yml"),
-        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
-    )
-    .unwrap();
     for (node, own_unit) in [("hdss7-21", false), ("hdss7-22", true)] {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir(&root).unwrap();
@@ -256,14 +255,7 @@ fn role_writes_both_families_on_a_dual_stack_node() {
         false,
         &["ansible-playbook"],
     );
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("node");
-    fs::create_dir(&root).unwrap();
-    fs::write(
-        tmp.path().join("site.yml"),
-        "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
-    )
-    .unwrap();
+    let (tmp, root) = setup();
     let vars = format!(
         r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_cluster_cidr": "172.7.0.0/16", "podsnat_pod_subnet": "172.7.21.0/24", "podsnat_cluster_cidr_v6": "fd00:7::/48", "podsnat_pod_subnet_v6": "fd00:7:0:21::/64", "podsnat_no_masquerade": ["10.96.0.0/12", "fd00:96::/108"], "podsnat_test": false}}"#,
         common::podsnat_bin().display(),

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::dockerd::Dockerd;
+use crate::common::dockerd::{self, Dockerd};
 use crate::common::lab::Lab;
 use crate::common::{self, BACKENDS, Backend};
 
@@ -75,22 +75,6 @@ enum Order {
 
 fn pod(subnet: &str) -> String {
     subnet.replace(".0/24", ".2")
-}
-
-fn tools() -> Vec<&'static str> {
-    vec![
-        "dockerd",
-        "docker",
-        "containerd",
-        "runc",
-        "busybox",
-        "nsenter",
-        "socat",
-        "ss",
-        "timeout",
-        "tar",
-        "pkill",
-    ]
 }
 
 /// `podsnat ARGS` inside `ns`: exit code and stdout+stderr.
@@ -344,7 +328,7 @@ fn real_node(
 
 #[test]
 fn real_dockerd_keeps_the_pod_ip_across_restarts() {
-    let mut progs = tools();
+    let mut progs = dockerd::TOOLS.to_vec();
     progs.extend(["ip", "iptables-nft", "iptables-legacy"]);
     common::require_root_or_fail("real_dockerd_keeps_the_pod_ip_across_restarts");
     common::require(
@@ -376,7 +360,7 @@ fn real_dockerd_keeps_the_pod_ip_across_restarts() {
 /// cannot drift from the real thing.
 #[test]
 fn the_stand_in_does_what_the_real_dockerd_does() {
-    let mut progs = tools();
+    let mut progs = dockerd::TOOLS.to_vec();
     progs.extend(["ip", "sh"]);
     common::require_root_or_fail("the_stand_in_does_what_the_real_dockerd_does");
     common::require("the_stand_in_does_what_the_real_dockerd_does", true, &progs);

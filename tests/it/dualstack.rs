@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use crate::common::dockerd::Dockerd;
+use crate::common::dockerd::{self, Dockerd};
 use crate::common::lab::Lab;
 use crate::common::{self, BACKENDS, Backend};
 use podsnat::family::Family;
@@ -271,22 +271,7 @@ fn dual_node(backend: &Backend, tag: &str) {
 fn real_dockerd_dual_stack_keeps_both_pod_ips() {
     let test = "real_dockerd_dual_stack_keeps_both_pod_ips";
     common::require_root_or_fail(test);
-    common::require(
-        test,
-        true,
-        &[
-            "dockerd",
-            "docker",
-            "containerd",
-            "runc",
-            "busybox",
-            "nsenter",
-            "socat",
-            "ss",
-            "timeout",
-            "tar",
-        ],
-    );
+    common::require(test, true, &dockerd::TOOLS);
     for (i, backend) in BACKENDS.iter().enumerate() {
         dual_node(backend, &format!("s{i}"));
     }

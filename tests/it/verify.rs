@@ -10,14 +10,26 @@ use podsnat::rules_file;
 use podsnat::verify::{self, Report, Status};
 
 fn spec(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
+    load(RawConfig {
+        cluster_cidr: Some("172.7.0.0/16".into()),
+        pod_subnet: Some("172.7.21.0/24".into()),
+        ..settings(mode, no_masquerade)
+    })
+}
+
+/// The settings every spec here shares.
+fn settings(mode: &str, no_masquerade: &[&str]) -> RawConfig {
+    RawConfig {
+        no_masquerade: Some(no_masquerade.iter().map(|s| s.to_string()).collect()),
+        mode: Some(mode.into()),
+        ..RawConfig::default()
+    }
+}
+
+/// A single-family node's spec.
+fn load(flags: RawConfig) -> NodeSpec {
     config::load(Sources {
-        flags: RawConfig {
-            cluster_cidr: Some("172.7.0.0/16".into()),
-            pod_subnet: Some("172.7.21.0/24".into()),
-            no_masquerade: Some(no_masquerade.iter().map(|s| s.to_string()).collect()),
-            mode: Some(mode.into()),
-            ..RawConfig::default()
-        },
+        flags,
         ..Sources::default()
     })
     .unwrap()
@@ -439,19 +451,11 @@ fn verify_file_is_tested_by_iptables_restore() {
 }
 
 fn spec6(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
-    config::load(Sources {
-        flags: RawConfig {
-            cluster_cidr_v6: Some("fd00:7::/48".into()),
-            pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
-            no_masquerade: Some(no_masquerade.iter().map(|s| s.to_string()).collect()),
-            mode: Some(mode.into()),
-            ..RawConfig::default()
-        },
-        ..Sources::default()
+    load(RawConfig {
+        cluster_cidr_v6: Some("fd00:7::/48".into()),
+        pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
+        ..settings(mode, no_masquerade)
     })
-    .unwrap()
-    .specs()[0]
-        .clone()
 }
 
 /// IPv6: the same exactness over 128-bit atoms. podsnat's own tables are

@@ -25,6 +25,20 @@ pub const DOCKERD: &str = "/usr/sbin/dockerd";
 pub const BUSYBOX: &str = "/bin/busybox";
 /// The image every test container runs.
 pub const IMAGE: &str = "local/busybox";
+/// What a real-dockerd test needs besides root and iptables.
+pub const TOOLS: [&str; 11] = [
+    "dockerd",
+    "docker",
+    "containerd",
+    "runc",
+    "busybox",
+    "nsenter",
+    "socat",
+    "ss",
+    "timeout",
+    "tar",
+    "pkill",
+];
 
 pub struct Dockerd {
     ns: String,
