@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::paths;
 
@@ -294,6 +294,7 @@ pub struct ChangeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("files").args(["file", "file6"]).multiple(true)))]
 pub struct VerifyArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
@@ -328,7 +329,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
     pub iptables_save: String,
     /// With --file or --file6: skip `iptables-restore --test` on the file.
-    #[arg(long)]
+    #[arg(long, requires = "files")]
     pub no_test: bool,
     /// The iptables-restore that tests a --file and applies a repair.
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
