@@ -107,14 +107,61 @@ pub fn daemon_reload() -> Result<()> {
 }
 
 /// `<save> -t nat`: the live nat table as text.
+///
+/// Its stdout is an in-memory file (memfd), not a pipe: for a 20,000-rule
+/// table iptables-save writes 2.5 MB, and through a 64 KiB pipe it stops
+/// at every full pipe until podsnat reads (measured with legacy: `| cat`
+/// costs about 10% of iptables-save's own run). Where memfd_create is not
+/// available it falls back to the pipe.
 pub fn save_nat(save: &str) -> Result<String> {
-    let done = run(save, &["-t", "nat"], None)?;
+    let done = match memfd() {
+        Some(file) => run_into(save, &["-t", "nat"], file)?,
+        None => run(save, &["-t", "nat"], None)?,
+    };
     if !done.ok {
         return Err(done.failure());
     }
     String::from_utf8(done.stdout).map_err(|e| Error::Failed {
         command: done.command,
         stderr: format!("its output is not UTF-8: {e}"),
+    })
+}
+
+/// An anonymous in-memory file, or `None` where the kernel has none.
+fn memfd() -> Option<std::fs::File> {
+    rustix::fs::memfd_create("podsnat-save", rustix::fs::MemfdFlags::CLOEXEC)
+        .ok()
+        .map(std::fs::File::from)
+}
+
+/// Runs `prog args` with stdout into `file`, then reads it back.
+fn run_into(prog: &str, args: &[&str], mut file: std::fs::File) -> Result<Finished> {
+    use std::io::{Read, Seek};
+    let command = format!("{prog} {}", args.join(" "));
+    let io_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(file.try_clone().map_err(io_err)?))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err)?;
+    let out = child.wait_with_output().map_err(io_err)?;
+    // Sized from the file: one read, no regrowing copies of 2.5 MB.
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut stdout = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut stdout))
+        .map_err(io_err)?;
+    Ok(Finished {
+        ok: out.status.success(),
+        status: out.status,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        command,
     })
 }
 
