@@ -277,4 +277,37 @@ mod tests {
             .collect();
         assert_eq!(got, ["10.0.0.0/15", "172.7.0.0/16"]);
     }
+
+    /// Each family aggregates on its own; the other family's entries never
+    /// reach its table.
+    #[test]
+    fn dual_stack_exclusions_aggregate_per_family() {
+        let raw = RawConfig {
+            cluster_cidr: Some("172.7.0.0/16".into()),
+            pod_subnet: Some("172.7.21.0/24".into()),
+            cluster_cidr_v6: Some("fd00:7::/48".into()),
+            pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
+            no_masquerade: Some(
+                [
+                    "fd00:7:1::/48",
+                    "10.0.0.0/16",
+                    "fd00:7:0:5::/64",
+                    "10.1.0.0/16",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ),
+            ..RawConfig::default()
+        };
+        let node = node_spec("x", &raw, &RawConfig::default()).unwrap();
+        let got: Vec<Vec<String>> = node
+            .specs()
+            .iter()
+            .map(|s| s.exclusions().iter().map(|n| n.to_string()).collect())
+            .collect();
+        assert_eq!(
+            got,
+            [vec!["10.0.0.0/15", "172.7.0.0/16"], vec!["fd00:7::/47"]]
+        );
+    }
 }

@@ -512,6 +512,27 @@ fn ipv6_tables_are_decided_exactly() {
     let r = eval(&spec, &t);
     assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
 
+    // Unmodeled matches are "cannot decide" on IPv6 too; an IPv6 set's
+    // contents (`ipset save`, `family inet6`) are modeled like IPv4's.
+    let conntrack = "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE";
+    let r = eval(&spec, &ours_with_top(&spec, &[], &[conntrack]));
+    assert_eq!(r.status, Status::Undecided, "{}", verify::text(&r));
+    assert_eq!(rule_text(&r, "pod-to-cluster"), conntrack);
+    let by_set = "-A POSTROUTING -m set --match-set pods6 src -m set ! --match-set cluster6 dst -j MASQUERADE";
+    let t = table(&[], &[by_set]);
+    let sets = verify::Sets::parse(
+        "create pods6 hash:net family inet6 hashsize 1024 maxelem 65536
+         add pods6 fd00:7::/48
+         create cluster6 hash:net family inet6 hashsize 1024 maxelem 65536
+         add cluster6 fd00:7::/48
+",
+    )
+    .unwrap();
+    let tables = rules_file::parse(&t).unwrap();
+    let r = verify::evaluate_with(&spec, &tables[0], &sets).unwrap();
+    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    assert_eq!(rule_text(&r, "pod-to-outside"), by_set);
+
     // An IPv4 address in an IPv6 table is malformed, never a verdict.
     let t = table(&[], &["-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE"]);
     let tables = rules_file::parse(&t).unwrap();
