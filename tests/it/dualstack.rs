@@ -276,3 +276,141 @@ fn real_dockerd_dual_stack_keeps_both_pod_ips() {
         dual_node(backend, &format!("s{i}"));
     }
 }
+
+/// The cross-host check over IPv6 in every mode, with the docker stand-in
+/// on ip6tables (compared with the real dockerd on IPv4 in docker.rs; the
+/// real dockerd's IPv6 start is what `real_dockerd_dual_stack_keeps_both_pod_ips`
+/// covers): the broad rule alone hides pod A behind host A's IPv6 address;
+/// podsnat's IPv6 table keeps pod A's; docker's start undoes it (not in
+/// owner mode); then guard's drift is fixed by `verify --repair` and
+/// classic's by `pin --file6`; egress stays masqueraded throughout.
+#[test]
+fn ipv6_cross_host_in_every_mode() {
+    let test = "ipv6_cross_host_in_every_mode";
+    common::require_root_or_fail(test);
+    common::require(test, true, &["socat", "ss", "timeout", "bash"]);
+    let (pod_a, pod_b) = (pod(SUBNETS6.0), pod(SUBNETS6.1));
+    let node_a = "fd00:4:7::21";
+    for (i, (mode, backend)) in [
+        ("guard", &BACKENDS[0]),
+        ("classic", &BACKENDS[1]),
+        ("owner", &BACKENDS[0]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let six = backend.of(Family::V6);
+        let ctx = format!("[IPv6 {mode} {}]", six.iptables);
+        let lab = Lab::dual("docker0", SUBNETS, SUBNETS6, &format!("x{i}"));
+        let a = lab.ns("a");
+        let broad = format!(
+            "-A POSTROUTING -s {} ! -o docker0 -j MASQUERADE",
+            SUBNETS6.0
+        );
+        let words: Vec<&str> = broad.split(' ').collect();
+        let mut args = vec!["-w", "5", "-t", "nat"];
+        args.extend(&words);
+        common::ok_in(&a, six.iptables, &args);
+        assert_eq!(
+            lab.seen("pa", "pb", &pod_b),
+            node_a,
+            "{ctx}: the lab shows the problem"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (f4, f6) = (tmp.path().join("v4"), tmp.path().join("v6"));
+        let flags = [
+            "--cluster-cidr-v6",
+            CLUSTER6,
+            "--pod-subnet-v6",
+            SUBNETS6.0,
+            "--mode",
+            mode,
+        ];
+        let mut write = vec![
+            "write",
+            "--cluster-cidr",
+            CLUSTER,
+            "--pod-subnet",
+            SUBNETS.0,
+            "--output",
+            f4.to_str().unwrap(),
+            "--output6",
+            f6.to_str().unwrap(),
+            "--iptables-restore",
+            backend.restore,
+            "--ip6tables-restore",
+            six.restore,
+        ];
+        write.extend(flags);
+        let out = common::exec_in(&a, common::podsnat_bin(), &write);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{ctx}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        common::ok_in(
+            &a,
+            six.restore,
+            &["-w", "5", "-T", "nat", f6.to_str().unwrap()],
+        );
+        assert_eq!(
+            lab.seen("pa", "pb", &pod_b),
+            pod_a,
+            "{ctx}: after the restore"
+        );
+        assert_eq!(
+            lab.seen("pa", "out", "fd00:9::2"),
+            OUTSIDE_SEEN.1,
+            "{ctx}: egress"
+        );
+
+        let owner = mode == "owner";
+        common::docker_standin(&a, &six, "start", SUBNETS6.0, "docker0", !owner);
+        let after_docker = lab.seen("pa", "pb", &pod_b);
+        assert_eq!(
+            after_docker,
+            if owner { &pod_a } else { node_a },
+            "{ctx}: docker's start"
+        );
+
+        let mut verify = vec![
+            "verify",
+            "--ip6tables-save",
+            six.save,
+            "--ip6tables-restore",
+            six.restore,
+        ];
+        verify.extend(flags);
+        let fix = if mode == "guard" {
+            verify.push("--repair");
+            common::exec_in(&a, common::podsnat_bin(), &verify)
+        } else {
+            common::pin_in(&a, f6.to_str().unwrap(), &six)
+        };
+        assert_eq!(
+            fix.status.code(),
+            Some(if owner { 0 } else { 2 }),
+            "{ctx}: {}{}",
+            String::from_utf8_lossy(&fix.stdout),
+            String::from_utf8_lossy(&fix.stderr)
+        );
+        assert_eq!(lab.seen("pa", "pb", &pod_b), pod_a, "{ctx}: fixed");
+        assert_eq!(
+            lab.seen("pa", "out", "fd00:9::2"),
+            OUTSIDE_SEEN.1,
+            "{ctx}: egress"
+        );
+        if mode == "guard" {
+            verify.pop();
+            let ok = common::exec_in(&a, common::podsnat_bin(), &verify);
+            assert_eq!(
+                ok.status.code(),
+                Some(0),
+                "{ctx}: {}",
+                String::from_utf8_lossy(&ok.stdout)
+            );
+        }
+    }
+}
