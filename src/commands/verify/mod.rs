@@ -81,13 +81,15 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             .collect(),
     };
     emit(out, &shown)?;
+    // As within one table, drift outranks "cannot decide" (exit 2 over 1);
+    // with --repair a repair that failed outranks one that worked.
     Ok(results
         .iter()
         .map(|r| r.exit)
-        .max_by_key(|e| match e {
-            ExitStatus::Unchanged => 0,
-            ExitStatus::Changed => 1,
-            ExitStatus::Failed => 2,
+        .max_by_key(|e| match (e, args.repair) {
+            (ExitStatus::Unchanged, _) => 0,
+            (ExitStatus::Failed, false) | (ExitStatus::Changed, true) => 1,
+            (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
         })
         .unwrap_or(ExitStatus::Unchanged))
 }
