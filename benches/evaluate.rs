@@ -1,6 +1,7 @@
 //! The in-process part of `podsnat verify`: parse a saved nat table with
-//! 20,000 kube-proxy-style rules and evaluate it. The whole-process figure
-//! next to iptables-save is benches/verify.sh.
+//! 20,000 kube-proxy-style rules and evaluate it, IPv4's and, for the
+//! 128-bit atoms, the same table on IPv6 (the dual-stack example). The
+//! whole-process figure next to iptables-save is benches/verify.sh.
 //! Run: cargo bench --bench evaluate
 
 // Benchmark code may unwrap: a panic is a failed run with its message.
@@ -40,38 +41,49 @@ fn table(spec: &config::NodeSpec, services: usize) -> String {
               -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
               -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
               -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n";
+    let v6 = spec.family() == podsnat::family::Family::V6;
     for i in 0..services {
+        let dst = if v6 {
+            format!("fd00:96::{:x}/128", i + 1)
+        } else {
+            format!("10.96.{}.{}/32", i / 250, i % 250 + 1)
+        };
         rules += &format!(
-            "-A KUBE-SERVICES -d 10.96.{}.{}/32 -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
-            i / 250,
-            i % 250 + 1
+            "-A KUBE-SERVICES -d {dst} -p tcp -m comment --comment \"default/svc-{i}:http cluster IP\" -m tcp --dport 80 -j KUBE-MARK-MASQ\n",
         );
     }
     format!("*nat\n{decls}{rules}COMMIT\n")
 }
 
 fn bench(c: &mut Criterion) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flannel-docker.toml");
-    let spec = config::load(Sources {
-        config: Some(&path),
-        ..Sources::default()
-    })
-    .expect("example config loads")
-    .specs()[0]
-        .clone();
-    let text = table(&spec, 19_993);
-    let tables = rules_file::parse(&text).expect("parses");
-    assert_eq!(tables[0].rules.len(), 20_005);
-    assert_eq!(
-        verify::evaluate(&spec, &tables[0]).unwrap().status,
-        verify::Status::Ok
-    );
-    c.bench_function("parse + evaluate 20000 rules", |b| {
-        b.iter(|| {
-            let tables = rules_file::parse(black_box(&text)).expect("parses");
-            verify::evaluate(&spec, &tables[0]).unwrap().status
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = |file: &str| {
+        config::load(Sources {
+            config: Some(&root.join(file)),
+            ..Sources::default()
         })
-    });
+        .expect("example config loads")
+    };
+    let v4 = load("examples/flannel-docker.toml").specs()[0].clone();
+    let v6 = load("examples/dual-stack.toml").specs()[1].clone();
+    for (name, spec) in [
+        ("parse + evaluate 20000 rules", v4),
+        ("parse + evaluate 20000 IPv6 rules", v6),
+    ] {
+        let text = table(&spec, 19_993);
+        let tables = rules_file::parse(&text).expect("parses");
+        assert!(tables[0].rules.len() >= 20_005);
+        assert_eq!(
+            verify::evaluate(&spec, &tables[0]).unwrap().status,
+            verify::Status::Ok
+        );
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let tables = rules_file::parse(black_box(&text)).expect("parses");
+                verify::evaluate(&spec, &tables[0]).unwrap().status
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);
