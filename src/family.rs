@@ -4,11 +4,9 @@
 use ipnet::IpNet;
 
 /// An address family: which table, which rules file, which programs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Family {
-    #[serde(rename = "ipv4")]
     V4,
-    #[serde(rename = "ipv6")]
     V6,
 }
 
@@ -31,11 +29,11 @@ impl Family {
         }
     }
 
-    /// The address space's width in bits.
-    pub fn bits(self) -> u8 {
+    /// "ipv4" or "ipv6": the family's key in a two-family JSON report.
+    pub fn key(self) -> &'static str {
         match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
         }
     }
 

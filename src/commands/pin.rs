@@ -50,7 +50,7 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
         (Format::Json, all) => {
             let map: serde_json::Map<String, serde_json::Value> = all
                 .iter()
-                .map(|(f, v, _)| (f.iptables().to_owned(), v.clone()))
+                .map(|(f, v, _)| (f.key().to_owned(), v.clone()))
                 .collect();
             json(&map)?
         }

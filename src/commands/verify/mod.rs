@@ -65,7 +65,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         (Format::Json, all) => {
             let families: Vec<String> = all
                 .iter()
-                .map(|r| format!("\"{}\":{}", family_key(r.family), r.json))
+                .map(|r| format!("\"{}\":{}", r.family.key(), r.json))
                 .collect();
             format!("{{\"status\":\"{}\",{}}}\n", worst(all), families.join(","))
         }
@@ -92,13 +92,6 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
         })
         .unwrap_or(ExitStatus::Unchanged))
-}
-
-fn family_key(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    }
 }
 
 /// The worst verdict of several families: drift, then cannot decide.
