@@ -2,6 +2,7 @@
 //! `fleet check` for users' CI, and pruning of nodes that left.
 
 use crate::common;
+use crate::common::{names, text};
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -23,20 +24,6 @@ fn fleet(cmd: &str, inventory: &str, out: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The names in a directory, sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

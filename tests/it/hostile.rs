@@ -3,6 +3,7 @@
 //! a message that names the file, and change nothing on disk.
 
 use crate::common;
+use crate::common::text;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -11,10 +12,6 @@ use std::process::{Command, Output};
 
 use crate::common::EXAMPLE;
 const EXISTING: &str = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Every name and byte under `dir`, to prove nothing changed.
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -2,6 +2,7 @@
 //! systemd's own tools: `systemd-analyze verify` and the offline security score.
 
 use crate::common;
+use crate::common::text;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -18,10 +19,6 @@ fn install(root: &Path, extra: &[&str]) -> Output {
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 const UNIT: &str = "etc/systemd/system/podsnat.service";

@@ -2,6 +2,7 @@
 //! use the real iptables-restore --test inside a namespace of their own.
 
 use crate::common;
+use crate::common::{names, text};
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -56,20 +57,6 @@ fn run(ns: Option<&Netns>, args: &[&str]) -> Output {
 
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Names in `dir`, to prove no temp file was left behind.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn target(dir: &Path) -> PathBuf {

@@ -312,3 +312,18 @@ pub fn pin_in(ns: &str, file: &str, backend: &Backend) -> Output {
         ],
     )
 }
+
+/// A program's output bytes as text, for assertions and messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The names in a directory, sorted (e.g. to prove no temp file was left).
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
