@@ -47,9 +47,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the nat table (iptables-restore format) to stdout.
-    #[command(after_help = "Example:\n  podsnat render --config examples/flannel-docker.toml")]
-    Render(SpecArgs),
+    /// Print the nat table (iptables-restore format), or with --anchor the nftables anchor, to stdout.
+    #[command(
+        after_help = "Examples:\n  podsnat render --config examples/flannel-docker.toml\n  podsnat render --config examples/flannel-docker.toml --anchor   # what `nft -f` loads"
+    )]
+    Render(RenderArgs),
     /// Put the nat table into the rules file, keeping its other tables.
     #[command(after_help = WRITE_HELP)]
     Write(WriteArgs),
@@ -149,6 +151,23 @@ pub struct SpecArgs {
     /// "guard" (default; survives docker restarts) or "classic" (the one-rule hand fix).
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
+    /// Do not render, write or expect podsnat's nftables anchor (table ip
+    /// podsnat): the iptables-only path, for nodes that forbid nftables.
+    #[arg(long)]
+    pub no_anchor: bool,
+    /// kube-proxy's --iptables-masquerade-bit: traffic with this mark bit is
+    /// left to kube-proxy's MASQUERADE [default: 14, mark 0x4000].
+    #[arg(long, value_name = "BIT")]
+    pub masquerade_bit: Option<i64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print the nftables anchor (`table ip podsnat`, for `nft -f`) instead of the nat table.
+    #[arg(long)]
+    pub anchor: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -163,10 +182,10 @@ pub struct WriteArgs {
     pub spec: SpecArgs,
     /// Put this nat table (a fleet's golden `<node>.iptables.nat`) into the
     /// rules file instead of rendering one from the settings.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
     pub table: Option<PathBuf>,
     /// The same for the IPv6 table (a fleet's golden `<node>.ip6tables.nat`).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
     pub table6: Option<PathBuf>,
     /// The rules file to update [default: /etc/sysconfig/iptables, or
     /// /etc/iptables/rules.v4 where /etc/sysconfig does not exist (Debian)].

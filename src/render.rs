@@ -4,7 +4,7 @@
 use askama::Template;
 use ipnet::IpNet;
 
-use crate::config::{Family, Mode, NodeSpec};
+use crate::config::{Family, Mode, Node, NodeSpec};
 
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
@@ -154,6 +154,12 @@ pub fn nat_table(spec: &NodeSpec) -> String {
         egress: egress(spec),
         exclusions: if guard {
             explain(spec, &nets)
+                .into_iter()
+                .map(|(net, why)| Exclusion {
+                    rule: own_chain_rule(&net),
+                    why,
+                })
+                .collect()
         } else {
             Vec::new()
         },
@@ -169,10 +175,89 @@ pub fn rule_count(table: &str) -> usize {
     table.lines().filter(|l| l.starts_with("-A ")).count()
 }
 
+/// The name of podsnat's nftables tables (`table ip podsnat`, `table ip6
+/// podsnat`) and of their one chain.
+pub const ANCHOR_TABLE: &str = "podsnat";
+pub const ANCHOR_CHAIN: &str = "postrouting";
+/// The anchor chain's priority: srcnat - 1, before every nat chain at srcnat.
+pub const ANCHOR_PRIORITY: i32 = 99;
+
+/// The nftables family of a table: `ip` or `ip6`.
+pub fn nft_family(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "ip",
+        Family::V6 => "ip6",
+    }
+}
+
+/// One anchor rule: identity SNAT of pod traffic to `net` that leaves
+/// through any interface but the bridge, exactly as `nft list ruleset`
+/// prints it.
+pub fn anchor_rule(spec: &NodeSpec, net: &IpNet) -> String {
+    let ip = nft_family(spec.family());
+    let to = match spec.family() {
+        Family::V4 => "to ip saddr",
+        Family::V6 => "to ip6 saddr",
+    };
+    format!(
+        "oifname != \"{}\" {ip} saddr {} {ip} daddr {net} snat {to}",
+        spec.bridge(),
+        spec.pod_subnet()
+    )
+}
+
+struct AnchorTable {
+    family: &'static str,
+    bridge: String,
+    rules: Vec<Exclusion>,
+}
+
+#[derive(Template)]
+#[template(path = "anchor.nft", escape = "none")]
+struct Anchor {
+    version: &'static str,
+    bit: u8,
+    /// The mark as nft prints it: `0x00004000`.
+    mark: String,
+    tables: Vec<AnchorTable>,
+}
+
+/// Renders podsnat's nftables anchor: one table per family the node runs,
+/// in one file that `nft -f` loads as one transaction. Pure.
+pub fn anchor(node: &Node) -> String {
+    let mark = node
+        .specs()
+        .first()
+        .map(|s| s.masquerade_mark())
+        .unwrap_or_default();
+    let tables = node
+        .specs()
+        .iter()
+        .map(|spec| AnchorTable {
+            family: nft_family(spec.family()),
+            bridge: spec.bridge().to_string(),
+            rules: explain(spec, &spec.exclusions())
+                .into_iter()
+                .map(|(net, why)| Exclusion {
+                    rule: anchor_rule(spec, &net),
+                    why,
+                })
+                .collect(),
+        })
+        .collect();
+    Anchor {
+        version: env!("CARGO_PKG_VERSION"),
+        bit: mark.bit(),
+        mark: format!("0x{:08x}", mark.value()),
+        tables,
+    }
+    .to_string()
+}
+
 /// Says, for each aggregated network, which configured CIDRs it stands for.
 /// `nets` is sorted and disjoint and every input lies in exactly one of them,
 /// so one sweep over the sorted inputs assigns them all.
-fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<Exclusion> {
+fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<(IpNet, String)> {
     const SHOWN: usize = 4;
     let mut inputs: Vec<(IpNet, &str)> = std::iter::once((spec.cluster_cidr(), "cluster_cidr"))
         .chain(spec.no_masquerade().iter().map(|n| (*n, "no_masquerade")))
@@ -199,10 +284,7 @@ fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<Exclusion> {
                     format!("{net} aggregates {}", parts.join(", "))
                 }
             };
-            Exclusion {
-                rule: own_chain_rule(&net),
-                why,
-            }
+            (net, why)
         })
         .collect()
 }

@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
-        Command::Render(spec) => render::run(&spec, &mut out),
+        Command::Render(args) => render::run(&args, &mut out),
         Command::Write(args) => write::run(&args, &mut out),
         Command::InstallUnit(args) => install_unit::run(&args, &mut out),
         Command::Verify(args) => verify::run(&args, &mut out),
@@ -72,6 +72,8 @@ pub fn load_spec(args: &SpecArgs) -> Result<Node> {
         random_fully: args.random_fully.then_some(true),
         docker,
         mode: args.mode.clone(),
+        anchor: args.no_anchor.then_some(false),
+        masquerade_bit: args.masquerade_bit,
     };
     config::load(Sources {
         config: args.config.as_deref(),

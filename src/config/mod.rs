@@ -17,7 +17,7 @@ pub use crate::family::Family;
 pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
 pub use node::{Node, NodeSpec};
-pub use values::{Iface, Mode, parse_cidr, parse_cidr_any, parse_cidr6};
+pub use values::{Iface, MasqueradeMark, Mode, parse_cidr, parse_cidr_any, parse_cidr6};
 
 use crate::error::{Error, Result};
 
@@ -44,6 +44,8 @@ struct Layer {
     random_fully: Option<Given<bool>>,
     docker: Option<Given<bool>>,
     mode: Option<Given<Mode>>,
+    anchor: Option<Given<bool>>,
+    masquerade_bit: Option<Given<MasqueradeMark>>,
 }
 
 /// The config file as written, and the same shape for command-line flags.
@@ -59,6 +61,10 @@ pub struct RawConfig {
     pub random_fully: Option<bool>,
     pub docker: Option<bool>,
     pub mode: Option<String>,
+    /// Load podsnat's nftables anchor (default true).
+    pub anchor: Option<bool>,
+    /// kube-proxy's `--iptables-masquerade-bit` (default 14, mark 0x4000).
+    pub masquerade_bit: Option<i64>,
 }
 
 /// A setting's name as the user wrote it, for error messages: the flag
@@ -115,6 +121,16 @@ impl RawConfig {
             random_fully: self.random_fully.map(|v| Given::from(origin, v)),
             docker: self.docker.map(|v| Given::from(origin, v)),
             mode: typed(origin, &key("mode"), self.mode, Mode::parse)?,
+            anchor: self.anchor.map(|v| Given::from(origin, v)),
+            masquerade_bit: match self.masquerade_bit {
+                None => None,
+                Some(bit) => Some(Given::from(
+                    origin,
+                    MasqueradeMark::from_bit(bit).map_err(|p| {
+                        Error::field(origin, key("masquerade_bit"), bit.to_string(), p)
+                    })?,
+                )),
+            },
         })
     }
 }
@@ -213,6 +229,8 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
         random_fully: node.random_fully.or(cluster.random_fully),
         docker: node.docker.or(cluster.docker),
         mode: node.mode.clone().or_else(|| cluster.mode.clone()),
+        anchor: node.anchor.or(cluster.anchor),
+        masquerade_bit: node.masquerade_bit.or(cluster.masquerade_bit),
     };
     Node::from_layers(&[merged.into_layer(origin, false)?])
 }

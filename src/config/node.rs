@@ -7,7 +7,7 @@
 use ipnet::IpNet;
 
 use super::{Given, Layer, key_name, pick};
-use super::{Iface, Mode};
+use super::{Iface, MasqueradeMark, Mode};
 use crate::error::{Error, Result};
 use crate::family::Family;
 
@@ -27,6 +27,12 @@ impl Node {
     pub fn family(&self, family: Family) -> Option<&NodeSpec> {
         self.specs.iter().find(|s| s.family == family)
     }
+
+    /// Whether the node gets podsnat's nftables anchor: a node setting,
+    /// the same in every family's spec.
+    pub fn anchor(&self) -> bool {
+        self.specs.iter().any(|s| s.anchor)
+    }
 }
 
 /// Everything podsnat needs to know to render one family's nat table for
@@ -41,6 +47,8 @@ pub struct NodeSpec {
     random_fully: bool,
     docker: bool,
     mode: Mode,
+    anchor: bool,
+    masquerade_mark: MasqueradeMark,
 }
 
 impl NodeSpec {
@@ -68,6 +76,13 @@ impl NodeSpec {
     pub fn mode(&self) -> Mode {
         self.mode
     }
+    /// Whether podsnat's nftables anchor is rendered, written and checked.
+    pub fn anchor(&self) -> bool {
+        self.anchor
+    }
+    pub fn masquerade_mark(&self) -> MasqueradeMark {
+        self.masquerade_mark
+    }
 
     /// The destinations whose traffic keeps the pod source IP: the cluster
     /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
@@ -87,6 +102,8 @@ struct Shared {
     docker: bool,
     mode: Option<Given<Mode>>,
     no_masquerade: Option<Given<Vec<IpNet>>>,
+    anchor: bool,
+    masquerade_mark: MasqueradeMark,
 }
 
 /// A family's two networks, picked by precedence, with their key names.
@@ -156,6 +173,10 @@ impl Node {
             docker: pick("docker", layers, |l| l.docker.as_ref())?.is_none_or(|g| g.value),
             mode: pick("mode", layers, |l| l.mode.as_ref())?,
             no_masquerade: pick("no_masquerade", layers, |l| l.no_masquerade.as_ref())?,
+            anchor: pick("anchor", layers, |l| l.anchor.as_ref())?.is_none_or(|g| g.value),
+            masquerade_mark: pick("masquerade_bit", layers, |l| l.masquerade_bit.as_ref())?
+                .map(|g| g.value)
+                .unwrap_or_default(),
         };
         let mut specs = Vec::new();
         for f in families {
@@ -243,6 +264,8 @@ fn family_spec(
         random_fully: shared.random_fully,
         docker: shared.docker,
         mode: shared.mode.as_ref().map(|g| g.value).unwrap_or_default(),
+        anchor: shared.anchor,
+        masquerade_mark: shared.masquerade_mark,
     };
     // Classic mode is one rule with one `! -d`; it can only express a
     // single destination network.

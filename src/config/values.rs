@@ -97,6 +97,42 @@ impl fmt::Display for Mode {
     }
 }
 
+/// kube-proxy's masquerade mark: one bit of the packet mark, set by
+/// `KUBE-MARK-MASQ` (iptables mode) or its nftables twin on traffic that
+/// kube-proxy must masquerade. podsnat's rules leave such traffic to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasqueradeMark(u8);
+
+impl MasqueradeMark {
+    /// kube-proxy's default `--iptables-masquerade-bit`.
+    pub const DEFAULT_BIT: u8 = 14;
+
+    pub fn from_bit(bit: i64) -> std::result::Result<Self, String> {
+        u8::try_from(bit)
+            .ok()
+            .filter(|b| *b <= 31)
+            .map(MasqueradeMark)
+            .ok_or_else(|| {
+                "is not a bit of the 32-bit packet mark; kube-proxy's --iptables-masquerade-bit is 0 to 31 (default 14)".into()
+            })
+    }
+
+    pub fn bit(self) -> u8 {
+        self.0
+    }
+
+    /// The mark's value, which is also its mask: `1 << bit`.
+    pub fn value(self) -> u32 {
+        1u32 << self.0
+    }
+}
+
+impl Default for MasqueradeMark {
+    fn default() -> Self {
+        MasqueradeMark(Self::DEFAULT_BIT)
+    }
+}
+
 /// Parses an IPv4 CIDR that must be a network address (no host bits).
 pub fn parse_cidr(s: &str) -> std::result::Result<Ipv4Net, String> {
     network(parse_cidr_loose(s)?)

@@ -33,6 +33,8 @@ struct RawInventory {
     random_fully: Option<bool>,
     docker: Option<bool>,
     mode: Option<String>,
+    anchor: Option<bool>,
+    masquerade_bit: Option<i64>,
     #[serde(default)]
     unit: RawUnit,
     #[serde(default)]
@@ -126,6 +128,8 @@ struct RawNode {
     random_fully: Option<bool>,
     docker: Option<bool>,
     mode: Option<String>,
+    anchor: Option<bool>,
+    masquerade_bit: Option<i64>,
     /// This node's own unit settings, on top of the inventory's `[unit]`.
     unit: Option<RawUnit>,
 }
@@ -201,6 +205,8 @@ pub fn load(path: &Path) -> Result<Fleet> {
         random_fully: raw.random_fully,
         docker: raw.docker,
         mode: raw.mode,
+        anchor: raw.anchor,
+        masquerade_bit: raw.masquerade_bit,
     };
     let shared: Vec<Family> = [
         (Family::V4, cluster.cluster_cidr.is_some()),
@@ -243,6 +249,8 @@ pub fn load(path: &Path) -> Result<Fleet> {
             random_fully: n.random_fully,
             docker: n.docker,
             mode: n.mode,
+            anchor: n.anchor,
+            masquerade_bit: n.masquerade_bit,
         };
         let node_origin = format!("{origin}: node {}", name.as_str());
         let spec = config::node_spec(&node_origin, &for_node(&cluster, &node_raw), &node_raw)?;
