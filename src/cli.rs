@@ -55,7 +55,7 @@ pub enum Command {
     /// Put the nat table into the rules file, keeping its other tables.
     #[command(after_help = WRITE_HELP)]
     Write(WriteArgs),
-    /// Install podsnat.service (the boot restore) and podsnat-pin.service (after every docker start).
+    /// Install podsnat.service (the boot restore), podsnat-anchor.service (the nftables anchor) and podsnat-pin.service (after every docker start).
     #[command(after_help = INSTALL_UNIT_HELP)]
     InstallUnit(InstallUnitArgs),
     /// Check, in rule order, that pod traffic to the cluster keeps its source IP and egress is masqueraded.
@@ -195,12 +195,21 @@ pub struct WriteArgs {
     /// /etc/iptables/rules.v6 where /etc/sysconfig does not exist (Debian)].
     #[arg(long, value_name = "PATH")]
     pub output6: Option<PathBuf>,
-    /// Prefix for --output and --output6, for staging a node's files under a directory.
+    /// The same for the nftables anchor (a fleet's golden `<node>.podsnat.nft`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
+    pub anchor_table: Option<PathBuf>,
+    /// Where the nftables anchor goes [default: /etc/podsnat/podsnat.nft, beside the config].
+    #[arg(long, value_name = "PATH")]
+    pub anchor_file: Option<PathBuf>,
+    /// Prefix for --output, --output6 and --anchor-file, for staging a node's files under a directory.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
     #[command(flatten)]
     pub change: ChangeArgs,
-    /// Skip `iptables-restore --test` on the new file.
+    /// The nft that checks the anchor (`nft -c -f`) before it is written.
+    #[arg(long, value_name = "PROGRAM", default_value = "nft")]
+    pub nft: String,
+    /// Skip `iptables-restore --test` (and `nft -c`) on the new files.
     #[arg(long)]
     pub no_test: bool,
     /// The iptables-restore used for the test (e.g. iptables-legacy-restore).
@@ -252,6 +261,16 @@ pub struct InstallUnitArgs {
     /// Do not create the wants link (an existing one is left as it is).
     #[arg(long)]
     pub no_enable: bool,
+    /// Do not install podsnat-anchor.service, which loads the nftables anchor
+    /// (`nft -f`) at boot and after every restart of nftables.service.
+    #[arg(long)]
+    pub no_anchor: bool,
+    /// The anchor file `podsnat write` keeps (absolute).
+    #[arg(long, value_name = "PATH", default_value = paths::ANCHOR_FILE)]
+    pub anchor_file: String,
+    /// The nft podsnat-anchor.service runs (absolute).
+    #[arg(long, value_name = "PATH", default_value = paths::NFT)]
+    pub nft: String,
     /// Do not install podsnat-pin.service (after every docker start) and
     /// podsnat-pin.timer (every minute), which put podsnat's rules back above
     /// docker's MASQUERADE rule. Only for nodes where docker does not masquerade.
@@ -360,4 +379,15 @@ pub struct VerifyArgs {
     /// The ip6tables-restore that tests a --file6 and applies an IPv6 repair.
     #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
     pub ip6tables_restore: String,
+    /// With --file or --file6: also evaluate this saved `nft -j list ruleset`
+    /// (every nftables nat chain at postrouting, in priority order).
+    #[arg(long, value_name = "FILE", requires = "files")]
+    pub nft_file: Option<PathBuf>,
+    /// The nft that reads the live nftables ruleset (`nft -j list ruleset`)
+    /// and, with --repair, loads a missing anchor.
+    #[arg(long, value_name = "PROGRAM", default_value = "nft")]
+    pub nft: String,
+    /// With --repair: the anchor file to load when the anchor is missing.
+    #[arg(long, value_name = "PATH", default_value = paths::ANCHOR_FILE)]
+    pub anchor_file: PathBuf,
 }

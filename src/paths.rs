@@ -21,6 +21,10 @@ pub const IPTABLES_RESTORE: &str = "/usr/sbin/iptables-restore";
 pub const PODSNAT_BIN: &str = "/usr/sbin/podsnat";
 /// The node's podsnat config.
 pub const CONFIG: &str = "/etc/podsnat/config.toml";
+/// podsnat's nftables anchor, beside the config.
+pub const ANCHOR_FILE: &str = "/etc/podsnat/podsnat.nft";
+/// The nft a unit runs, by absolute path.
+pub const NFT: &str = "/usr/sbin/nft";
 
 /// docker's config file.
 pub const DOCKER_DAEMON_JSON: &str = "/etc/docker/daemon.json";

@@ -254,6 +254,15 @@ pub fn anchor(node: &Node) -> String {
     .to_string()
 }
 
+/// The number of rules in rendered anchor text: the lines of a chain
+/// that are neither comments nor its `type` line.
+pub fn anchor_rule_count(text: &str) -> usize {
+    text.lines()
+        .filter(|l| l.starts_with("\t\t") && !l.trim_start().starts_with(['#']))
+        .filter(|l| !l.trim_start().starts_with("type "))
+        .count()
+}
+
 /// Says, for each aggregated network, which configured CIDRs it stands for.
 /// `nets` is sorted and disjoint and every input lies in exactly one of them,
 /// so one sweep over the sorted inputs assigns them all.

@@ -84,6 +84,38 @@ pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<
     }))
 }
 
+/// `<nft> -c -f /dev/stdin` on `content`: nft parses the file and the
+/// kernel checks the whole transaction, which is then discarded.
+pub fn nft_check(nft: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
+    let done = run(nft, &["-c", "-f", "/dev/stdin"], Some(content))?;
+    if done.ok {
+        return Ok(Ok(()));
+    }
+    Ok(Err(Rejected {
+        stderr: done.message(),
+        command: done.command,
+    }))
+}
+
+/// `<nft> -f FILE`: loads a file in one transaction.
+pub fn nft_load(nft: &str, file: &std::path::Path) -> Result<()> {
+    let path = file.display().to_string();
+    let done = run(nft, &["-f", &path], None)?;
+    if done.ok { Ok(()) } else { Err(done.failure()) }
+}
+
+/// `<nft> -j list ruleset`: every nftables table, as JSON.
+pub fn nft_ruleset(nft: &str) -> Result<String> {
+    let done = run(nft, &["-j", "list", "ruleset"], None)?;
+    if !done.ok {
+        return Err(done.failure());
+    }
+    String::from_utf8(done.stdout).map_err(|e| Error::Failed {
+        command: done.command,
+        stderr: format!("its output is not UTF-8: {e}"),
+    })
+}
+
 /// True when this process runs as root (effective uid 0), which
 /// `iptables-restore --test` needs.
 pub fn is_root() -> bool {

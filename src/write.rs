@@ -151,20 +151,41 @@ impl Planned {
     }
 }
 
-/// One family's nat table and the rules file it goes into.
+/// What goes into a file, and which program must accept it first.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// One family's nat table, spliced into the rules file's other tables;
+    /// the iptables-restore (or ip6tables-restore) runs `--test` on the
+    /// whole new file.
+    Nat(&'a str),
+    /// podsnat's nftables anchor: the whole file; nft runs `-c -f` on it.
+    Anchor(&'a str),
+}
+
+/// One file `podsnat write` keeps.
 pub struct NatFile<'a> {
-    pub nat: &'a str,
+    pub content: Content<'a>,
     pub path: &'a Path,
-    /// The iptables-restore (or ip6tables-restore) that must accept the
-    /// whole new file first; `None` skips the test.
+    /// The program that must accept the whole new file first (`--test`,
+    /// `nft -c`); `None` skips the test.
     pub test_with: Option<&'a str>,
 }
 
-/// Splices each nat table into its rules file and writes the files that
-/// changed, all or nothing: every file is read, spliced and tested before
-/// the first is written, so a table that fails its test (or a malformed
-/// file) changes no file. Should a later rename fail after an earlier one
-/// landed, the earlier file is put back.
+impl NatFile<'_> {
+    /// Its rules: `-A` lines of a nat table, rule lines of the anchor.
+    fn rules(&self) -> usize {
+        match self.content {
+            Content::Nat(nat) => crate::render::rule_count(nat),
+            Content::Anchor(text) => crate::render::anchor_rule_count(text),
+        }
+    }
+}
+
+/// Splices each nat table into its rules file (and writes the anchor
+/// file) and writes the files that changed, all or nothing: every file is
+/// read, spliced and tested before the first is written, so a table that
+/// fails its test (or a malformed file) changes no file. Should a later
+/// rename fail after an earlier one landed, the earlier file is put back.
 pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome>> {
     let mut dirs: Vec<&Path> = files.iter().map(|f| atomic::parent(f.path)).collect();
     dirs.sort();
@@ -196,7 +217,7 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
         .zip(files)
         .map(|(p, f)| NatOutcome {
             file: p.outcome(opts),
-            rules: crate::render::rule_count(f.nat),
+            rules: f.rules(),
         })
         .collect())
 }
@@ -206,21 +227,26 @@ fn plan_nat(f: &NatFile<'_>) -> Result<Planned> {
     Planned::new(
         path,
         atomic::NEW_FILE_MODE,
-        |old| {
-            rules_file::splice(old, f.nat).map_err(|e| Error::Syntax {
+        |old| match f.content {
+            Content::Nat(nat) => rules_file::splice(old, nat).map_err(|e| Error::Syntax {
                 path: path.display().to_string(),
                 message: format!("{e}; fix or remove the file, nothing was changed"),
-            })
+            }),
+            Content::Anchor(text) => Ok(text.to_owned()),
         },
-        |new| match f.test_with {
-            None => Ok(()),
-            Some(restore) => {
-                crate::system::restore_test(restore, new)?.map_err(|r| Error::Rejected {
-                    path: path.to_owned(),
-                    command: r.command,
-                    stderr: r.stderr,
-                })
-            }
+        |new| {
+            let Some(program) = f.test_with else {
+                return Ok(());
+            };
+            let verdict = match f.content {
+                Content::Nat(_) => crate::system::restore_test(program, new)?,
+                Content::Anchor(_) => crate::system::nft_check(program, new)?,
+            };
+            verdict.map_err(|r| Error::Rejected {
+                path: path.to_owned(),
+                command: r.command,
+                stderr: r.stderr,
+            })
         },
     )
 }

@@ -74,7 +74,7 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
         Families::Ipv6 => &[Family::V6],
         Families::Dual => &Family::ALL,
     };
-    UnitSpec::parse(
+    let spec = UnitSpec::parse(
         &or_default(&args.after, &unit::DEFAULT_AFTER),
         &or_default(&args.before, &unit::DEFAULT_BEFORE),
         unit::Files {
@@ -89,5 +89,14 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
                 .unwrap_or_else(|| paths::default_rules_file_of(&args.root, Family::V6)),
             restore: &args.iptables_restore,
         },
+    )?;
+    if args.no_anchor {
+        return Ok(spec);
+    }
+    spec.with_anchor(
+        crate::config::FLAGS_ORIGIN,
+        "",
+        &args.anchor_file,
+        &args.nft,
     )
 }

@@ -16,18 +16,28 @@ use crate::family::Family;
 use crate::{config, paths, render, rules_file, write};
 
 pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    // One nat table per family: from the golden files, or rendered.
-    let tables: Vec<(Family, String)> = if args.table.is_some() || args.table6.is_some() {
-        [(Family::V4, &args.table), (Family::V6, &args.table6)]
-            .into_iter()
-            .filter_map(|(f, p)| p.as_ref().map(|p| golden_table(p).map(|t| (f, t))))
-            .collect::<Result<_>>()?
+    // One nat table per family and the anchor: from the golden files, or rendered.
+    let golden = args.table.is_some() || args.table6.is_some() || args.anchor_table.is_some();
+    let (tables, anchor): (Vec<(Family, String)>, Option<String>) = if golden {
+        (
+            [(Family::V4, &args.table), (Family::V6, &args.table6)]
+                .into_iter()
+                .filter_map(|(f, p)| p.as_ref().map(|p| golden_table(p).map(|t| (f, t))))
+                .collect::<Result<_>>()?,
+            args.anchor_table
+                .as_deref()
+                .map(golden_anchor)
+                .transpose()?,
+        )
     } else {
-        load_spec(&args.spec)?
-            .specs()
-            .iter()
-            .map(|s| (s.family(), render::nat_table(s)))
-            .collect()
+        let node = load_spec(&args.spec)?;
+        (
+            node.specs()
+                .iter()
+                .map(|s| (s.family(), render::nat_table(s)))
+                .collect(),
+            node.anchor().then(|| render::anchor(&node)),
+        )
     };
     let opts = write::Options {
         check: args.change.check,
@@ -47,16 +57,29 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
             paths::under_root(&args.root, &output)
         })
         .collect();
-    let files: Vec<write::NatFile<'_>> = tables
+    let anchor_path = paths::under_root(
+        &args.root,
+        args.anchor_file
+            .as_deref()
+            .unwrap_or(Path::new(paths::ANCHOR_FILE)),
+    );
+    let mut files: Vec<write::NatFile<'_>> = tables
         .iter()
         .zip(&paths)
         .map(|((family, nat), path)| write::NatFile {
-            nat,
+            content: write::Content::Nat(nat),
             path,
             test_with: (!args.no_test)
                 .then(|| program(*family, &args.iptables_restore, &args.ip6tables_restore)),
         })
         .collect();
+    if let Some(text) = &anchor {
+        files.push(write::NatFile {
+            content: write::Content::Anchor(text),
+            path: &anchor_path,
+            test_with: (!args.no_test).then_some(args.nft.as_str()),
+        });
+    }
     let outcomes = write::write_nats(&files, opts)?;
     let changed = outcomes.iter().any(|o| o.file.changed);
     let text = match (args.change.format, outcomes.as_slice()) {
@@ -79,6 +102,20 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     emit(out, &text)?;
     Ok(changed_status(changed))
+}
+
+/// A fleet's golden anchor: a file `podsnat render --anchor` or `fleet
+/// render` wrote (its `# podsnat` header says so); `nft -c` checks the rest.
+fn golden_anchor(path: &Path) -> Result<String> {
+    let text = config::read_text(path)?;
+    if !text.starts_with("# podsnat ") || !text.contains(" podsnat {") {
+        return Err(Error::Invalid {
+            origin: path.display().to_string(),
+            message: "is not an anchor podsnat rendered (no \"# podsnat\" header and podsnat table)"
+                .into(),
+        });
+    }
+    Ok(text)
 }
 
 /// A fleet's golden nat file: exactly one `*nat` table, written by podsnat.

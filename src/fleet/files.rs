@@ -4,8 +4,9 @@
 //! Layout, flat so that a reviewer sees the node in every path and a first
 //! render creates no directories: `<node>.iptables.nat` per node (and
 //! `<node>.ip6tables.nat` for one with an IPv6 pod network); the units
-//! every node shares once (`podsnat.service`, `podsnat-pin.service`,
-//! `podsnat-pin.timer`); `<node>.podsnat.service` where a node's
+//! and its nftables anchor `<node>.podsnat.nft`; the units every node
+//! shares once (`podsnat.service`, `podsnat-anchor.service`,
+//! `podsnat-pin.service`, `podsnat-pin.timer`); `<node>.podsnat.service` where a node's
 //! `[nodes.unit]` makes that unit differ. A node picks up, for each unit,
 //! `<node>.<unit>` where it exists and `<unit>` otherwise.
 
@@ -25,9 +26,13 @@ pub const NAT_SUFFIX: &str = ".iptables.nat";
 /// And its IPv6 nat table, on a node with an IPv6 pod network.
 pub const NAT6_SUFFIX: &str = ".ip6tables.nat";
 
+/// And its nftables anchor, unless the inventory turns the anchor off.
+pub const ANCHOR_SUFFIX: &str = ".podsnat.nft";
+
 /// The unit files podsnat may write, shared or as `<node>.` + the name.
-const UNIT_NAMES: [&str; 3] = [
+const UNIT_NAMES: [&str; 4] = [
     "podsnat.service",
+    "podsnat-anchor.service",
     "podsnat-pin.service",
     "podsnat-pin.timer",
 ];
@@ -51,6 +56,12 @@ pub fn render_all(fleet: &Fleet) -> Vec<(String, String)> {
             out.push((
                 format!("{}{suffix}", n.name.as_str()),
                 render::nat_table(spec),
+            ));
+        }
+        if n.spec.anchor() {
+            out.push((
+                format!("{}{ANCHOR_SUFFIX}", n.name.as_str()),
+                render::anchor(&n.spec),
             ));
         }
         units(&format!("{}.", n.name.as_str()), &n.units, &mut out);
@@ -78,6 +89,7 @@ pub struct Report {
 fn podsnats(name: &str) -> bool {
     name.ends_with(NAT_SUFFIX)
         || name.ends_with(NAT6_SUFFIX)
+        || name.ends_with(ANCHOR_SUFFIX)
         || UNIT_NAMES
             .iter()
             .any(|u| name == *u || name.strip_suffix(u).is_some_and(|p| p.ends_with('.')))

@@ -55,13 +55,21 @@ impl RawUnit {
                 .or_else(|| self.iptables_restore.clone()),
             podsnat: over.podsnat.clone().or_else(|| self.podsnat.clone()),
             pin: over.pin.or(self.pin),
+            anchor_file: over.anchor_file.clone().or_else(|| self.anchor_file.clone()),
+            nft: over.nft.clone().or_else(|| self.nft.clone()),
         }
     }
 
     /// The units for a node of `families`, checked like `install-unit`'s
     /// flags; errors name `origin` and the key under `prefix` (`unit.after`,
     /// `nodes.unit.after`).
-    fn units(&self, origin: &str, prefix: &str, families: &[Family]) -> Result<Units> {
+    fn units(
+        &self,
+        origin: &str,
+        prefix: &str,
+        families: &[Family],
+        anchor: bool,
+    ) -> Result<Units> {
         let strings = |v: &Option<Vec<String>>, default: &[&str]| {
             v.clone()
                 .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
@@ -82,6 +90,16 @@ impl RawUnit {
                     .unwrap_or(paths::IPTABLES_RESTORE),
             },
         )?;
+        let spec = if anchor {
+            spec.with_anchor(
+                origin,
+                prefix,
+                self.anchor_file.as_deref().unwrap_or(paths::ANCHOR_FILE),
+                self.nft.as_deref().unwrap_or(paths::NFT),
+            )?
+        } else {
+            spec
+        };
         let pin = self.pin.unwrap_or(true);
         let extras = if pin {
             let podsnat = self.podsnat.as_deref().unwrap_or(paths::PODSNAT_BIN);
@@ -115,6 +133,10 @@ struct RawUnit {
     podsnat: Option<String>,
     /// podsnat-pin.service and its timer (default true).
     pin: Option<bool>,
+    /// The anchor file podsnat-anchor.service loads.
+    anchor_file: Option<String>,
+    /// The nft it runs.
+    nft: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +237,8 @@ pub fn load(path: &Path) -> Result<Fleet> {
     .into_iter()
     .filter_map(|(f, set)| set.then_some(f))
     .collect();
-    let units = raw.unit.units(&origin, "unit.", &shared)?;
+    let anchor = raw.anchor.unwrap_or(true);
+    let units = raw.unit.units(&origin, "unit.", &shared, anchor)?;
 
     let mut nodes: Vec<Node> = Vec::with_capacity(raw.nodes.len());
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
@@ -237,6 +260,14 @@ pub fn load(path: &Path) -> Result<Fleet> {
                 "pod_subnet",
                 "",
                 "is missing: a node has pod_subnet (IPv4), pod_subnet_v6 (IPv6) or both",
+            ));
+        }
+        if let Some(own) = n.anchor.filter(|own| *own != anchor) {
+            return Err(Error::field(
+                format!("{origin}: node {}", name.as_str()),
+                "anchor",
+                own.to_string(),
+                "cannot differ per node (every node shares podsnat-anchor.service); set it for the inventory",
             ));
         }
         let node_raw = RawConfig {
@@ -261,7 +292,7 @@ pub fn load(path: &Path) -> Result<Fleet> {
             None if families == shared => Vec::new(),
             None => raw
                 .unit
-                .units(&node_origin, "nodes.unit.", &families)?
+                .units(&node_origin, "nodes.unit.", &families, anchor)?
                 .into_iter()
                 .filter(|u| !units.contains(u))
                 .collect(),
@@ -276,7 +307,7 @@ pub fn load(path: &Path) -> Result<Fleet> {
                 }
                 raw.unit
                     .with(over)
-                    .units(&node_origin, "nodes.unit.", &families)?
+                    .units(&node_origin, "nodes.unit.", &families, anchor)?
                     .into_iter()
                     .filter(|u| !units.contains(u))
                     .collect()

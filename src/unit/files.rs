@@ -10,6 +10,17 @@ use crate::error::{Error, Result};
 use crate::family::Family;
 
 pub const UNIT_NAME: &str = "podsnat.service";
+pub const ANCHOR_UNIT: &str = "podsnat-anchor.service";
+
+#[derive(Template)]
+#[template(path = "podsnat-anchor.service.in", escape = "none")]
+struct AnchorService<'a> {
+    version: &'static str,
+    file: &'a UnitPath,
+    nft: &'a UnitPath,
+    before: String,
+    ipv6: bool,
+}
 
 #[derive(Template)]
 #[template(path = "podsnat.service.in", escape = "none")]
@@ -190,6 +201,22 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
         text: render(spec),
         wanted_by: "multi-user.target",
     }];
+    if let Some(a) = &spec.anchor {
+        files.push(UnitFile {
+            name: ANCHOR_UNIT,
+            text: with_newline(
+                AnchorService {
+                    version,
+                    file: &a.file,
+                    nft: &a.nft,
+                    before: join(&spec.before),
+                    ipv6: spec.has_ipv6(),
+                }
+                .to_string(),
+            ),
+            wanted_by: "multi-user.target",
+        });
+    }
     let Some(x) = extras else {
         return files;
     };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use files::{Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, unit_files};
+pub use files::{ANCHOR_UNIT, Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, unit_files};
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;
@@ -26,6 +26,15 @@ pub struct UnitSpec {
     pub before: Vec<UnitName>,
     /// One rules file per family the node runs, IPv4's first.
     pub tables: Vec<UnitTable>,
+    /// podsnat-anchor.service, which loads the nftables anchor (the default).
+    pub anchor: Option<AnchorUnit>,
+}
+
+/// The nftables anchor file and the nft that loads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorUnit {
+    pub file: UnitPath,
+    pub nft: UnitPath,
 }
 
 /// A rules file the units restore and pin, and the restore program of its
@@ -53,6 +62,26 @@ impl UnitSpec {
     /// Whether a table is IPv6's: the sandbox then allows AF_INET6.
     pub fn has_ipv6(&self) -> bool {
         self.tables.iter().any(|t| t.family == Family::V6)
+    }
+
+    /// With podsnat-anchor.service, which loads `file` with `nft`; errors
+    /// name `origin` and the keys `anchor_file` and `nft` (flags on the
+    /// command line).
+    pub fn with_anchor(
+        mut self,
+        origin: &str,
+        prefix: &str,
+        file: &str,
+        nft: &str,
+    ) -> Result<Self> {
+        let key = |k: &str| crate::config::key_name(origin == FLAGS_ORIGIN, prefix, k);
+        let path =
+            |k: &str, v: &str| UnitPath::parse(v).map_err(|p| Error::field(origin, key(k), v, p));
+        self.anchor = Some(AnchorUnit {
+            file: path("anchor_file", file)?,
+            nft: path("nft", nft)?,
+        });
+        Ok(self)
     }
 
     /// Parses raw command-line values; `--after`/`--before` errors name the flag.
@@ -112,6 +141,7 @@ impl UnitSpec {
             after: names("after", after)?,
             before: names("before", before)?,
             tables,
+            anchor: None,
         })
     }
 }

@@ -98,6 +98,14 @@ fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
     out
 }
 
+/// An address as a number, either family.
+fn num(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
 fn addr(family: Family, x: u128) -> IpAddr {
     match family {
         Family::V4 => IpAddr::V4(Ipv4Addr::from(x as u32)),
@@ -117,10 +125,24 @@ fn not_egress(family: Family) -> &'static [&'static str] {
 }
 
 impl Atoms {
-    pub(super) fn collect(spec: &NodeSpec, rules: &[Rule<'_>], sets: &Sets) -> Atoms {
+    /// `extra` holds what the nftables layer's rules name: address
+    /// ranges (first, last) and interface names (`eth*` a wildcard).
+    pub(super) fn collect(
+        spec: &NodeSpec,
+        rules: &[Rule<'_>],
+        sets: &Sets,
+        extra: (&[(IpAddr, IpAddr)], &[String]),
+    ) -> Atoms {
         let family = spec.family();
         let mut src_cuts = BTreeSet::new();
         let mut dst_cuts = BTreeSet::new();
+        for &(a, b) in extra.0 {
+            if a.is_ipv4() == (family == Family::V4) {
+                let (lo, hi) = (num(a), num(b).saturating_add(1));
+                src_cuts.extend([lo, hi]);
+                dst_cuts.extend([lo, hi]);
+            }
+        }
         sets.cuts(
             spec.family(),
             rules
@@ -129,7 +151,14 @@ impl Atoms {
             &mut src_cuts,
             &mut dst_cuts,
         );
-        let mut patterns = BTreeSet::new();
+        let mut patterns: BTreeSet<String> = extra
+            .1
+            .iter()
+            .map(|n| match n.strip_suffix('*') {
+                Some(prefix) => format!("{prefix}+"),
+                None => n.clone(),
+            })
+            .collect();
         let mut named_protos = BTreeSet::new();
         for r in rules {
             if let Some((_, n)) = &r.src {

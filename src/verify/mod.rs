@@ -12,6 +12,8 @@
 mod atoms;
 pub mod docker;
 mod fields;
+mod hook;
+pub mod nft;
 mod repair;
 mod rule;
 pub mod sets;
@@ -31,7 +33,9 @@ use atoms::Atoms;
 pub use rule::{Malformed, check_all};
 use rule::{Rule, index_by_chain, reachable_rules};
 pub use sets::Sets;
-use walk::{End, Evaluator};
+use hook::{Decision, Hook};
+pub use nft::Ruleset;
+use walk::Evaluator;
 
 /// A rule named in a report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -97,11 +101,33 @@ pub struct Check {
     pub(crate) top: usize,
 }
 
+/// Whether podsnat's nftables anchor is loaded where the config wants it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnchorCheck {
+    pub status: Status,
+    /// `ip podsnat` or `ip6 podsnat`.
+    pub table: String,
+    /// Its postrouting chain's priority, when loaded.
+    pub priority: Option<i64>,
+}
+
+/// The nftables layer a verdict also reads.
+#[derive(Debug, Clone, Copy)]
+pub struct NftLayer<'a> {
+    pub ruleset: &'a Ruleset,
+    /// iptables' table is iptables-nft's: the nft `ip nat` table is that
+    /// same table, read once, through iptables-save.
+    pub iptables_nft: bool,
+}
+
 /// The whole verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub status: Status,
     pub checks: Vec<Check>,
+    /// podsnat's nftables anchor, when the nftables layer was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorCheck>,
     /// docker's settings against the config, where they were read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<docker::DockerCheck>,
@@ -131,12 +157,32 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
 
 /// [`evaluate`] with the contents of the ipsets `-m set` rules match.
 pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<Report, Malformed> {
+    evaluate_layers(spec, table, sets, None)
+}
+
+/// [`evaluate_with`] across both layers: every nftables nat chain at
+/// postrouting and iptables' nat table, in priority order.
+pub fn evaluate_layers(
+    spec: &NodeSpec,
+    table: &Table<'_>,
+    sets: &Sets,
+    nft: Option<NftLayer<'_>>,
+) -> Result<Report, Malformed> {
     let rules = reachable_rules(table, spec.family())?;
     let exclusion = render::exclusion(spec);
-    let atoms = Atoms::collect(spec, &rules, sets);
+    let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
+    let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
     let evaluator = Evaluator {
         chains: index_by_chain(&rules),
         sets,
+    };
+    let hook = Hook {
+        iptables: &evaluator,
+        nft: nft.map(|n| n.ruleset),
+        chains: nft
+            .map(|n| n.ruleset.base_chains(spec.family(), n.iptables_nft))
+            .unwrap_or_default(),
+        family: spec.family(),
     };
 
     let mut checks = Vec::new();
@@ -150,35 +196,34 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         // Every source range that drifts, not only the first.
         let mut drifting: Vec<(IpAddr, IpAddr)> = Vec::new();
         for p in atoms.packets(spec, dsts) {
-            let end = evaluator.walk(&p);
-            let (status, rule, top, reason) = match &end {
-                End::Nat(r, top) => (
+            let (status, rule, top, reason) = match hook.decide(&p) {
+                Decision::Translate(r, top) => (
                     if expect_nat {
                         Status::Ok
                     } else {
                         Status::Drift
                     },
-                    Some(*r),
-                    *top,
+                    Some(r),
+                    top,
                     None,
                 ),
-                End::NoNat(r, top) => (
+                Decision::Keep(r, top) => (
                     if expect_nat {
                         Status::Drift
                     } else {
                         Status::Ok
                     },
-                    *r,
-                    *top,
+                    r,
+                    top,
                     None,
                 ),
-                End::Undecided(r, why) => (Status::Undecided, Some(*r), 0, Some(why.clone())),
+                Decision::Undecided(r, why) => (Status::Undecided, Some(r), 0, Some(why)),
             };
             let check = Check {
                 name,
                 expect: if expect_nat { "masquerade" } else { "keep" },
                 status,
-                rule: rule.map(RuleRef::of),
+                rule,
                 packet: format!(
                     "{} -> {} from {} via {} ({})",
                     p.src, p.dst, p.in_if, p.out_if, p.proto
@@ -256,16 +301,34 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         }
         checks.push(check);
     }
-    let status = if checks.iter().any(|c| c.status == Status::Drift) {
-        Status::Drift
-    } else if checks.iter().any(|c| c.status == Status::Undecided) {
-        Status::Undecided
-    } else {
-        Status::Ok
-    };
+    let anchor = nft.filter(|_| spec.anchor()).map(|n| {
+        let priority = n.ruleset.anchor_priority(spec.family());
+        AnchorCheck {
+            status: match priority {
+                Some(p) if p < 100 => Status::Ok,
+                _ => Status::Drift,
+            },
+            table: format!(
+                "{} {}",
+                render::nft_family(spec.family()),
+                render::ANCHOR_TABLE
+            ),
+            priority,
+        }
+    });
+    let statuses = checks
+        .iter()
+        .map(|c| c.status)
+        .chain(anchor.iter().map(|a| a.status));
+    let status = statuses.fold(Status::Ok, |worst, s| match (worst, s) {
+        (Status::Drift, _) | (_, Status::Drift) => Status::Drift,
+        (Status::Undecided, _) | (_, Status::Undecided) => Status::Undecided,
+        _ => Status::Ok,
+    });
     Ok(Report {
         status,
         checks,
+        anchor,
         docker: None,
     })
 }
@@ -368,6 +431,23 @@ pub fn text(report: &Report) -> String {
         };
         out.push_str(&line);
         out.push('\n');
+    }
+    if let Some(a) = &report.anchor {
+        out += &match (a.status, a.priority) {
+            (Status::Ok, Some(p)) => format!(
+                "ok: podsnat's nftables anchor table {} is loaded (chain {} at priority {p})\n",
+                a.table,
+                render::ANCHOR_CHAIN
+            ),
+            (_, Some(p)) => format!(
+                "drift: podsnat's nftables anchor table {} runs at priority {p}, not before srcnat (100)\n",
+                a.table
+            ),
+            (_, None) => format!(
+                "drift: podsnat's nftables anchor table {} is not loaded; `nft -f` on the anchor file (or verify --repair) loads it\n",
+                a.table
+            ),
+        };
     }
     if let Some(d) = &report.docker {
         if d.findings.is_empty() {

@@ -68,6 +68,13 @@ fn cases() {
                 "{name}: bad input printed to stdout:\n{stdout}"
             );
             assert!(!stderr.is_empty(), "{name}: bad input without a message");
+        } else if args[0] == "render" && args.iter().any(|a| a == "--anchor") {
+            // The anchor: one podsnat table per family, each replaced in
+            // one `nft -f` transaction (restore.rs loads them for real).
+            assert_eq!(code, Some(0), "{name}: {stderr}");
+            assert!(stderr.is_empty(), "{name}: unexpected stderr: {stderr}");
+            assert!(stdout.starts_with("# podsnat "), "{name}: {stdout}");
+            assert!(stdout.contains("\ndelete table ip"), "{name}: {stdout}");
         } else if args[0] == "render" {
             assert_eq!(code, Some(0), "{name}: {stderr}");
             assert!(stderr.is_empty(), "{name}: unexpected stderr: {stderr}");

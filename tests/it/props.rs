@@ -56,6 +56,8 @@ prop_compose! {
             random_fully: Some(random_fully),
             docker: Some(docker),
             mode: Some(if classic { "classic" } else { "guard" }.into()),
+            anchor: None,
+            masquerade_bit: None,
         }
     }
 }

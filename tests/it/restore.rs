@@ -36,10 +36,10 @@ fn case_spec(dir: &Path) -> Option<Node> {
         });
         prev = a;
     }
-    let Command::Render(spec) = Cli::try_parse_from(resolved).unwrap().command else {
+    let Command::Render(args) = Cli::try_parse_from(resolved).unwrap().command else {
         return None;
     };
-    Some(podsnat::commands::load_spec(&spec).unwrap())
+    Some(podsnat::commands::load_spec(&args.spec).unwrap())
 }
 
 /// Every good case's tables: one entry per family of the node, named

@@ -54,9 +54,37 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     // docker's settings are the node's, not a family's: judged once, in
     // the first family's report.
     let mut docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
+    // The nftables layer, read once for both families.
+    let mut ruleset = nft_ruleset(args, live)?;
+    let mut anchor_note = String::new();
+    if let Some(rs) = &ruleset
+        && args.repair
+        && node.anchor()
+        && node
+            .specs()
+            .iter()
+            .any(|s| rs.anchor_priority(s.family()).is_none())
+    {
+        let file = args.anchor_file.display();
+        if args.check {
+            anchor_note = format!("would load the anchor with `{} -f {file}`\n", args.nft);
+        } else {
+            system::nft_load(&args.nft, &args.anchor_file)?;
+            anchor_note = format!("loaded the anchor with `{} -f {file}`\n", args.nft);
+            ruleset = nft_ruleset(args, live)?;
+        }
+    }
     let mut results = Vec::new();
     for (spec, file) in jobs {
-        results.push(one(args, spec, file, docker.take(), live)?);
+        let mut r = one(args, spec, file, docker.take(), live, ruleset.as_ref())?;
+        if !anchor_note.is_empty() {
+            r.text = format!("{anchor_note}{}", r.text);
+            anchor_note.clear();
+            if r.exit == ExitStatus::Unchanged {
+                r.exit = ExitStatus::Changed;
+            }
+        }
+        results.push(r);
     }
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
     let shown = match (args.format, results.as_slice()) {
@@ -115,6 +143,33 @@ struct Outcome {
     json: String,
 }
 
+/// The nftables ruleset: the live one (`nft -j list ruleset`), or
+/// `--nft-file` with `--file`; `None` when a file is judged alone.
+fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
+    let (origin, text) = match &args.nft_file {
+        Some(path) => (path.display().to_string(), config::read_any(path)?),
+        None if live => (
+            format!("{} -j list ruleset", args.nft),
+            system::nft_ruleset(&args.nft).map_err(|e| match e {
+                Error::Spawn { command, source } => Error::Failed {
+                    command,
+                    stderr: format!(
+                        "{source}; verify reads every nftables nat chain too, since any of them can masquerade pod traffic (the nftables package has nft)"
+                    ),
+                },
+                e => e,
+            })?,
+        ),
+        None => return Ok(None),
+    };
+    verify::Ruleset::parse(&text)
+        .map(Some)
+        .map_err(|message| Error::Syntax {
+            path: origin,
+            message,
+        })
+}
+
 /// Verifies (and with --repair repairs) one family's table.
 fn one(
     args: &VerifyArgs,
@@ -122,6 +177,7 @@ fn one(
     file: Option<&PathBuf>,
     docker: Option<docker::DockerCheck>,
     live: bool,
+    ruleset: Option<&verify::Ruleset>,
 ) -> Result<Outcome> {
     let family = spec.family();
     let save = program(family, &args.iptables_save, &args.ip6tables_save);
@@ -149,8 +205,15 @@ fn one(
         }
     }
     let sets = ipsets(args, &text, live)?;
+    // iptables-save says which backend printed it; a legacy table is not
+    // the nft `ip nat` table, which is then read as any other.
+    let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
+    let nft = ruleset.map(|ruleset| verify::NftLayer {
+        ruleset,
+        iptables_nft: !legacy,
+    });
     let judge = |table: &_| -> Result<Report> {
-        let report = verify::evaluate_with(spec, table, &sets).map_err(malformed)?;
+        let report = verify::evaluate_layers(spec, table, &sets, nft).map_err(malformed)?;
         Ok(match &docker {
             Some(d) => report.with_docker(d.clone()),
             None => report,

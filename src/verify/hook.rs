@@ -1,0 +1,256 @@
+//! The hook walk: every nat chain hooked at postrouting, in priority order,
+//! as the kernel runs them for a packet's first packet (`nf_nat_inet_fn`).
+//! iptables' nat table is one of them, at priority 100 (srcnat). An accept
+//! or a return ends only its own chain; the first chain that sets up a
+//! translation decides and the later ones are skipped. podsnat's anchor
+//! (`snat to ip saddr` at srcnat - 1) sets up one that keeps the source.
+
+use super::RuleRef;
+use super::atoms::Packet;
+use super::nft::{Chain, Elem, Field, Ruleset, Stmt};
+use super::walk::{End, Evaluator};
+use crate::config::Family;
+
+/// iptables' nat table hooks at this priority (NF_IP_PRI_NAT_SRC).
+const IPTABLES_PRIO: i64 = 100;
+
+/// How the walk over every chain ended.
+pub(super) enum Decision {
+    /// A translation to another address (masquerade, snat to another).
+    Translate(RuleRef, usize),
+    /// The source stays: an identity snat, or no chain translated (the
+    /// rule that decided last, if any).
+    Keep(Option<RuleRef>, usize),
+    Undecided(RuleRef, String),
+}
+
+/// One chain's outcome for a packet.
+enum Outcome {
+    Bind { identity: bool, rule: RuleRef, top: usize },
+    Pass(Option<RuleRef>, usize),
+    Undecided(RuleRef, String),
+}
+
+pub(super) struct Hook<'e, 'r, 'a> {
+    pub(super) iptables: &'e Evaluator<'r, 'a>,
+    pub(super) nft: Option<&'e Ruleset>,
+    /// The nft base chains of the family, lowest priority first.
+    pub(super) chains: Vec<&'e Chain>,
+    pub(super) family: Family,
+}
+
+impl Hook<'_, '_, '_> {
+    pub(super) fn decide(&self, p: &Packet) -> Decision {
+        // The chains in order; `None` stands for iptables' nat table.
+        let mut order: Vec<(i64, Option<&Chain>)> = self
+            .chains
+            .iter()
+            .map(|c| (c.hook_prio.unwrap_or(0), Some(*c)))
+            .collect();
+        let at = order
+            .iter()
+            .position(|(prio, _)| *prio > IPTABLES_PRIO)
+            .unwrap_or(order.len());
+        order.insert(at, (IPTABLES_PRIO, None));
+
+        let mut mark = p.mark;
+        let mut last: (Option<RuleRef>, usize) = (None, 0);
+        let mut i = 0;
+        while let Some(&(prio, _)) = order.get(i) {
+            // Chains of one priority run in the order they were registered,
+            // which no listing shows: their bindings must agree.
+            let group: Vec<Option<&Chain>> = order
+                .iter()
+                .skip(i)
+                .take_while(|(q, _)| *q == prio)
+                .map(|(_, c)| *c)
+                .collect();
+            i += group.len();
+            let mut bound: Option<(bool, RuleRef, usize)> = None;
+            for chain in group {
+                let mut q = p.clone();
+                q.mark = mark;
+                let outcome = match chain {
+                    None => self.iptables_outcome(&q),
+                    Some(c) => self.nft_outcome(c, &mut q),
+                };
+                mark = q.mark;
+                match outcome {
+                    Outcome::Undecided(r, why) => return Decision::Undecided(r, why),
+                    Outcome::Pass(r, top) => {
+                        if r.is_some() {
+                            last = (r, top);
+                        }
+                    }
+                    Outcome::Bind { identity, rule, top } => match &bound {
+                        Some((other, first, _)) if *other != identity => {
+                            return Decision::Undecided(
+                                rule,
+                                format!(
+                                    "it and {first} run at the same priority {prio} in an order no listing shows, and one keeps the source while the other translates it"
+                                ),
+                            );
+                        }
+                        Some(_) => {}
+                        None => bound = Some((identity, rule, top)),
+                    },
+                }
+            }
+            match bound {
+                Some((true, rule, top)) => return Decision::Keep(Some(rule), top),
+                Some((false, rule, top)) => return Decision::Translate(rule, top),
+                None => {}
+            }
+        }
+        Decision::Keep(last.0, last.1)
+    }
+
+    fn iptables_outcome(&self, p: &Packet) -> Outcome {
+        match self.iptables.walk(p) {
+            End::Nat(r, top) => Outcome::Bind {
+                identity: false,
+                rule: RuleRef::of(r),
+                top,
+            },
+            End::NoNat(r, top) => Outcome::Pass(r.map(RuleRef::of), top),
+            End::Undecided(r, why) => Outcome::Undecided(RuleRef::of(r), why),
+        }
+    }
+
+    /// One base chain and the regular chains it jumps to.
+    fn nft_outcome(&self, base: &Chain, p: &mut Packet) -> Outcome {
+        let Some(rs) = self.nft else {
+            return Outcome::Pass(None, 0);
+        };
+        let mut stack: Vec<(&Chain, usize)> = vec![(base, 0)];
+        let mut last = None;
+        let mut steps = 0usize;
+        while let Some((chain, idx)) = stack.last_mut() {
+            let chain: &Chain = chain;
+            let Some(rule) = chain.rules.get(*idx) else {
+                stack.pop();
+                continue;
+            };
+            *idx += 1;
+            let here = rule_ref(chain, *idx, &rule.text);
+            steps += 1;
+            if steps > 100_000 || stack.len() > 64 {
+                return Outcome::Undecided(here, "the chains loop or nest too deep".into());
+            }
+            // First every match: one that fails means the rule does not
+            // apply, whatever else it holds.
+            let mut unknown = None;
+            let mut applies = true;
+            for s in &rule.stmts {
+                if let Stmt::Match { neg, field, any_of } = s {
+                    match matches(rs, chain, p, field, any_of, self.family) {
+                        Some(hit) if hit == *neg => applies = false,
+                        Some(_) => {}
+                        None => {
+                            unknown.get_or_insert_with(|| "a set it uses is not modeled".to_owned());
+                        }
+                    }
+                }
+            }
+            if !applies {
+                continue;
+            }
+            if let Some(why) = unknown {
+                return Outcome::Undecided(here, why);
+            }
+            for s in &rule.stmts {
+                match s {
+                    Stmt::Match { .. } | Stmt::Passive => {}
+                    Stmt::SetMark { and, xor, or } => p.mark = ((p.mark & and) ^ xor) | or,
+                    Stmt::Unknown(why) => return Outcome::Undecided(here, why.clone()),
+                    Stmt::Accept => return Outcome::Pass(Some(here), 0),
+                    Stmt::Identity => {
+                        return Outcome::Bind {
+                            identity: true,
+                            rule: here,
+                            top: 0,
+                        };
+                    }
+                    Stmt::Translate => {
+                        return Outcome::Bind {
+                            identity: false,
+                            rule: here,
+                            top: 0,
+                        };
+                    }
+                    Stmt::Return => {
+                        stack.pop();
+                        last = Some(here);
+                        break;
+                    }
+                    Stmt::Jump(t) | Stmt::Goto(t) => {
+                        let Some(next) = rs.chain(&chain.family, &chain.table, t) else {
+                            return Outcome::Undecided(here, format!("the chain {t} is not in the ruleset"));
+                        };
+                        if matches!(s, Stmt::Goto(_)) {
+                            stack.pop();
+                        }
+                        stack.push((next, 0));
+                        break;
+                    }
+                }
+            }
+        }
+        Outcome::Pass(last, 0)
+    }
+}
+
+fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {
+    RuleRef {
+        chain: format!("table {} {} chain {}", chain.family, chain.table, chain.name),
+        position,
+        text: text.to_owned(),
+    }
+}
+
+/// Whether the packet's `field` is one of `any_of`; `None` when a set it
+/// names is not modeled. A match on the other family's addresses (in an
+/// `inet` table) never holds, negated or not: nft adds a protocol check.
+fn matches(
+    rs: &Ruleset,
+    chain: &Chain,
+    p: &Packet,
+    field: &Field,
+    any_of: &[Elem],
+    family: Family,
+) -> Option<bool> {
+    let mut elems: Vec<&Elem> = Vec::new();
+    for e in any_of {
+        match e {
+            Elem::Name(n) if n.starts_with('@') => {
+                let set = rs.set(&chain.family, &chain.table, n.trim_start_matches('@'))?;
+                elems.extend(set);
+            }
+            _ => elems.push(e),
+        }
+    }
+    let hit = match field {
+        Field::Addr { family: f, .. } if *f != family => return Some(false),
+        Field::Addr { src, .. } => {
+            let a = if *src { p.src } else { p.dst };
+            elems
+                .iter()
+                .any(|e| matches!(e, Elem::Addrs(lo, hi) if *lo <= a && a <= *hi))
+        }
+        Field::Iface { out } => {
+            let name = if *out { &p.out_if } else { &p.in_if };
+            elems.iter().any(|e| match e {
+                Elem::Name(n) => match n.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => n == name,
+                },
+                _ => false,
+            })
+        }
+        Field::Mark(mask) => {
+            let v = p.mark & mask;
+            elems.iter().any(|e| matches!(e, Elem::Num(n) if *n == v))
+        }
+    };
+    Some(hit)
+}
