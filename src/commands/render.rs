@@ -14,8 +14,7 @@ pub fn run(args: &RenderArgs, out: &mut impl Write) -> Result<ExitStatus> {
     if args.anchor {
         if !node.anchor() {
             return Err(Error::Usage(
-                "--anchor: the settings turn the anchor off (anchor = false or --no-anchor)"
-                    .into(),
+                "--anchor: the settings turn the anchor off (anchor = false or --no-anchor)".into(),
             ));
         }
         emit(out, &render::anchor(&node))?;

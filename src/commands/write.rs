@@ -111,8 +111,9 @@ fn golden_anchor(path: &Path) -> Result<String> {
     if !text.starts_with("# podsnat ") || !text.contains(" podsnat {") {
         return Err(Error::Invalid {
             origin: path.display().to_string(),
-            message: "is not an anchor podsnat rendered (no \"# podsnat\" header and podsnat table)"
-                .into(),
+            message:
+                "is not an anchor podsnat rendered (no \"# podsnat\" header and podsnat table)"
+                    .into(),
         });
     }
     Ok(text)

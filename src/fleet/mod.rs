@@ -55,7 +55,10 @@ impl RawUnit {
                 .or_else(|| self.iptables_restore.clone()),
             podsnat: over.podsnat.clone().or_else(|| self.podsnat.clone()),
             pin: over.pin.or(self.pin),
-            anchor_file: over.anchor_file.clone().or_else(|| self.anchor_file.clone()),
+            anchor_file: over
+                .anchor_file
+                .clone()
+                .or_else(|| self.anchor_file.clone()),
             nft: over.nft.clone().or_else(|| self.nft.clone()),
         }
     }

@@ -26,7 +26,11 @@ pub(super) enum Decision {
 
 /// One chain's outcome for a packet.
 enum Outcome {
-    Bind { identity: bool, rule: RuleRef, top: usize },
+    Bind {
+        identity: bool,
+        rule: RuleRef,
+        top: usize,
+    },
     Pass(Option<RuleRef>, usize),
     Undecided(RuleRef, String),
 }
@@ -82,7 +86,11 @@ impl Hook<'_, '_, '_> {
                             last = (r, top);
                         }
                     }
-                    Outcome::Bind { identity, rule, top } => match &bound {
+                    Outcome::Bind {
+                        identity,
+                        rule,
+                        top,
+                    } => match &bound {
                         Some((other, first, _)) if *other != identity => {
                             return Decision::Undecided(
                                 rule,
@@ -147,7 +155,8 @@ impl Hook<'_, '_, '_> {
                         Some(hit) if hit == *neg => applies = false,
                         Some(_) => {}
                         None => {
-                            unknown.get_or_insert_with(|| "a set it uses is not modeled".to_owned());
+                            unknown
+                                .get_or_insert_with(|| "a set it uses is not modeled".to_owned());
                         }
                     }
                 }
@@ -185,7 +194,10 @@ impl Hook<'_, '_, '_> {
                     }
                     Stmt::Jump(t) | Stmt::Goto(t) => {
                         let Some(next) = rs.chain(&chain.family, &chain.table, t) else {
-                            return Outcome::Undecided(here, format!("the chain {t} is not in the ruleset"));
+                            return Outcome::Undecided(
+                                here,
+                                format!("the chain {t} is not in the ruleset"),
+                            );
                         };
                         if matches!(s, Stmt::Goto(_)) {
                             stack.pop();
@@ -202,7 +214,10 @@ impl Hook<'_, '_, '_> {
 
 fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {
     RuleRef {
-        chain: format!("table {} {} chain {}", chain.family, chain.table, chain.name),
+        chain: format!(
+            "table {} {} chain {}",
+            chain.family, chain.table, chain.name
+        ),
         position,
         text: text.to_owned(),
     }

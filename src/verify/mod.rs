@@ -30,11 +30,11 @@ use crate::config::NodeSpec;
 use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
+use hook::{Decision, Hook};
+pub use nft::Ruleset;
 pub use rule::{Malformed, check_all};
 use rule::{Rule, index_by_chain, reachable_rules};
 pub use sets::Sets;
-use hook::{Decision, Hook};
-pub use nft::Ruleset;
 use walk::Evaluator;
 
 /// A rule named in a report.

@@ -83,7 +83,11 @@ pub(super) enum Stmt {
     /// masquerade, or snat to another address.
     Translate,
     /// `meta mark set (mark & and) ^ xor`... as `mark = (mark & and) ^ xor | or`.
-    SetMark { and: u32, xor: u32, or: u32 },
+    SetMark {
+        and: u32,
+        xor: u32,
+        or: u32,
+    },
     /// counter and the like: no effect on the verdict.
     Passive,
     /// Anything else; evaluating it is "cannot decide".
@@ -132,9 +136,8 @@ impl Ruleset {
     /// naming what is wrong; unknown objects (flowtables, counters) are
     /// skipped, as they hold no rule.
     pub fn parse(json: &str) -> Result<Ruleset, String> {
-        let doc: Doc = serde_json::from_str(json).map_err(|e| {
-            format!("is not the JSON `nft -j list ruleset` prints: {e}")
-        })?;
+        let doc: Doc = serde_json::from_str(json)
+            .map_err(|e| format!("is not the JSON `nft -j list ruleset` prints: {e}"))?;
         let mut rs = Ruleset::default();
         let key = |f: &str, t: &str, n: &str| (f.to_owned(), t.to_owned(), n.to_owned());
         for item in doc.nftables {
@@ -296,7 +299,11 @@ fn stmt(v: &Value) -> Stmt {
             let same = addr
                 .get("payload")
                 .is_some_and(|p| p["field"] == "saddr" && body.get("port").is_none());
-            if same { Stmt::Identity } else { Stmt::Translate }
+            if same {
+                Stmt::Identity
+            } else {
+                Stmt::Translate
+            }
         }
         "mangle" => mark_set(body).unwrap_or_else(unknown),
         _ => unknown(),

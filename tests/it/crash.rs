@@ -304,6 +304,7 @@ fn write_is_old_or_new_after_sigkill() {
                 "write".into(),
                 "--config".into(),
                 configs[i % 2].display().to_string(),
+                "--no-anchor".into(),
                 "--output".into(),
                 t.display().to_string(),
                 "--no-test".into(),

@@ -44,6 +44,9 @@ impl Node {
             self.bridge,
             "--mode",
             mode,
+            // The iptables-only path (guard or owner, plus the pin) that
+            // this test proves; tests/it/anchor.rs covers the anchor.
+            "--no-anchor",
         ]
         .map(str::to_owned)
         .to_vec()

@@ -208,6 +208,9 @@ fn dual_node(backend: &Backend, tag: &str) {
         CLUSTER6,
         "--pod-subnet-v6",
         SUBNETS6.0,
+        // The iptables-only path (guard plus the pin); tests/it/anchor.rs
+        // covers the anchor.
+        "--no-anchor",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -326,6 +329,7 @@ fn ipv6_cross_host_in_every_mode() {
             SUBNETS6.0,
             "--mode",
             mode,
+            "--no-anchor",
         ];
         let mut write = vec![
             "write",

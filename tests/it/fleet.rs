@@ -37,7 +37,10 @@ fn golden_files_of_the_example_inventory() {
         files,
         [
             "hdss7-21.iptables.nat",
+            "hdss7-21.podsnat.nft",
             "hdss7-22.iptables.nat",
+            "hdss7-22.podsnat.nft",
+            "podsnat-anchor.service",
             "podsnat-pin.service",
             "podsnat-pin.timer",
             "podsnat.service"
@@ -99,12 +102,13 @@ fn shared_units_are_written_once() {
     let files = names(&dir);
     let units: Vec<&String> = files
         .iter()
-        .filter(|f| !f.ends_with(".iptables.nat"))
+        .filter(|f| !f.ends_with(".iptables.nat") && !f.ends_with(".podsnat.nft"))
         .collect();
     assert_eq!(
         units,
         [
             "odd.podsnat.service",
+            "podsnat-anchor.service",
             "podsnat-pin.service",
             "podsnat-pin.timer",
             "podsnat.service"
@@ -260,13 +264,19 @@ fn dual_stack_fleet_has_golden_files_per_family() {
         [
             "n1.ip6tables.nat",
             "n1.iptables.nat",
+            "n1.podsnat.nft",
             "n2.ip6tables.nat",
             "n2.iptables.nat",
+            "n2.podsnat.nft",
+            "podsnat-anchor.service",
             "podsnat-pin.service",
             "podsnat-pin.timer",
             "podsnat.service",
             "v4only.iptables.nat",
+            // Its units differ: the sandbox of an IPv4-only node has no AF_INET6.
+            "v4only.podsnat-anchor.service",
             "v4only.podsnat-pin.service",
+            "v4only.podsnat.nft",
             "v4only.podsnat.service",
         ]
     );

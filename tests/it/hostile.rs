@@ -93,6 +93,7 @@ fn unreadable_target_and_unwritable_directory() {
                 "--config",
                 config.to_str().unwrap(),
                 "--no-test",
+                "--no-anchor",
                 "--output",
                 target.to_str().unwrap(),
             ])

@@ -16,6 +16,7 @@
 
 mod common;
 
+mod anchor;
 mod ansible;
 mod boot;
 mod cases;

@@ -55,6 +55,7 @@ pub fn rootfs() -> PathBuf {
     let done = dir.join("rootfs");
     if done.join("usr/lib/systemd/systemd").exists()
         && done.join("usr/sbin/iptables-legacy-restore").exists()
+        && done.join("usr/sbin/nft").exists()
     {
         return done;
     }
@@ -66,7 +67,7 @@ pub fn rootfs() -> PathBuf {
     let out = Command::new("debootstrap")
         .args([
             "--variant=minbase",
-            "--include=systemd,systemd-sysv,iptables,iproute2,dbus",
+            "--include=systemd,systemd-sysv,iptables,nftables,iproute2,dbus",
         ])
         .arg(&suite)
         .arg(&partial)
