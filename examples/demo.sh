@@ -105,7 +105,7 @@ for mode in guard classic; do
   ip netns exec "$LAB-a" iptables -w 5 -t nat -F
   ip netns exec "$LAB-a" iptables -w 5 -t nat -X
   rc=0
-  ip netns exec "$LAB-a" "$PODSNAT" write --config "$config" --mode "$mode" --output "$work/iptables" > /dev/null || rc=$?
+  ip netns exec "$LAB-a" "$PODSNAT" write --config "$config" --mode "$mode" --no-anchor --output "$work/iptables" > /dev/null || rc=$?
   [[ $rc -eq 2 ]] || { echo "podsnat write failed ($rc)" >&2; exit 1; }
   ip netns exec "$LAB-a" iptables-restore -w 5 -T nat "$work/iptables"
   row "$mode" "2. reboot: podsnat's table restored" "$(seen pb 172.7.22.2)" "172.7.21.2 (pod A)"

@@ -148,7 +148,8 @@ pub struct SpecArgs {
     /// Do not emit docker's nat skeleton.
     #[arg(long)]
     pub no_docker: bool,
-    /// "guard" (default; survives docker restarts) or "classic" (the one-rule hand fix).
+    /// "guard" (default: the exclusions in a chain of their own, then docker's broad rule),
+    /// "classic" (the one-rule hand fix) or "owner" (docker with "ip-masq": false).
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
     /// Do not render, write or expect podsnat's nftables anchor (table ip

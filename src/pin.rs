@@ -153,12 +153,12 @@ mod tests {
     use crate::rules_file::parse;
 
     const GUARD: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n:PODSNAT-POSTROUTING - [0:0]\n\
-        -A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n\
+        -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING\n\
         -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE\n\
         -A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\nCOMMIT\n";
     const CLASSIC: &str = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n\
         -A POSTROUTING -s 172.7.21.0/24 ! -d 172.7.0.0/16 ! -o docker0 -j MASQUERADE --random-fully\nCOMMIT\n";
-    const JUMP: &str = "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING";
+    const JUMP: &str = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING";
     const BROAD: &str = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
     const KUBE: &str =
         "-A POSTROUTING -m comment --comment \"kubernetes postrouting rules\" -j KUBE-POSTROUTING";
@@ -227,7 +227,7 @@ mod tests {
     #[test]
     fn owner_pin_is_a_no_op_unless_docker_masquerades_after_all() {
         let owner = "# podsnat x\n*nat\n:POSTROUTING ACCEPT [0:0]\n:PODSNAT-POSTROUTING - [0:0]\n\
-            -A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n\
+            -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING\n\
             -A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -m comment --comment \"podsnat egress\" -j MASQUERADE\n\
             -A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\nCOMMIT\n";
         let egress = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -m comment --comment \"podsnat egress\" -j MASQUERADE";

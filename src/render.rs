@@ -25,10 +25,18 @@ struct Exclusion {
 
 /// The POSTROUTING rule that carries the exclusion: the jump to
 /// PODSNAT-POSTROUTING in guard mode, the `! -d` rule in classic mode.
+/// Both apply only to traffic that leaves through another interface than
+/// the bridge: traffic through the bridge (to this node's own pods, and
+/// docker's hairpin NAT, which masquerades a container reaching its own
+/// published port) stays docker's.
 pub fn exclusion(spec: &NodeSpec) -> String {
     match spec.mode() {
         Mode::Guard | Mode::Owner => {
-            format!("-A POSTROUTING -s {} -j {OWN_CHAIN}", spec.pod_subnet())
+            format!(
+                "-A POSTROUTING -s {} ! -o {} -j {OWN_CHAIN}",
+                spec.pod_subnet(),
+                spec.bridge()
+            )
         }
         Mode::Classic => format!(
             "-A POSTROUTING -s {} ! -d {} ! -o {} -j MASQUERADE{}",
@@ -113,8 +121,8 @@ struct NatTable<'a> {
     family_word: &'static str,
     /// docker's OUTPUT rule skips the loopback network of the family.
     loopback: &'static str,
-    /// The program docker's `-C` runs: iptables or ip6tables.
-    iptables: &'static str,
+    /// podsnat's nftables anchor goes with this table.
+    anchor: bool,
     bridge: &'a str,
     docker: bool,
     /// Guard or owner: the exclusions live in PODSNAT-POSTROUTING.
@@ -138,7 +146,7 @@ pub fn nat_table(spec: &NodeSpec) -> String {
             Family::V4 => "",
             Family::V6 => "IPv6 ",
         },
-        iptables: spec.family().iptables(),
+        anchor: spec.anchor(),
         loopback: match spec.family() {
             Family::V4 => "127.0.0.0/8",
             Family::V6 => "::1/128",

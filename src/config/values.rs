@@ -64,8 +64,9 @@ impl fmt::Display for Iface {
 /// How the exclusion is written; see the README for the trade-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// Exclusions first, then docker's exact broad rule, so a docker restart
-    /// finds its rule with `iptables -C` and inserts nothing above ours.
+    /// Exclusions first (a chain of their own), then docker's exact broad
+    /// rule. docker's start moves its rule on top again; the anchor decides
+    /// before this table, and the pin moves podsnat's rules back.
     #[default]
     Guard,
     /// The hand-made fix, one rule with `! -d cluster`. Undone by a docker restart.

@@ -113,7 +113,7 @@ fn role_is_idempotent_supports_check_diff_and_fails_on_bad_input() {
     assert_eq!(recap(&check).0, 1, "check mode reports the change");
     let out = String::from_utf8_lossy(&check.stdout);
     assert!(
-        out.contains("+-A POSTROUTING -s 172.7.22.0/24 -j PODSNAT-POSTROUTING"),
+        out.contains("+-A POSTROUTING -s 172.7.22.0/24 ! -o docker0 -j PODSNAT-POSTROUTING"),
         "the diff is shown:\n{out}"
     );
     assert!(out.contains("would change: "), "{out}");

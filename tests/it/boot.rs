@@ -136,8 +136,7 @@ fn stand_in_units(ipt: &str, ipt6: Option<&str>) -> [(&'static str, String); 2] 
     ]
 }
 
-const UNITS: &str =
-    "podsnat.service flanneld.service docker.service podsnat-pin.service podsnat-verify.service";
+const UNITS: &str = "podsnat.service podsnat-anchor.service flanneld.service docker.service podsnat-pin.service podsnat-verify.service";
 
 /// The collector's script: record at boot, restart docker, record again.
 fn collector_script(save: &str, save6: &str, verify: &str) -> String {
@@ -435,6 +434,34 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
                 panic!("{} {when}: {e}\n{}", s.name, ctx(s.name, &b));
             }
         }
+        if !s.install.contains(&"--no-anchor") {
+            // podsnat-anchor.service loaded the anchor before docker started.
+            let m = &b.boot;
+            let a = "podsnat-anchor.service";
+            assert_eq!(
+                [m.prop(a, "Result"), m.prop(a, "ExecMainStatus")],
+                ["success", "0"],
+                "{}:\n{}",
+                s.name,
+                ctx(s.name, &b)
+            );
+            assert!(
+                m.mono(a, "ExecMainExitTimestampMonotonic") > 0
+                    && m.mono(a, "ExecMainExitTimestampMonotonic")
+                        <= m.mono("docker.service", "ExecMainStartTimestampMonotonic"),
+                "{}: the anchor was not loaded before docker started:\n{}",
+                s.name,
+                ctx(s.name, &b)
+            );
+            for m in [&b.boot, &b.restart] {
+                assert!(
+                    m.verify.1.contains("anchor table ip podsnat is loaded"),
+                    "{}: {}",
+                    s.name,
+                    m.verify.1
+                );
+            }
+        }
         if s.install.contains(&"--verify-timer") {
             // Pulled in by docker's start too, after the pin: nothing left
             // to repair, exit 0, in podsnat.service's sandbox.
@@ -478,8 +505,12 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
             ..scenario("old After=docker ordering", "nft")
         },
         // Without the pin, docker's start leaves its rule on top.
+        // The iptables-only path (no anchor): the pin is all that moves
+        // podsnat's rules back.
         Scenario {
-            install: &["--no-pin"],
+            install: &["--no-pin", "--no-anchor"],
+            write: Some(&["--no-anchor"]),
+            verify: &["--no-anchor"],
             ..scenario("no pin", "nft")
         },
         Scenario {

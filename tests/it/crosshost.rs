@@ -339,7 +339,7 @@ fn verify_catches_live_drift_and_repair_fixes_it() {
                             "PODSNAT-POSTROUTING",
                         ],
                     );
-                    "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING"
+                    "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING"
                 }
             };
             let pod_a = "172.7.21.2";

@@ -115,7 +115,8 @@ fn shared_units_are_written_once() {
         ],
         "one shared copy of each unit, and the odd node's own podsnat.service only"
     );
-    assert_eq!(files.len(), 501 + 4);
+    // Each node's nat table and anchor, and the five shared units.
+    assert_eq!(files.len(), 501 * 2 + 5);
     let odd = fs::read_to_string(dir.join("odd.podsnat.service")).unwrap();
     assert!(odd.contains("After=flannel.service\n"), "{odd}");
 

@@ -17,6 +17,7 @@
 mod common;
 
 mod anchor;
+mod anchor_docker;
 mod ansible;
 mod boot;
 mod cases;

@@ -305,7 +305,7 @@ fn diff_and_json_report() {
     let diff = text(&out.stdout);
     assert!(diff.contains(&format!("--- {p}\n+++ {p}\n")), "{diff}");
     assert!(
-        diff.contains("\n+-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING\n"),
+        diff.contains("\n+-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING\n"),
         "{diff}"
     );
     // Only the nat section changes, and only by additions: one hunk.
@@ -460,7 +460,10 @@ fn dual_stack_write_is_all_or_nothing() {
         let out = run(Some(&ns), &a);
         assert_eq!(code(&out), 2, "{}: {}", backend.name, text(&out.stderr));
         let six_text = fs::read_to_string(&v6).unwrap();
-        assert!(six_text.contains("-A POSTROUTING -s fd00:7:0:21::/64 -j PODSNAT-POSTROUTING"));
+        assert!(
+            six_text
+                .contains("-A POSTROUTING -s fd00:7:0:21::/64 ! -o docker0 -j PODSNAT-POSTROUTING")
+        );
         assert!(fs::read_to_string(&v4).unwrap().contains("*filter"));
         let again = run(Some(&ns), &a);
         assert_eq!(code(&again), 0, "{}: {}", backend.name, text(&again.stdout));

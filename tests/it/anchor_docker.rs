@@ -1,0 +1,178 @@
+//! The anchor with the real dockerd, on both iptables backends, with no
+//! pin at all: docker's stored state (a `--restart always` container
+//! publishing a port, `"userland-proxy": false`), a reboot, the boot
+//! restore and the anchor before docker, then 3 real restarts. After each:
+//! pod B sees pod A's IP and the container's, the outside host sees the
+//! node's address, the published port answers from host B, the container
+//! reaches its own published port through the node's address (docker's
+//! hairpin NAT), and `podsnat verify` answers ok.
+
+use crate::common;
+
+use crate::common::dockerd::{self, Dockerd};
+use crate::common::lab::Lab;
+use crate::common::{BACKENDS, Backend};
+
+const NODE_A: &str = "10.4.7.21";
+const OUTSIDE_SEEN: &str = "10.9.0.1";
+const HOST_PORT: &str = "8080";
+const RESTARTS: usize = 3;
+const FLAGS: [&str; 8] = [
+    "--cluster-cidr",
+    "172.7.0.0/16",
+    "--pod-subnet",
+    "172.7.21.0/24",
+    "--bridge",
+    "docker0",
+    "--mode",
+    "guard",
+];
+
+fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
+    let out = common::exec_in(ns, common::podsnat_bin(), args);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn check(lab: &Lab, docker: &Dockerd, backend: &Backend, daemon_json: &str, step: &str) {
+    let a = lab.ns("a");
+    let dump = || {
+        format!(
+            "{}\n{}\n{}",
+            common::ok_in(&a, backend.save, &[]),
+            common::ok_in(&a, "nft", &["list", "ruleset"]),
+            docker.log()
+        )
+    };
+    assert_eq!(
+        lab.seen("pa", "pb", "172.7.22.2"),
+        "172.7.21.2",
+        "{step}: pod B must see pod A's IP\n{}",
+        dump()
+    );
+    let out = docker.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.IPAddress}} {{.State.Pid}}",
+        "web",
+    ]);
+    let (ip, pid) = out.trim().split_once(' ').unwrap();
+    assert_eq!(
+        lab.seen(&format!("pid:{pid}"), "pb", "172.7.22.2"),
+        ip,
+        "{step}: pod B must see the container's IP\n{}",
+        dump()
+    );
+    assert_eq!(
+        lab.seen("pa", "out", "10.9.0.2"),
+        OUTSIDE_SEEN,
+        "{step}: the outside host must see host A's address"
+    );
+    assert_eq!(
+        lab.http("b", NODE_A, HOST_PORT),
+        "hello from the container",
+        "{step}: the published port must answer from host B\n{}",
+        dump()
+    );
+    assert_eq!(
+        lab.http(&format!("pid:{pid}"), NODE_A, HOST_PORT),
+        "hello from the container",
+        "{step}: the container must reach its own published port through the node's address (hairpin NAT)\n{}",
+        dump()
+    );
+    let save = format!("--iptables-save={}", backend.save);
+    let mut args = vec!["verify", "--docker-config", daemon_json, &save];
+    args.extend(FLAGS);
+    let (code, text) = podsnat_in(&a, &args);
+    assert_eq!(code, 0, "{step}: podsnat verify:\n{text}");
+    assert!(
+        text.contains("keeps the pod source IP; decided by table ip podsnat"),
+        "{step}: {text}"
+    );
+}
+
+#[test]
+fn real_dockerd_with_the_anchor_and_no_pin() {
+    let mut progs = dockerd::TOOLS.to_vec();
+    progs.extend(["ip", "nft", "iptables-nft", "iptables-legacy"]);
+    common::require_root_or_fail("real_dockerd_with_the_anchor_and_no_pin");
+    common::require("real_dockerd_with_the_anchor_and_no_pin", true, &progs);
+    for (j, backend) in BACKENDS.iter().enumerate() {
+        let ctx = format!("[anchor, real dockerd, {}]", backend.name);
+        let lab = Lab::up(
+            "docker0",
+            "172.7.21.0/24",
+            "172.7.22.0/24",
+            None,
+            &format!("ad{j}"),
+        );
+        let a = lab.ns("a");
+        let tmp = tempfile::tempdir().unwrap();
+        let daemon_json = tmp.path().join("daemon.json").display().to_string();
+        std::fs::write(
+            &daemon_json,
+            "{\"bridge\": \"docker0\", \"fixed-cidr\": \"172.7.21.128/25\", \"userland-proxy\": false}\n",
+        )
+        .unwrap();
+        let docker = Dockerd::new(&a, backend, &["--config-file", &daemon_json]);
+        docker.stored_state(HOST_PORT);
+        // A reboot empties the nat table.
+        for args in [["-t", "nat", "-F"], ["-t", "nat", "-X"]] {
+            common::ok_in(&a, backend.iptables, &args);
+        }
+
+        let file = tmp.path().join("rules.v4").display().to_string();
+        let anchor = tmp.path().join("podsnat.nft").display().to_string();
+        let restore = format!("--iptables-restore={}", backend.restore);
+        let mut write = vec![
+            "write",
+            "--output",
+            &file,
+            "--anchor-file",
+            &anchor,
+            &restore,
+        ];
+        write.extend(FLAGS);
+        let (code, out) = podsnat_in(&a, &write);
+        assert_eq!(code, 2, "{ctx}: podsnat write: {out}");
+
+        // Boot, as the units do: podsnat.service and podsnat-anchor.service
+        // before docker.service. No pin, at boot or after any restart.
+        common::ok_in(&a, backend.restore, &["-w", "5", "-T", "nat", &file]);
+        common::ok_in(&a, "nft", &["-f", &anchor]);
+        docker.start();
+        check(
+            &lab,
+            &docker,
+            backend,
+            &daemon_json,
+            &format!("{ctx} after boot"),
+        );
+        for i in 1..=RESTARTS {
+            docker.stop();
+            docker.start();
+            // docker's start really put its broad rule above podsnat's jump.
+            let saved = common::saved(&a, backend);
+            let at = |rule: &str| saved.iter().position(|l| l.starts_with(rule));
+            let broad = at("-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE");
+            let ours = at("-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j PODSNAT-POSTROUTING");
+            assert!(
+                broad.is_some() && ours.is_some() && broad < ours,
+                "{ctx}: restart {i}: docker's rule must stand above podsnat's: {saved:?}"
+            );
+            check(
+                &lab,
+                &docker,
+                backend,
+                &daemon_json,
+                &format!("{ctx} after restart {i}"),
+            );
+        }
+    }
+}
