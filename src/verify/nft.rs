@@ -295,10 +295,8 @@ fn stmt(v: &Value) -> Stmt {
         "counter" | "log" => Stmt::Passive,
         "masquerade" => Stmt::Translate,
         "snat" => {
-            let addr = &body["addr"];
-            let same = addr
-                .get("payload")
-                .is_some_and(|p| p["field"] == "saddr" && body.get("port").is_none());
+            let same = body.pointer("/addr/payload/field").and_then(Value::as_str) == Some("saddr")
+                && body.get("port").is_none();
             if same {
                 Stmt::Identity
             } else {
@@ -385,7 +383,7 @@ fn elem(v: &Value) -> Option<Elem> {
         ));
     }
     // A set element with a timeout or comment wraps its value.
-    v.get("elem").and_then(|e| elem(&e["val"]))
+    v.pointer("/elem/val").and_then(elem)
 }
 
 /// `meta mark set VALUE`, where VALUE is a number or the mark combined
@@ -454,8 +452,12 @@ fn show(v: &Value, s: &Stmt) -> String {
             };
             let op = if *neg { "!= " } else { "" };
             // A prefix reads as a CIDR.
-            let right = match (v["match"]["right"].get("prefix"), any_of.as_slice()) {
-                (Some(p), _) => format!("{}/{}", p["addr"].as_str().unwrap_or("?"), p["len"]),
+            let right = match (
+                v.pointer("/match/right/prefix/addr")
+                    .and_then(Value::as_str),
+                v.pointer("/match/right/prefix/len"),
+            ) {
+                (Some(addr), Some(len)) => format!("{addr}/{len}"),
                 _ => elems(any_of),
             };
             format!("{left} {op}{right}")
@@ -466,8 +468,8 @@ fn show(v: &Value, s: &Stmt) -> String {
         Stmt::Goto(t) => format!("goto {t}"),
         Stmt::Identity => format!(
             "snat to {} saddr",
-            v["snat"]["addr"]["payload"]["protocol"]
-                .as_str()
+            v.pointer("/snat/addr/payload/protocol")
+                .and_then(Value::as_str)
                 .unwrap_or("ip")
         ),
         Stmt::Translate if v.get("masquerade").is_some() => "masquerade".into(),
