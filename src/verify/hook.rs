@@ -151,7 +151,14 @@ impl Hook<'_, '_, '_> {
             let mut applies = true;
             for s in &rule.stmts {
                 if let Stmt::Match { neg, field, any_of } = s {
-                    match matches(rs, chain, p, field, any_of, self.family) {
+                    // A match on the other family's addresses (in an `inet`
+                    // table) never holds, negated or not: nft adds a check
+                    // of the protocol before it.
+                    if matches!(field, Field::Addr { family, .. } if *family != self.family) {
+                        applies = false;
+                        continue;
+                    }
+                    match matches(rs, chain, p, field, any_of) {
                         Some(hit) if hit == *neg => applies = false,
                         Some(_) => {}
                         None => {
@@ -224,15 +231,13 @@ fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {
 }
 
 /// Whether the packet's `field` is one of `any_of`; `None` when a set it
-/// names is not modeled. A match on the other family's addresses (in an
-/// `inet` table) never holds, negated or not: nft adds a protocol check.
+/// names is not modeled.
 fn matches(
     rs: &Ruleset,
     chain: &Chain,
     p: &Packet,
     field: &Field,
     any_of: &[Elem],
-    family: Family,
 ) -> Option<bool> {
     let mut elems: Vec<&Elem> = Vec::new();
     for e in any_of {
@@ -245,7 +250,6 @@ fn matches(
         }
     }
     let hit = match field {
-        Field::Addr { family: f, .. } if *f != family => return Some(false),
         Field::Addr { src, .. } => {
             let a = if *src { p.src } else { p.dst };
             elems

@@ -404,3 +404,69 @@ fn verify_reads_a_saved_ruleset_and_repairs_a_missing_anchor() {
             .contains("table ip podsnat")
     );
 }
+
+/// Offline, no root: chains of one priority run in the order they were
+/// registered, which no listing shows. Where one keeps the source and
+/// another translates it, verify cannot decide; a match on the other
+/// family's addresses in an `inet` table never holds.
+#[test]
+fn equal_priority_chains_that_disagree_cannot_be_decided() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.v4");
+    fs::write(&rules, "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n").unwrap();
+    let chain = |table: &str, prio: i64| {
+        format!(
+            r#"{{"chain": {{"family": "ip", "table": "{table}", "name": "p", "handle": 1, "type": "nat", "hook": "postrouting", "prio": {prio}, "policy": "accept"}}}}"#
+        )
+    };
+    let rule = |family: &str, table: &str, expr: &str| {
+        format!(
+            r#"{{"rule": {{"family": "{family}", "table": "{table}", "chain": "p", "handle": 2, "expr": [{expr}]}}}}"#
+        )
+    };
+    let keep = r#"{"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.7.21.0", "len": 24}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "172.7.0.0", "len": 16}}}}, {"snat": {"addr": {"payload": {"protocol": "ip", "field": "saddr"}}}}"#;
+    let six = r#"{"match": {"op": "!=", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "fd00::1"}}, {"masquerade": null}"#;
+    let run = |items: Vec<String>| {
+        let json = tmp.path().join("ruleset.json");
+        fs::write(&json, format!(r#"{{"nftables": [{}]}}"#, items.join(", "))).unwrap();
+        let out = std::process::Command::new(common::podsnat_bin())
+            .args(["verify", "--config", EXAMPLE, "--no-anchor", "--no-test"])
+            .args([
+                "--file",
+                rules.to_str().unwrap(),
+                "--nft-file",
+                json.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        (out.status.code(), common::text(&out.stdout))
+    };
+    let (code, text) = run(vec![
+        chain("a", 100),
+        rule("ip", "a", keep),
+        chain("b", 100),
+        rule("ip", "b", r#"{"masquerade": null}"#),
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("run at the same priority 100 in an order no listing shows"),
+        "{text}"
+    );
+    // One priority apart, the order is known: the identity snat decides.
+    let (code, text) = run(vec![
+        chain("a", 99),
+        rule("ip", "a", keep),
+        chain("b", 100),
+        rule("ip", "b", r#"{"masquerade": null}"#),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    // An IPv6 match in an inet table never holds for an IPv4 packet, not
+    // even negated: nothing masquerades egress, which is drift.
+    let inet = r#"{"chain": {"family": "inet", "table": "c", "name": "p", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 110, "policy": "accept"}}"#;
+    let (code, text) = run(vec![inet.to_owned(), rule("inet", "c", six)]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("drift: pod→outside traffic is not masqueraded"),
+        "{text}"
+    );
+}
