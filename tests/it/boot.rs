@@ -63,6 +63,9 @@ struct Moment {
 
 /// What the collector brought out of the container.
 struct Boot {
+    /// Whether nftables.conf flushes the ruleset, and `nft list tables`
+    /// after `systemctl restart nftables`, then after `reload`.
+    nftables_restart: (String, String),
     boot: Moment,
     restart: Moment,
     journal: String,
@@ -161,6 +164,15 @@ record boot
 systemctl restart docker.service
 settle
 record restart
+# Debian's /etc/nftables.conf starts with `flush ruleset`: a restart of
+# nftables.service removes every table, podsnat's anchor too.
+grep -q '^flush ruleset' /etc/nftables.conf && echo flushes > /podsnat-out/nftables.conf
+systemctl restart nftables.service
+settle
+nft list tables > /podsnat-out/tables.after-nftables-restart 2>&1
+systemctl reload nftables.service
+settle
+nft list tables > /podsnat-out/tables.after-nftables-reload 2>&1
 systemctl status --no-pager podsnat.service > /podsnat-out/status 2>&1
 journalctl -b --no-pager -o short-monotonic -u flanneld.service -u docker.service -u podsnat.service -u podsnat-pin.service -u podsnat-verify.service > /podsnat-out/journal
 systemctl poweroff
@@ -279,6 +291,10 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         ),
     };
     Boot {
+        nftables_restart: (
+            read("nftables.conf"),
+            read("tables.after-nftables-restart") + &read("tables.after-nftables-reload"),
+        ),
         boot: moment("boot"),
         restart: moment("restart"),
         journal: read("journal"),
@@ -461,6 +477,18 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
                     m.verify.1
                 );
             }
+            // After `systemctl restart nftables` and `reload` (whose config
+            // flushes the ruleset), PartOf= and ReloadPropagatedFrom= loaded
+            // the anchor again.
+            let (conf, tables) = &b.nftables_restart;
+            assert_eq!(conf.trim(), "flushes", "{}: the test's premise", s.name);
+            assert_eq!(
+                tables.matches("table ip podsnat").count(),
+                2,
+                "{}: the anchor is not back after an nftables restart and a reload: {tables}\n{}",
+                s.name,
+                ctx(s.name, &b)
+            );
         }
         if s.install.contains(&"--verify-timer") {
             // Pulled in by docker's start too, after the pin: nothing left
