@@ -104,9 +104,11 @@ pub fn nft_load(nft: &str, file: &std::path::Path) -> Result<()> {
     if done.ok { Ok(()) } else { Err(done.failure()) }
 }
 
-/// `<nft> -j list ruleset`: every nftables table, as JSON.
-pub fn nft_ruleset(nft: &str) -> Result<String> {
-    let done = run(nft, &["-j", "list", "ruleset"], None)?;
+/// `<nft> -j list ARGS` (`ruleset`, `chains`, `table ip podsnat`): as JSON.
+pub fn nft_list(nft: &str, what: &[&str]) -> Result<String> {
+    let mut args = vec!["-j", "list"];
+    args.extend_from_slice(what);
+    let done = run(nft, &args, None)?;
     if !done.ok {
         return Err(done.failure());
     }
@@ -114,6 +116,16 @@ pub fn nft_ruleset(nft: &str) -> Result<String> {
         command: done.command,
         stderr: format!("its output is not UTF-8: {e}"),
     })
+}
+
+/// Whether `<save> --version` names the nf_tables backend (iptables-nft),
+/// whose nat table nftables lists too.
+pub fn iptables_is_nft(save: &str) -> Result<bool> {
+    let done = run(save, &["--version"], None)?;
+    if !done.ok {
+        return Err(done.failure());
+    }
+    Ok(String::from_utf8_lossy(&done.stdout).contains("nf_tables"))
 }
 
 /// True when this process runs as root (effective uid 0), which

@@ -202,6 +202,44 @@ impl Ruleset {
         Ok(rs)
     }
 
+    /// Adds another listing's chains, rules and sets (a table listed on
+    /// its own).
+    pub fn merge(&mut self, other: Ruleset) {
+        for (k, c) in other.chains {
+            match self.chains.get_mut(&k) {
+                Some(mine) => {
+                    mine.hook_prio = mine.hook_prio.or(c.hook_prio);
+                    mine.rules.extend(c.rules);
+                }
+                None => {
+                    self.chains.insert(k, c);
+                }
+            }
+        }
+        self.sets.extend(other.sets);
+    }
+
+    /// Every table with a nat chain at postrouting, as (family, name); a
+    /// listing of the chains alone is enough to find them. iptables-nft's
+    /// own nat table is named apart: `(tables, iptables-nft's)`.
+    pub fn nat_tables(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
+        let mut tables: Vec<(String, String)> = Vec::new();
+        let mut iptables = Vec::new();
+        for c in self.chains.values().filter(|c| c.hook_prio.is_some()) {
+            let key = (c.family.clone(), c.table.clone());
+            if is_iptables_nft(c) {
+                iptables.push(key);
+            } else {
+                tables.push(key);
+            }
+        }
+        tables.sort();
+        tables.dedup();
+        iptables.sort();
+        iptables.dedup();
+        (tables, iptables)
+    }
+
     /// The nat base chains at postrouting that see packets of `family`
     /// (tables of that family and `inet`), lowest priority first. The
     /// `skip` table (`ip nat` of iptables-nft, read through iptables-save)

@@ -163,10 +163,12 @@ fn real_dockerd_with_the_anchor_and_no_pin() {
     common::require("real_dockerd_with_the_anchor_and_no_pin", true, &progs);
     for (j, backend) in BACKENDS.iter().enumerate() {
         let ctx = format!("[anchor, real dockerd, {}]", backend.name);
+        // `_tmp` is bound, not dropped: it holds daemon.json.
         let Booted {
             lab,
             docker,
             daemon_json,
+            _tmp,
             ..
         } = boot(backend, true, &format!("ad{j}"));
         let a = lab.ns("a");
