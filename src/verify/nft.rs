@@ -19,6 +19,9 @@ use serde_json::Value;
 use crate::config::Family;
 use crate::render;
 
+/// A table by family and name: `("ip", "podsnat")`.
+pub type TableName = (String, String);
+
 /// The whole ruleset, as the evaluator needs it.
 #[derive(Debug, Default, Clone)]
 pub struct Ruleset {
@@ -222,8 +225,8 @@ impl Ruleset {
     /// Every table with a nat chain at postrouting, as (family, name); a
     /// listing of the chains alone is enough to find them. iptables-nft's
     /// own nat table is named apart: `(tables, iptables-nft's)`.
-    pub fn nat_tables(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
-        let mut tables: Vec<(String, String)> = Vec::new();
+    pub fn nat_tables(&self) -> (Vec<TableName>, Vec<TableName>) {
+        let mut tables: Vec<TableName> = Vec::new();
         let mut iptables = Vec::new();
         for c in self.chains.values().filter(|c| c.hook_prio.is_some()) {
             let key = (c.family.clone(), c.table.clone());
