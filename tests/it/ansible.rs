@@ -206,6 +206,11 @@ fn role_installs_a_nodes_golden_files() {
             rules,
             fs::read_to_string(golden.join(format!("{node}.iptables.nat"))).unwrap()
         );
+        assert_eq!(
+            fs::read_to_string(root.join("etc/podsnat/podsnat.nft")).unwrap(),
+            fs::read_to_string(golden.join(format!("{node}.podsnat.nft"))).unwrap(),
+            "{node}: the anchor"
+        );
         let units = root.join("etc/systemd/system");
         let want_unit = if own_unit {
             golden.join(format!("{node}.podsnat.service"))
@@ -219,6 +224,7 @@ fn role_installs_a_nodes_golden_files() {
         );
         for (unit, wants) in [
             ("podsnat.service", "multi-user.target.wants"),
+            ("podsnat-anchor.service", "multi-user.target.wants"),
             ("podsnat-pin.service", "docker.service.wants"),
             ("podsnat-pin.timer", "timers.target.wants"),
         ] {
