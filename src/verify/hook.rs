@@ -7,7 +7,7 @@
 
 use super::RuleRef;
 use super::atoms::Packet;
-use super::nft::{Chain, Elem, Field, Ruleset, Stmt};
+use super::nft::{Chain, Elem, Field, Ruleset, Stmt, VerdictMap};
 use super::walk::{End, Evaluator};
 use crate::config::Family;
 
@@ -175,8 +175,51 @@ impl Hook<'_, '_, '_> {
                 return Outcome::Undecided(here, why);
             }
             for s in &rule.stmts {
+                // A verdict map stands for the verdict of the entry that
+                // holds the packet's key; with none, the rule goes on.
+                let s = match s {
+                    Stmt::Vmap { field, map } => {
+                        let entries = match map {
+                            VerdictMap::Anonymous(e) => e.as_slice(),
+                            VerdictMap::Named(name) => {
+                                match rs.map(&chain.family, &chain.table, name) {
+                                    Some(e) => e,
+                                    None => {
+                                        return Outcome::Undecided(
+                                            here,
+                                            format!("the map @{name} is not modeled"),
+                                        );
+                                    }
+                                }
+                            }
+                        };
+                        let other_family =
+                            matches!(field, Field::Addr { family, .. } if *family != self.family);
+                        let mut hit = None;
+                        for (key, verdict) in entries.iter().filter(|_| !other_family) {
+                            match matches(rs, chain, p, field, std::slice::from_ref(key)) {
+                                Some(true) => {
+                                    hit = Some(verdict);
+                                    break;
+                                }
+                                Some(false) => {}
+                                None => {
+                                    return Outcome::Undecided(
+                                        here,
+                                        "a set its map uses is not modeled".into(),
+                                    );
+                                }
+                            }
+                        }
+                        match hit {
+                            Some(verdict) => verdict,
+                            None => continue,
+                        }
+                    }
+                    s => s,
+                };
                 match s {
-                    Stmt::Match { .. } | Stmt::Passive => {}
+                    Stmt::Match { .. } | Stmt::Passive | Stmt::Vmap { .. } => {}
                     Stmt::SetMark { and, xor, or } => p.mark = ((p.mark & and) ^ xor) | or,
                     Stmt::Unknown(why) => return Outcome::Undecided(here, why.clone()),
                     Stmt::Accept => return Outcome::Pass(Some(here), 0),

@@ -30,6 +30,8 @@ pub struct Ruleset {
     /// Named sets by (family, table, name): their elements, or `None` when
     /// they are not modeled (concatenations, maps).
     sets: HashMap<(String, String, String), Option<Vec<Elem>>>,
+    /// Named verdict maps: their entries, or `None` when not modeled.
+    maps: HashMap<(String, String, String), Option<Vec<(Elem, Stmt)>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -91,10 +93,23 @@ pub(super) enum Stmt {
         xor: u32,
         or: u32,
     },
+    /// `KEY vmap { ELEM : VERDICT, ... }` or `KEY vmap @map`: the verdict
+    /// of the first element that holds the packet's key, if any.
+    Vmap {
+        field: Field,
+        map: VerdictMap,
+    },
     /// counter and the like: no effect on the verdict.
     Passive,
     /// Anything else; evaluating it is "cannot decide".
     Unknown(String),
+}
+
+/// A vmap's entries: given in the rule, or a named map of the table.
+#[derive(Debug, Clone)]
+pub(super) enum VerdictMap {
+    Anonymous(Vec<(Elem, Stmt)>),
+    Named(String),
 }
 
 #[derive(Deserialize)]
@@ -188,6 +203,15 @@ impl Ruleset {
                             .rules
                             .push(NftRule { text, stmts });
                     }
+                    "map" => {
+                        let m: SetDef = serde_json::from_value(value).map_err(bad)?;
+                        let entries = m
+                            .kind
+                            .is_string()
+                            .then(|| m.elem.iter().map(entry).collect::<Option<Vec<_>>>())
+                            .flatten();
+                        rs.maps.insert(key(&m.family, &m.table, &m.name), entries);
+                    }
                     "set" => {
                         let s: SetDef = serde_json::from_value(value).map_err(bad)?;
                         // Only sets of one address or name type are modeled.
@@ -220,6 +244,7 @@ impl Ruleset {
             }
         }
         self.sets.extend(other.sets);
+        self.maps.extend(other.maps);
     }
 
     /// Every table with a nat chain at postrouting, as (family, name); a
@@ -279,6 +304,13 @@ impl Ruleset {
             .and_then(|e| e.as_deref())
     }
 
+    /// A named verdict map's entries.
+    pub(super) fn map(&self, family: &str, table: &str, name: &str) -> Option<&[(Elem, Stmt)]> {
+        self.maps
+            .get(&(family.to_owned(), table.to_owned(), name.to_owned()))
+            .and_then(|e| e.as_deref())
+    }
+
     /// podsnat's anchor for `family`: its base chain's priority, if loaded.
     pub fn anchor_priority(&self, family: Family) -> Option<i64> {
         self.chain(
@@ -302,13 +334,21 @@ impl Ruleset {
         for c in self.chains.values() {
             for r in &c.rules {
                 for s in &r.stmts {
-                    if let Stmt::Match { any_of, .. } = s {
-                        any_of.iter().for_each(&mut add);
+                    match s {
+                        Stmt::Match { any_of, .. } => any_of.iter().for_each(&mut add),
+                        Stmt::Vmap {
+                            map: VerdictMap::Anonymous(entries),
+                            ..
+                        } => entries.iter().for_each(|(e, _)| add(e)),
+                        _ => {}
                     }
                 }
             }
         }
         for e in self.sets.values().flatten().flatten() {
+            add(e);
+        }
+        for (e, _) in self.maps.values().flatten().flatten() {
             add(e);
         }
         (addrs, names)
@@ -345,8 +385,37 @@ fn stmt(v: &Value) -> Stmt {
             }
         }
         "mangle" => mark_set(body).unwrap_or_else(unknown),
+        "vmap" => vmap(body).unwrap_or_else(unknown),
         _ => unknown(),
     }
+}
+
+fn vmap(body: &Value) -> Option<Stmt> {
+    let field = field(body.get("key")?)?;
+    let data = body.get("data")?;
+    let map = match data.as_str() {
+        Some(name) => VerdictMap::Named(name.strip_prefix('@')?.to_owned()),
+        None => VerdictMap::Anonymous(
+            data.get("set")?
+                .as_array()?
+                .iter()
+                .map(entry)
+                .collect::<Option<Vec<_>>>()?,
+        ),
+    };
+    Some(Stmt::Vmap { field, map })
+}
+
+/// One `ELEM : VERDICT` of a verdict map.
+fn entry(v: &Value) -> Option<(Elem, Stmt)> {
+    let [key, verdict] = v.as_array()?.as_slice() else {
+        return None;
+    };
+    let verdict = match stmt(verdict) {
+        s @ (Stmt::Accept | Stmt::Return | Stmt::Jump(_) | Stmt::Goto(_)) => s,
+        _ => Stmt::Unknown(format!("the verdict {verdict} is not modeled")),
+    };
+    Some((elem(key)?, verdict))
 }
 
 fn target(body: &Value) -> Option<String> {

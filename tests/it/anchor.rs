@@ -469,4 +469,32 @@ fn equal_priority_chains_that_disagree_cannot_be_decided() {
         text.contains("drift: pod→outside traffic is not masqueraded"),
         "{text}"
     );
+
+    // A verdict map, anonymous and named: traffic leaving through eth7
+    // goes to a chain that masquerades; through any other interface the
+    // rule does nothing. Pod→cluster through eth7 is then drift, named by
+    // the masquerading rule.
+    let regular = |name: &str, expr: &str| {
+        format!(
+            r#"{{"chain": {{"family": "ip", "table": "v", "name": "{name}", "handle": 3}}}}, {{"rule": {{"family": "ip", "table": "v", "chain": "{name}", "handle": 4, "expr": [{expr}]}}}}"#
+        )
+    };
+    for data in [
+        r#"{"set": [["lo", {"accept": null}], ["eth7", {"jump": {"target": "masq"}}]]}"#,
+        r#""@out""#,
+    ] {
+        let vmap =
+            format!(r#"{{"vmap": {{"key": {{"meta": {{"key": "oifname"}}}}, "data": {data}}}}}"#);
+        let (code, text) = run(vec![
+            chain("v", 100),
+            rule("ip", "v", &vmap),
+            regular("masq", r#"{"masquerade": null}"#),
+            r#"{"map": {"family": "ip", "name": "out", "table": "v", "type": "ifname", "handle": 5, "map": "verdict", "elem": [["eth7", {"goto": {"target": "masq"}}]]}}"#.to_owned(),
+        ]);
+        assert_eq!(code, Some(2), "{data}: {text}");
+        assert!(
+            text.contains("drift: pod→cluster traffic is masqueraded by table ip v chain masq rule 1: masquerade; packet 172.7.21.1 -> 172.7.0.0 from docker0 via eth7"),
+            "{data}: {text}"
+        );
+    }
 }
