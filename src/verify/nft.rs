@@ -22,16 +22,22 @@ use crate::render;
 /// A table by family and name: `("ip", "podsnat")`.
 pub type TableName = (String, String);
 
+/// A chain, set or map by (family, table, name).
+type Key = (String, String, String);
+
+/// A verdict map's entries: the element and its verdict.
+type Entries = Vec<(Elem, Stmt)>;
+
 /// The whole ruleset, as the evaluator needs it.
 #[derive(Debug, Default, Clone)]
 pub struct Ruleset {
     /// Every chain by (family, table, name), with its rules in order.
-    chains: HashMap<(String, String, String), Chain>,
+    chains: HashMap<Key, Chain>,
     /// Named sets by (family, table, name): their elements, or `None` when
     /// they are not modeled (concatenations, maps).
-    sets: HashMap<(String, String, String), Option<Vec<Elem>>>,
+    sets: HashMap<Key, Option<Vec<Elem>>>,
     /// Named verdict maps: their entries, or `None` when not modeled.
-    maps: HashMap<(String, String, String), Option<Vec<(Elem, Stmt)>>>,
+    maps: HashMap<Key, Option<Entries>>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +114,7 @@ pub(super) enum Stmt {
 /// A vmap's entries: given in the rule, or a named map of the table.
 #[derive(Debug, Clone)]
 pub(super) enum VerdictMap {
-    Anonymous(Vec<(Elem, Stmt)>),
+    Anonymous(Entries),
     Named(String),
 }
 
