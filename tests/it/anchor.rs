@@ -94,18 +94,6 @@ const SHAPES: [Shape; 4] = [
     },
 ];
 
-fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
-    let out = common::exec_in(ns, common::podsnat_bin(), args);
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 /// The anchor file of the example (with `extra` flags), written to `dir`.
 fn anchor_file(dir: &Path, extra: &[&str]) -> String {
     let mut args = vec!["--anchor"];
@@ -245,7 +233,7 @@ fn anchor_keeps_the_pod_ip_whatever_masquerades_after_it() {
             "{ctx}: egress"
         );
         let save = format!("--iptables-save={}", backend.save);
-        let (code, text) = podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
+        let (code, text) = common::podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
         assert_eq!(code, 0, "{ctx}: verify with the anchor:\n{text}");
         assert!(
             text.contains("decided by table ip podsnat chain postrouting"),
@@ -290,7 +278,7 @@ fn anchor_keeps_the_pod_ip_whatever_masquerades_after_it() {
                 want,
                 "{ctx}: without the anchor"
             );
-            let (code, text) = podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
+            let (code, text) = common::podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
             assert_eq!(
                 code, 2,
                 "{ctx}: verify without the anchor says drift:\n{text}"
@@ -318,7 +306,7 @@ fn anchor_keeps_the_pod_ip_whatever_masquerades_after_it() {
                 want,
                 "{ctx}: with the anchor"
             );
-            let (code, text) = podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
+            let (code, text) = common::podsnat_in(&a, &["verify", "--config", EXAMPLE, &save]);
             assert_eq!(code, 0, "{ctx}: verify with the anchor:\n{text}");
             let name = shape.table.split(" {").next().unwrap();
             common::ok_in(&a, "nft", &[&format!("delete {name}")]);
@@ -355,7 +343,7 @@ fn verify_reads_a_saved_ruleset_and_repairs_a_missing_anchor() {
             json.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        podsnat_in(&ns.name, &args)
+        common::podsnat_in(&ns.name, &args)
     };
     // An unmodeled match (fib) in a chain that could masquerade.
     ns.ok(
@@ -381,7 +369,7 @@ fn verify_reads_a_saved_ruleset_and_repairs_a_missing_anchor() {
 
     // Live repair: the anchor is gone (an nftables flush), --repair loads it.
     ns.ok("nft", &["flush ruleset"]);
-    let (code, text) = podsnat_in(
+    let (code, text) = common::podsnat_in(
         &ns.name,
         &[
             "verify",

@@ -28,18 +28,6 @@ const FLAGS: [&str; 8] = [
     "guard",
 ];
 
-fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
-    let out = common::exec_in(ns, common::podsnat_bin(), args);
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 fn check(lab: &Lab, docker: &Dockerd, backend: &Backend, daemon_json: &str, step: &str) {
     let a = lab.ns("a");
     let dump = || {
@@ -89,7 +77,7 @@ fn check(lab: &Lab, docker: &Dockerd, backend: &Backend, daemon_json: &str, step
     let save = format!("--iptables-save={}", backend.save);
     let mut args = vec!["verify", "--docker-config", daemon_json, &save];
     args.extend(FLAGS);
-    let (code, text) = podsnat_in(&a, &args);
+    let (code, text) = common::podsnat_in(&a, &args);
     assert_eq!(code, 0, "{step}: podsnat verify:\n{text}");
     assert!(
         text.contains("keeps the pod source IP; decided by table ip podsnat"),
@@ -132,7 +120,7 @@ fn boot(backend: &Backend, anchor: bool, tag: &str) -> Booted {
     if !anchor {
         write.push("--no-anchor");
     }
-    let (code, out) = podsnat_in(&a, &write);
+    let (code, out) = common::podsnat_in(&a, &write);
     assert_eq!(code, 2, "{ctx}: podsnat write: {out}");
     // Boot, as the units do: podsnat.service and podsnat-anchor.service
     // before docker.service.

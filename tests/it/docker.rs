@@ -80,19 +80,6 @@ fn pod(subnet: &str) -> String {
     subnet.replace(".0/24", ".2")
 }
 
-/// `podsnat ARGS` inside `ns`: exit code and stdout+stderr.
-fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
-    let out = common::exec_in(ns, common::podsnat_bin(), args);
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 struct Run<'a> {
     node: &'a Node,
     backend: &'a Backend,
@@ -122,7 +109,7 @@ impl Run<'_> {
             self.daemon_json.clone(),
         ]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        podsnat_in(&self.a(), &args)
+        common::podsnat_in(&self.a(), &args)
     }
 
     /// What podsnat-pin.service runs; returns its exit code and duration.
@@ -254,7 +241,7 @@ fn real_node(
         backend.restore,
     ];
     write.extend(spec.iter().map(String::as_str));
-    let (code, out) = podsnat_in(&a, &write);
+    let (code, out) = common::podsnat_in(&a, &write);
     assert_eq!(code, 2, "{ctx}: podsnat write: {out}");
 
     let mut run = Run {

@@ -180,6 +180,20 @@ impl Drop for Netns {
     }
 }
 
+/// `podsnat ARGS` inside the namespace `ns`: its exit code, and its stdout
+/// and stderr together.
+pub fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
+    let out = exec_in(ns, podsnat_bin(), args);
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// The shipped example config, by absolute path.
 pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
 
