@@ -486,3 +486,53 @@ fn equal_priority_chains_that_disagree_cannot_be_decided() {
         );
     }
 }
+
+/// `nft -c` has the last word on the anchor, and the write is all or
+/// nothing: an anchor the real nft rejects leaves the rules file as it was
+/// and writes no anchor.
+#[test]
+fn an_anchor_nft_rejects_changes_no_file() {
+    common::require_root_or_fail("an_anchor_nft_rejects_changes_no_file");
+    common::require("an_anchor_nft_rejects_changes_no_file", true, &["nft"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let nat = tmp.path().join("n1.iptables.nat");
+    fs::write(&nat, common::render_example(&[])).unwrap();
+    let bad = tmp.path().join("n1.podsnat.nft");
+    fs::write(
+        &bad,
+        "# podsnat 0.1.0: hand-edited\ntable ip podsnat {\n\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat - 1; policy accept;\n\t\tip saddr 172.7.21.0/24 snat to bogus\n\t}\n}\n",
+    )
+    .unwrap();
+    let rules = tmp.path().join("rules.v4");
+    let before = "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n";
+    fs::write(&rules, before).unwrap();
+    let out = tmp.path().join("podsnat.nft");
+    let ns = Netns::new();
+    let (code, text) = common::podsnat_in(
+        &ns.name,
+        &[
+            "write",
+            "--table",
+            nat.to_str().unwrap(),
+            "--anchor-table",
+            bad.to_str().unwrap(),
+            "--output",
+            rules.to_str().unwrap(),
+            "--anchor-file",
+            out.to_str().unwrap(),
+            "--iptables-restore",
+            "iptables-nft-restore",
+        ],
+    );
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("nft -c -f /dev/stdin rejected the new ruleset, nothing was written"),
+        "{text}"
+    );
+    assert_eq!(
+        fs::read_to_string(&rules).unwrap(),
+        before,
+        "the rules file changed"
+    );
+    assert!(!out.exists(), "an anchor was written");
+}
