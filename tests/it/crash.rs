@@ -236,6 +236,8 @@ fn spec(base: u32) -> config::NodeSpec {
             cluster_cidr: Some("172.7.0.0/16".into()),
             pod_subnet: Some("172.7.21.0/24".into()),
             no_masquerade: Some(cidrs(base, COUNT)),
+            // The write runs with --no-anchor: its table's comments say so.
+            anchor: Some(false),
             ..RawConfig::default()
         },
         ..Sources::default()

@@ -95,7 +95,7 @@ fn replaces_nat_keeps_other_bytes_and_is_idempotent() {
         let new = fs::read_to_string(&path).unwrap();
         let nat_at = EXISTING.find("*nat\n").unwrap();
         let after_nat = EXISTING[nat_at..].find("COMMIT\n").unwrap() + nat_at + "COMMIT\n".len();
-        let nat = render_example(&[]);
+        let nat = render_example(&["--no-anchor"]);
         assert_eq!(
             new,
             format!("{}{nat}{}", &EXISTING[..nat_at], &EXISTING[after_nat..]),
