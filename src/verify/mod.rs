@@ -15,6 +15,7 @@ mod fields;
 mod hook;
 pub mod nft;
 mod repair;
+mod report;
 mod rule;
 pub mod sets;
 mod walk;
@@ -25,6 +26,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 pub use repair::{Repair, plan_repair};
+pub use report::text;
 
 use crate::config::NodeSpec;
 use crate::render;
@@ -369,99 +371,4 @@ fn merge_ranges(mut ranges: Vec<(IpAddr, IpAddr)>) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// `; sources A-B, C` for a drift that not every pod source shares.
-fn sources(c: &Check) -> String {
-    match c.sources.as_slice() {
-        _ if c.all_sources => String::new(),
-        [] => String::new(),
-        list => format!("; pod sources that drift: {}", list.join(", ")),
-    }
-}
-
-/// Human-readable report lines.
-pub fn text(report: &Report) -> String {
-    let mut out = String::new();
-    for c in &report.checks {
-        let what = match (c.name, c.class, c.status) {
-            ("pod-to-cluster", "no_masquerade", Status::Drift | Status::Undecided) => {
-                format!("pod→no_masquerade {} traffic", c.destination)
-            }
-            ("pod-to-cluster", _, _) => "pod→cluster traffic".to_owned(),
-            _ => "pod→outside traffic".to_owned(),
-        };
-        if c.packet.is_empty() {
-            let note = c
-                .note
-                .as_deref()
-                .unwrap_or("no packet of this class exists");
-            out.push_str(&format!("ok: {what}: {note}\n"));
-            continue;
-        }
-        let rule = c
-            .rule
-            .as_ref()
-            .map_or_else(|| "the POSTROUTING policy".to_owned(), |r| r.to_string());
-        let note = c
-            .note
-            .as_ref()
-            .map_or_else(String::new, |n| format!(" ({n})"));
-        let line = match (c.status, c.expect) {
-            (Status::Ok, "keep") => {
-                format!("ok: {what} keeps the pod source IP; decided by {rule}")
-            }
-            (Status::Ok, _) => format!("ok: {what} is masqueraded by {rule}"),
-            (Status::Drift, "keep") => format!(
-                "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {}){}",
-                c.packet,
-                c.destination,
-                sources(c)
-            ),
-            (Status::Drift, _) => format!(
-                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}{}",
-                c.packet,
-                sources(c)
-            ),
-            (Status::Undecided, _) => format!(
-                "warning: cannot decide {what}: {rule}: {}; packet {}",
-                c.reason.as_deref().unwrap_or("not modeled"),
-                c.packet
-            ),
-        };
-        out.push_str(&line);
-        out.push('\n');
-    }
-    if let Some(a) = &report.anchor {
-        out += &match (a.status, a.priority) {
-            (Status::Ok, Some(p)) => format!(
-                "ok: podsnat's nftables anchor table {} is loaded (chain {} at priority {p})\n",
-                a.table,
-                render::ANCHOR_CHAIN
-            ),
-            (_, Some(p)) => format!(
-                "drift: podsnat's nftables anchor table {} runs at priority {p}, not before srcnat (100)\n",
-                a.table
-            ),
-            (_, None) => format!(
-                "drift: podsnat's nftables anchor table {} is not loaded; `nft -f` on the anchor file (or verify --repair) loads it\n",
-                a.table
-            ),
-        };
-    }
-    if let Some(d) = &report.docker {
-        if d.findings.is_empty() {
-            out += &format!(
-                "ok: docker's settings agree with the config (read {})\n",
-                d.read.join(", ")
-            );
-        }
-        for f in &d.findings {
-            out += &format!("drift: {f}\n");
-        }
-        for n in &d.notes {
-            out += &format!("note: {n}\n");
-        }
-    }
-    out
 }
