@@ -187,8 +187,6 @@ pub fn rule_count(table: &str) -> usize {
 /// podsnat`) and of their one chain.
 pub const ANCHOR_TABLE: &str = "podsnat";
 pub const ANCHOR_CHAIN: &str = "postrouting";
-/// The anchor chain's priority: srcnat - 1, before every nat chain at srcnat.
-pub const ANCHOR_PRIORITY: i32 = 99;
 
 /// The nftables family of a table: `ip` or `ip6`.
 pub fn nft_family(family: Family) -> &'static str {

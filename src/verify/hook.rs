@@ -12,7 +12,7 @@ use super::walk::{End, Evaluator};
 use crate::config::Family;
 
 /// iptables' nat table hooks at this priority (NF_IP_PRI_NAT_SRC).
-const IPTABLES_PRIO: i64 = 100;
+pub(super) const IPTABLES_PRIO: i64 = 100;
 
 /// How the walk over every chain ended.
 pub(super) enum Decision {

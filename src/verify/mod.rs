@@ -307,7 +307,7 @@ pub fn evaluate_layers(
         let priority = n.ruleset.anchor_priority(spec.family());
         AnchorCheck {
             status: match priority {
-                Some(p) if p < 100 => Status::Ok,
+                Some(p) if p < hook::IPTABLES_PRIO => Status::Ok,
                 _ => Status::Drift,
             },
             table: format!(
