@@ -37,6 +37,28 @@ impl Finished {
             command: self.command,
         }
     }
+
+    /// The stdout of a program that succeeded, as UTF-8 text.
+    fn text(self) -> Result<String> {
+        if !self.ok {
+            return Err(self.failure());
+        }
+        String::from_utf8(self.stdout).map_err(|e| Error::Failed {
+            command: self.command,
+            stderr: format!("its output is not UTF-8: {e}"),
+        })
+    }
+
+    /// A check's verdict (`--test`, `-c`): accepted, or why not.
+    fn verdict(self) -> std::result::Result<(), Rejected> {
+        if self.ok {
+            return Ok(());
+        }
+        Err(Rejected {
+            stderr: self.message(),
+            command: self.command,
+        })
+    }
 }
 
 /// Runs `prog args`, feeding `stdin` if given, and waits for it.
@@ -74,27 +96,13 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
 /// Runs `<restore> --test` on `content` via stdin. `--test` parses and checks
 /// the whole ruleset against the kernel's modules but changes nothing.
 pub fn restore_test(restore: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
-    let done = run(restore, &["--test", "-w", "5"], Some(content))?;
-    if done.ok {
-        return Ok(Ok(()));
-    }
-    Ok(Err(Rejected {
-        stderr: done.message(),
-        command: done.command,
-    }))
+    Ok(run(restore, &["--test", "-w", "5"], Some(content))?.verdict())
 }
 
 /// `<nft> -c -f /dev/stdin` on `content`: nft parses the file and the
 /// kernel checks the whole transaction, which is then discarded.
 pub fn nft_check(nft: &str, content: &str) -> Result<std::result::Result<(), Rejected>> {
-    let done = run(nft, &["-c", "-f", "/dev/stdin"], Some(content))?;
-    if done.ok {
-        return Ok(Ok(()));
-    }
-    Ok(Err(Rejected {
-        stderr: done.message(),
-        command: done.command,
-    }))
+    Ok(run(nft, &["-c", "-f", "/dev/stdin"], Some(content))?.verdict())
 }
 
 /// `<nft> -f FILE`: loads a file in one transaction.
@@ -108,24 +116,15 @@ pub fn nft_load(nft: &str, file: &std::path::Path) -> Result<()> {
 pub fn nft_list(nft: &str, what: &[&str]) -> Result<String> {
     let mut args = vec!["-j", "list"];
     args.extend_from_slice(what);
-    let done = run(nft, &args, None)?;
-    if !done.ok {
-        return Err(done.failure());
-    }
-    String::from_utf8(done.stdout).map_err(|e| Error::Failed {
-        command: done.command,
-        stderr: format!("its output is not UTF-8: {e}"),
-    })
+    run(nft, &args, None)?.text()
 }
 
 /// Whether `<save> --version` names the nf_tables backend (iptables-nft),
 /// whose nat table nftables lists too.
 pub fn iptables_is_nft(save: &str) -> Result<bool> {
-    let done = run(save, &["--version"], None)?;
-    if !done.ok {
-        return Err(done.failure());
-    }
-    Ok(String::from_utf8_lossy(&done.stdout).contains("nf_tables"))
+    Ok(run(save, &["--version"], None)?
+        .text()?
+        .contains("nf_tables"))
 }
 
 /// True when this process runs as root (effective uid 0), which
@@ -162,13 +161,7 @@ pub fn save_nat(save: &str) -> Result<String> {
         Some(file) => run_into(save, &["-t", "nat"], file)?,
         None => run(save, &["-t", "nat"], None)?,
     };
-    if !done.ok {
-        return Err(done.failure());
-    }
-    String::from_utf8(done.stdout).map_err(|e| Error::Failed {
-        command: done.command,
-        stderr: format!("its output is not UTF-8: {e}"),
-    })
+    done.text()
 }
 
 /// An anonymous in-memory file, or `None` where the kernel has none.
@@ -226,13 +219,5 @@ pub fn ipset_save() -> Result<Option<String>> {
         }
         Err(e) => return Err(e),
     };
-    if !done.ok {
-        return Err(done.failure());
-    }
-    String::from_utf8(done.stdout)
-        .map(Some)
-        .map_err(|e| Error::Failed {
-            command: done.command,
-            stderr: format!("its output is not UTF-8: {e}"),
-        })
+    done.text().map(Some)
 }
