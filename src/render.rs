@@ -161,13 +161,7 @@ pub fn nat_table(spec: &NodeSpec) -> String {
         broad: broad(spec),
         egress: egress(spec),
         exclusions: if guard {
-            explain(spec, &nets)
-                .into_iter()
-                .map(|(net, why)| Exclusion {
-                    rule: own_chain_rule(&net),
-                    why,
-                })
-                .collect()
+            explain(spec, &nets, own_chain_rule)
         } else {
             Vec::new()
         },
@@ -242,13 +236,7 @@ pub fn anchor(node: &Node) -> String {
         .map(|spec| AnchorTable {
             family: nft_family(spec.family()),
             bridge: spec.bridge().to_string(),
-            rules: explain(spec, &spec.exclusions())
-                .into_iter()
-                .map(|(net, why)| Exclusion {
-                    rule: anchor_rule(spec, &net),
-                    why,
-                })
-                .collect(),
+            rules: explain(spec, &spec.exclusions(), |net| anchor_rule(spec, net)),
         })
         .collect();
     Anchor {
@@ -269,10 +257,11 @@ pub fn anchor_rule_count(text: &str) -> usize {
         .count()
 }
 
-/// Says, for each aggregated network, which configured CIDRs it stands for.
+/// Says, for each aggregated network, which configured CIDRs it stands for,
+/// beside the rule `rule` makes for it (the nat table's or the anchor's).
 /// `nets` is sorted and disjoint and every input lies in exactly one of them,
 /// so one sweep over the sorted inputs assigns them all.
-fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<(IpNet, String)> {
+fn explain(spec: &NodeSpec, nets: &[IpNet], rule: impl Fn(&IpNet) -> String) -> Vec<Exclusion> {
     const SHOWN: usize = 4;
     let mut inputs: Vec<(IpNet, &str)> = std::iter::once((spec.cluster_cidr(), "cluster_cidr"))
         .chain(spec.no_masquerade().iter().map(|n| (*n, "no_masquerade")))
@@ -299,7 +288,10 @@ fn explain(spec: &NodeSpec, nets: &[IpNet]) -> Vec<(IpNet, String)> {
                     format!("{net} aggregates {}", parts.join(", "))
                 }
             };
-            (net, why)
+            Exclusion {
+                rule: rule(&net),
+                why,
+            }
         })
         .collect()
 }
