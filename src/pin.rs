@@ -108,7 +108,12 @@ pub struct Pin {
 pub fn plan(ours: &Ours<'_>, live: &Table<'_>) -> Option<Pin> {
     let live_post = live.chain_rules("POSTROUTING");
     let exclusion = ours.postrouting.first().copied().unwrap_or_default();
-    let is_ours = |r: &str| ours.postrouting.contains(&r) || ours.shadows.iter().any(|s| s == r);
+    // A jump to podsnat's chain is podsnat's, also in an earlier form (the
+    // jump without `! -o BRIDGE`, which caught docker's hairpin traffic).
+    let jump = format!(" -j {OWN_CHAIN}");
+    let is_ours = |r: &str| {
+        ours.postrouting.contains(&r) || ours.shadows.iter().any(|s| s == r) || r.ends_with(&jump)
+    };
     let mut kept: Vec<&str> = Vec::with_capacity(live_post.len());
     let mut removed = Vec::new();
     let (mut at_exclusion, mut at_first) = (None, None);
@@ -201,6 +206,15 @@ mod tests {
         );
         // Already in place: nothing to do.
         assert!(pin(GUARD, &live(&[KUBE, JUMP, BROAD], true)).is_none());
+    }
+
+    #[test]
+    fn an_earlier_jump_without_the_bridge_test_goes() {
+        let old = "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING";
+        let p = pin(GUARD, &live(&[KUBE, old, BROAD], true)).unwrap();
+        assert_eq!(p.removed, [old, BROAD]);
+        assert_eq!(p.position, 2);
+        assert!(p.transaction.contains(&format!("-D {}", &old[3..])));
     }
 
     #[test]

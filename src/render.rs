@@ -93,12 +93,24 @@ pub fn postrouting(spec: &NodeSpec) -> Vec<String> {
     rules
 }
 
-/// Every rule of PODSNAT-POSTROUTING, in order (none in classic mode).
+/// Every rule of PODSNAT-POSTROUTING, in order (none in classic mode):
+/// the masquerade mark's RETURN, then one ACCEPT per exclusion.
 pub fn own_chain(spec: &NodeSpec) -> Vec<String> {
     match spec.mode() {
-        Mode::Guard | Mode::Owner => spec.exclusions().iter().map(own_chain_rule).collect(),
+        Mode::Guard | Mode::Owner => std::iter::once(mark_return(spec))
+            .chain(spec.exclusions().iter().map(own_chain_rule))
+            .collect(),
         Mode::Classic => Vec::new(),
     }
+}
+
+/// PODSNAT-POSTROUTING's first rule: traffic that carries the masquerade
+/// mark (kube-proxy's KUBE-MARK-MASQ) goes back to POSTROUTING before any
+/// exclusion can accept it, so the rules there masquerade it wherever
+/// podsnat's jump stands, above KUBE-POSTROUTING or below it.
+pub fn mark_return(spec: &NodeSpec) -> String {
+    let mark = spec.masquerade_mark().value();
+    format!("-A {OWN_CHAIN} -m mark --mark {mark:#x}/{mark:#x} -j RETURN")
 }
 
 fn own_chain_rule(net: &IpNet) -> String {
@@ -131,6 +143,9 @@ struct NatTable<'a> {
     random_fully: bool,
     classic_dest: IpNet,
     exclusion: String,
+    /// The masquerade mark's RETURN and the mark's bit, for its comment.
+    mark_return: String,
+    bit: u8,
     broad: String,
     egress: String,
     exclusions: Vec<Exclusion>,
@@ -158,6 +173,8 @@ pub fn nat_table(spec: &NodeSpec) -> String {
         random_fully: spec.random_fully(),
         classic_dest: classic_dest(spec),
         exclusion: exclusion(spec),
+        mark_return: mark_return(spec),
+        bit: spec.masquerade_mark().bit(),
         broad: broad(spec),
         egress: egress(spec),
         exclusions: if guard {

@@ -24,6 +24,8 @@ pub(super) struct Packet {
     pub(super) in_if: String,
     pub(super) out_if: String,
     pub(super) proto: String,
+    /// The destination port of a tcp or udp packet, where a rule names one.
+    pub(super) dport: Option<u16>,
     pub(super) mark: u32,
 }
 
@@ -32,8 +34,17 @@ pub(super) struct Atoms {
     pub(super) srcs: Vec<(IpAddr, (IpAddr, IpAddr))>,
     pub(super) cluster_dsts: Vec<(IpAddr, IpNet)>,
     pub(super) outside_dsts: Vec<(IpAddr, IpNet)>,
+    /// This node's own pod subnet, split: traffic to it leaves through the
+    /// bridge (to the node's pods, and docker's hairpin NAT).
+    pub(super) bridge_dsts: Vec<(IpAddr, IpNet)>,
+    /// Every interface but the bridge that the rules tell apart.
     pub(super) out_ifs: Vec<String>,
+    /// The bridge alone.
+    pub(super) bridge: Vec<String>,
     pub(super) protos: Vec<String>,
+    /// One destination port per range of ports the rules tell apart; empty
+    /// when no rule names a port.
+    pub(super) ports: Vec<u16>,
 }
 
 /// Half-open intervals of addresses, as numbers. An IPv6 interval that
@@ -160,7 +171,11 @@ impl Atoms {
             })
             .collect();
         let mut named_protos = BTreeSet::new();
+        let mut port_cuts = BTreeSet::new();
         for r in rules {
+            if let Some((_, lo, hi)) = r.dport {
+                port_cuts.extend([u128::from(lo), u128::from(hi) + 1]);
+            }
             if let Some((_, n)) = &r.src {
                 let (a, b) = span(n);
                 src_cuts.extend([a, b]);
@@ -238,32 +253,63 @@ impl Atoms {
         };
         protos.push(other.to_owned());
 
+        let bridge_dsts = split(&[pod], &dst_cuts)
+            .into_iter()
+            .map(|start| (addr(family, start), spec.pod_subnet()))
+            .collect();
+        let ports = if port_cuts.is_empty() {
+            Vec::new()
+        } else {
+            // Port 0 is never a connection's destination.
+            split(&[(1, 1 << 16)], &port_cuts)
+                .into_iter()
+                .map(|p| p as u16)
+                .collect()
+        };
+
         Atoms {
             srcs: representatives(family, pod, split(&[pod], &src_cuts)),
             cluster_dsts,
             outside_dsts,
+            bridge_dsts,
             out_ifs,
+            bridge: vec![bridge.to_owned()],
             protos,
+            ports,
         }
     }
 
+    /// One packet per atom: every pod source, each of `dsts`, each of
+    /// `out_ifs`, every protocol (and port), carrying `mark`.
     pub(super) fn packets<'s>(
         &'s self,
         spec: &'s NodeSpec,
         dsts: &'s [(IpAddr, IpNet)],
+        out_ifs: &'s [String],
+        mark: u32,
     ) -> impl Iterator<Item = Packet> + 's {
+        let no_port = [None];
         self.srcs.iter().flat_map(move |&(src, src_range)| {
             dsts.iter().flat_map(move |&(dst, class)| {
-                self.out_ifs.iter().flat_map(move |out_if| {
-                    self.protos.iter().map(move |proto| Packet {
-                        src,
-                        src_range,
-                        dst,
-                        dst_class: class,
-                        in_if: spec.bridge().as_str().to_owned(),
-                        out_if: out_if.clone(),
-                        proto: proto.clone(),
-                        mark: 0,
+                out_ifs.iter().flat_map(move |out_if| {
+                    self.protos.iter().flat_map(move |proto| {
+                        let ports: Vec<Option<u16>> =
+                            if self.ports.is_empty() || !matches!(proto.as_str(), "tcp" | "udp") {
+                                no_port.to_vec()
+                            } else {
+                                self.ports.iter().copied().map(Some).collect()
+                            };
+                        ports.into_iter().map(move |dport| Packet {
+                            src,
+                            src_range,
+                            dst,
+                            dst_class: class,
+                            in_if: spec.bridge().as_str().to_owned(),
+                            out_if: out_if.clone(),
+                            proto: proto.clone(),
+                            dport,
+                            mark,
+                        })
                     })
                 })
             })

@@ -10,6 +10,7 @@
 //! or none, so the verdict holds for the whole class, not a sample.
 
 mod atoms;
+mod checks;
 pub mod docker;
 mod fields;
 mod hook;
@@ -22,6 +23,7 @@ mod walk;
 
 use std::net::IpAddr;
 
+use checks::{BRIDGE, CLUSTER, Expect, MARKED, OUTSIDE, podsnat_present};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -32,7 +34,7 @@ use crate::config::NodeSpec;
 use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
-use hook::{Decision, Hook};
+use hook::Hook;
 pub use nft::Ruleset;
 pub use rule::{Malformed, check_all};
 use rule::{Rule, index_by_chain, reachable_rules};
@@ -98,6 +100,9 @@ pub struct Check {
     pub note: Option<String>,
     /// Why it cannot be decided.
     pub reason: Option<String>,
+    /// The deciding rule translated the source (for the report's words).
+    #[serde(skip)]
+    pub(crate) translated: bool,
     /// Position in POSTROUTING where the walk left the built-in chain.
     #[serde(skip)]
     pub(crate) top: usize,
@@ -171,7 +176,6 @@ pub fn evaluate_layers(
     nft: Option<NftLayer<'_>>,
 ) -> Result<Report, Malformed> {
     let rules = reachable_rules(table, spec.family())?;
-    let exclusion = render::exclusion(spec);
     let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
     let evaluator = Evaluator {
@@ -188,119 +192,26 @@ pub fn evaluate_layers(
     };
 
     let mut checks = Vec::new();
-    for (name, expect_nat, dsts) in [
-        ("pod-to-cluster", false, &atoms.cluster_dsts),
-        ("pod-to-outside", true, &atoms.outside_dsts),
+    let mark = spec.masquerade_mark().value();
+    for (class, dsts, out_ifs, mark) in [
+        (&CLUSTER, &atoms.cluster_dsts, &atoms.out_ifs, 0),
+        (&OUTSIDE, &atoms.outside_dsts, &atoms.out_ifs, 0),
+        (&BRIDGE, &atoms.bridge_dsts, &atoms.bridge, 0),
+        (&MARKED, &atoms.cluster_dsts, &atoms.out_ifs, mark),
     ] {
-        let mut first_ok: Option<Check> = None;
-        let mut undecided: Option<Check> = None;
-        let mut drift: Option<Check> = None;
-        // Every source range that drifts, not only the first.
-        let mut drifting: Vec<(IpAddr, IpAddr)> = Vec::new();
-        for p in atoms.packets(spec, dsts) {
-            let (status, rule, top, reason) = match hook.decide(&p) {
-                Decision::Translate(r, top) => (
-                    if expect_nat {
-                        Status::Ok
-                    } else {
-                        Status::Drift
-                    },
-                    Some(r),
-                    top,
-                    None,
-                ),
-                Decision::Keep(r, top) => (
-                    if expect_nat {
-                        Status::Drift
-                    } else {
-                        Status::Ok
-                    },
-                    r,
-                    top,
-                    None,
-                ),
-                Decision::Undecided(r, why) => (Status::Undecided, Some(r), 0, Some(why)),
-            };
-            let check = Check {
-                name,
-                expect: if expect_nat { "masquerade" } else { "keep" },
-                status,
-                rule,
-                packet: format!(
-                    "{} -> {} from {} via {} ({})",
-                    p.src, p.dst, p.in_if, p.out_if, p.proto
-                ),
-                destination: p.dst_class.to_string(),
-                sources: Vec::new(),
-                all_sources: false,
-                class: if expect_nat {
-                    "outside"
-                } else if p.dst_class.contains(&spec.cluster_cidr()) {
-                    "cluster"
-                } else {
-                    "no_masquerade"
-                },
-                note: None,
-                reason,
-                top,
-            };
-            match status {
-                Status::Drift => {
-                    if drifting.last() != Some(&p.src_range) {
-                        drifting.push(p.src_range);
-                    }
-                    drift.get_or_insert(check);
-                }
-                Status::Undecided => {
-                    undecided.get_or_insert(check);
-                }
-                Status::Ok => {
-                    first_ok.get_or_insert(check);
-                }
-            }
-        }
-        let mut check = drift.or(undecided).or(first_ok).unwrap_or_else(|| Check {
-            name,
-            expect: if expect_nat { "masquerade" } else { "keep" },
-            status: Status::Ok,
-            rule: None,
-            packet: String::new(),
-            destination: String::new(),
-            sources: Vec::new(),
-            all_sources: false,
-            class: if expect_nat { "outside" } else { "cluster" },
-            note: Some(if expect_nat {
-                "no packet of this class exists: the exclusions cover every address".to_owned()
-            } else {
-                format!(
-                    "no packet of this class exists: every exclusion lies inside the pod subnet {}, whose traffic stays on the bridge {}",
-                    spec.pod_subnet(),
-                    spec.bridge()
-                )
-            }),
-            reason: None,
-            top: 0,
-        });
-        check.sources = merge_ranges(drifting);
-        check.all_sources = check.sources == [spec.pod_subnet().to_string()];
-        if check.status == Status::Drift && !expect_nat {
-            let ours = table
-                .rules
-                .iter()
-                .filter(|r| r.chain == "POSTROUTING")
-                .position(|r| r.text == exclusion)
-                .map(|i| i + 1);
-            // Speak of podsnat's exclusion only where podsnat ran: its rule
-            // or its chain is in the table.
-            check.note = match ours {
-                Some(q) if check.top < q => Some("inserted above podsnat's exclusion".into()),
-                Some(_) => Some("podsnat's exclusion does not cover it".into()),
-                None if table.chains.contains(&render::OWN_CHAIN) => {
-                    Some("podsnat's exclusion is missing".into())
-                }
-                None => None,
-            };
-        }
+        let packets = atoms.packets(spec, dsts, out_ifs, mark);
+        let check = if class.expect != Expect::Keep
+            && class.expect != Expect::Masquerade
+            && !podsnat_present(spec, table, nft)
+        {
+            // Where podsnat has no rule, none of its rules can decide
+            // bridge or marked traffic: no walk needed.
+            None
+        } else {
+            checks::run(spec, &hook, class, packets)
+        };
+        let mut check = check.unwrap_or_else(|| checks::empty(spec, class));
+        check.note = checks::note(spec, table, &check).or(check.note);
         checks.push(check);
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {

@@ -18,6 +18,15 @@ fn nat_of(text: &str) -> Result<Table<'_>, String> {
         .ok_or_else(|| "no *nat table".to_owned())
 }
 
+/// Whether podsnat's rules are to blame for a drift a repair can fix:
+/// pod→cluster traffic masqueraded, bridge traffic decided by podsnat, or
+/// marked traffic kept.
+fn drifts(report: &super::Report) -> bool {
+    ["pod-to-cluster", "pod-via-bridge", "marked-to-cluster"]
+        .iter()
+        .any(|name| report.check(name).map(|c| c.status) == Some(Status::Drift))
+}
+
 /// A runtime repair: one `iptables-restore --noflush` transaction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Repair {
@@ -35,7 +44,7 @@ pub struct Repair {
 /// pod→cluster drift to repair.
 pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>, String> {
     let report = evaluate(spec, table).map_err(|e| e.to_string())?;
-    if report.check("pod-to-cluster").map(|c| c.status) != Some(Status::Drift) {
+    if !drifts(&report) {
         return Ok(None);
     }
     let exclusion = render::exclusion(spec);
@@ -51,7 +60,12 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
     // the first copies go.
     let live: Vec<&str> = table.chain_rules("POSTROUTING");
     let broad = render::broad(spec);
-    let replaced = |r: &str| r == exclusion || (spec.mode() == Mode::Classic && r == broad);
+    // Every jump to podsnat's chain is podsnat's: an earlier one (without
+    // `! -o BRIDGE`, which caught docker's hairpin traffic) goes too.
+    let jump = format!(" -j {own_chain}");
+    let replaced = |r: &str| {
+        r == exclusion || (spec.mode() == Mode::Classic && r == broad) || r.ends_with(&jump)
+    };
     let mut post: Vec<&str> = Vec::with_capacity(live.len());
     let mut removed = Vec::new();
     // Where the exclusion was, counted in the list without the removed rules.
@@ -118,7 +132,7 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
     let after = evaluate(spec, &nat_of(&with)?).map_err(|e| e.to_string())?;
-    if after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
+    if drifts(&after) || after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
         return Err(format!(
             "moving podsnat's exclusion would not fix the drift:\n{}",
             text(&after)

@@ -22,6 +22,10 @@ pub fn text(report: &Report) -> String {
                 format!("pod→no_masquerade {} traffic", c.destination)
             }
             ("pod-to-cluster", _, _) => "pod→cluster traffic".to_owned(),
+            ("pod-via-bridge", _, _) => "pod→pod traffic through the bridge".to_owned(),
+            ("marked-to-cluster", _, _) => {
+                "pod→cluster traffic with the masquerade mark (kube-proxy's)".to_owned()
+            }
             _ => "pod→outside traffic".to_owned(),
         };
         if c.packet.is_empty() {
@@ -41,6 +45,22 @@ pub fn text(report: &Report) -> String {
             .as_ref()
             .map_or_else(String::new, |n| format!(" ({n})"));
         let line = match (c.status, c.expect) {
+            (Status::Ok, "not-kept") if c.translated => {
+                format!("ok: {what} is masqueraded by {rule}")
+            }
+            (Status::Ok, "untouched" | "not-kept") => {
+                format!("ok: {what} is left to the rules below podsnat's; decided by {rule}")
+            }
+            (Status::Drift, "not-kept") => format!(
+                "drift: {what} keeps the pod source IP, decided by podsnat's {rule}{note}; packet {}{}",
+                c.packet,
+                sources(c)
+            ),
+            (Status::Drift, "untouched") => format!(
+                "drift: {what} is decided by podsnat's {rule}{note}, so docker's hairpin NAT never sees it; packet {}{}",
+                c.packet,
+                sources(c)
+            ),
             (Status::Ok, "keep") => {
                 format!("ok: {what} keeps the pod source IP; decided by {rule}")
             }

@@ -26,6 +26,8 @@ pub(super) struct Rule<'a> {
     /// a forwarded pod packet's source and destination are both UNICAST.
     pub(super) addrtype: Vec<(bool, Vec<String>)>,
     pub(super) marks: Vec<(bool, u32, u32)>,
+    /// `--dport N` or `--dport N:M` (tcp, udp): negated, first, last.
+    pub(super) dport: Option<(bool, u16, u16)>,
     /// `-m set --match-set NAME FLAGS`: negated, the set, src/dst per dimension.
     pub(super) sets: Vec<(bool, String, Vec<String>)>,
     /// Why a match part cannot be evaluated, if one cannot.
@@ -187,6 +189,7 @@ fn parse_rule<'a>(
         proto: None,
         addrtype: Vec::new(),
         marks: Vec::new(),
+        dport: None,
         sets: Vec::new(),
         unknown: None,
         target: Target::None,
@@ -309,6 +312,13 @@ fn parse_rule<'a>(
                 }
                 rule.sets.push((neg, name, flags));
             }
+            "--dport" | "--destination-port" if module == "tcp" || module == "udp" => {
+                let v = value(false)?;
+                match ports(&v) {
+                    Some((lo, hi)) => rule.dport = Some((neg, lo, hi)),
+                    None => unknown(&mut rule, format!("the port {v:?} is not modeled")),
+                }
+            }
             "--mark" if module == "mark" => {
                 let (val, mask) = mark_value(&value(false)?)?;
                 rule.marks.push((neg, val, mask));
@@ -332,6 +342,13 @@ fn parse_rule<'a>(
         neg = false;
     }
     Ok(rule)
+}
+
+/// A port or a range of ports as iptables-save prints them: `80`, `80:90`.
+fn ports(v: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = v.split_once(':').unwrap_or((v, v));
+    let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
+    (lo <= hi).then_some((lo, hi))
 }
 
 /// The words after a target's or an unmodeled module's option, up to the

@@ -115,6 +115,12 @@ fn matches(rule: &Rule<'_>, p: &Packet, sets: &Sets) -> Tri {
         check(*neg, p.mark & mask == *val);
     }
     let mut set_unknown = None;
+    if let Some((neg, lo, hi)) = rule.dport {
+        match p.dport {
+            Some(d) => check(neg, lo <= d && d <= hi),
+            None => set_unknown = Some("the packet's port is not modeled".to_owned()),
+        }
+    }
     for (neg, name, flags) in &rule.sets {
         match sets.member(name, flags, p) {
             Member::Yes => check(*neg, true),

@@ -9,6 +9,14 @@ use podsnat::render;
 use podsnat::rules_file;
 use podsnat::verify::{self, Report, Status};
 
+fn spec_raw(mode: &str) -> RawConfig {
+    RawConfig {
+        cluster_cidr: Some("172.7.0.0/16".into()),
+        pod_subnet: Some("172.7.21.0/24".into()),
+        ..settings(mode, &[])
+    }
+}
+
 fn spec(mode: &str, no_masquerade: &[&str]) -> NodeSpec {
     load(RawConfig {
         cluster_cidr: Some("172.7.0.0/16".into()),
@@ -236,6 +244,145 @@ fn kube_proxy_mark_is_modeled() {
     );
 }
 
+/// kube-proxy's rules with the mark's masquerade, its jump on top of
+/// POSTROUTING (as after boot) or at the end (as when podsnat's block is
+/// moved above it).
+fn kube_at(spec: &NodeSpec, top: bool) -> String {
+    let chains = ["KUBE-POSTROUTING", "KUBE-MARK-MASQ"];
+    if top {
+        return ours_with_top(spec, &chains, &KUBE);
+    }
+    let t = ours_with_top(spec, &chains, &KUBE[1..]);
+    t.replace("COMMIT\n", &format!("{}\nCOMMIT\n", KUBE[0]))
+}
+
+#[test]
+fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
+    for mode in ["guard", "owner", "classic"] {
+        let extra: &[&str] = if mode == "classic" {
+            &[]
+        } else {
+            &["10.96.0.0/12"]
+        };
+        let s = spec(mode, extra);
+        for top in [true, false] {
+            let r = eval(&s, &kube_at(&s, top));
+            let c = r.check("marked-to-cluster").unwrap();
+            assert_eq!(
+                c.status,
+                Status::Ok,
+                "{mode} kube on top={top}: {}",
+                verify::text(&r)
+            );
+            assert_eq!(c.expect, "not-kept");
+            assert!(c.packet.ends_with("mark 0x4000"), "{}", c.packet);
+            assert!(
+                verify::text(&r)
+                    .contains("traffic with the masquerade mark (kube-proxy's) is masqueraded by"),
+                "{mode} {top}: {}",
+                verify::text(&r)
+            );
+            assert_eq!(r.status, Status::Ok, "{mode} {top}: {}", verify::text(&r));
+        }
+    }
+    // podsnat's chain from before the mark's RETURN keeps marked traffic
+    // from kube-proxy's MASQUERADE below it.
+    let s = spec("guard", &[]);
+    let mark_return = render::own_chain(&s)[0].clone();
+    assert!(mark_return.contains("-m mark --mark 0x4000/0x4000 -j RETURN"));
+    let t = kube_at(&s, false).replace(&format!("{mark_return}\n"), "");
+    let r = eval(&s, &t);
+    let c = r.check("marked-to-cluster").unwrap();
+    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(
+        rule_text(&r, "marked-to-cluster"),
+        "-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT"
+    );
+    assert!(verify::text(&r).contains("kube-proxy's MASQUERADE never sees it"));
+    // Its repair rewrites the chain with the RETURN first.
+    let plan = verify::plan_repair(&s, &rules_file::parse(&t).unwrap()[0])
+        .unwrap()
+        .unwrap();
+    assert!(
+        plan.transaction.contains(&mark_return),
+        "{}",
+        plan.transaction
+    );
+    // A configured bit is the one tested.
+    let s = load(RawConfig {
+        masquerade_bit: Some(5),
+        ..spec_raw("guard")
+    });
+    assert_eq!(
+        render::own_chain(&s)[0],
+        "-A PODSNAT-POSTROUTING -m mark --mark 0x20/0x20 -j RETURN"
+    );
+    let r = eval(&s, &kube_at(&s, false));
+    let c = r.check("marked-to-cluster").unwrap();
+    assert!(c.packet.ends_with("mark 0x20"), "{}", c.packet);
+    assert_eq!(c.status, Status::Ok, "{}", verify::text(&r));
+}
+
+/// docker's per-port hairpin rule for a container at 172.7.21.128.
+const HAIRPIN: &str =
+    "-A POSTROUTING -s 172.7.21.128/32 -d 172.7.21.128/32 -p tcp -m tcp --dport 80 -j MASQUERADE";
+
+#[test]
+fn bridge_traffic_reaches_dockers_hairpin_rules() {
+    for mode in ["guard", "owner", "classic"] {
+        let s = spec(mode, &[]);
+        let t = ours_with_top(&s, &[], &[]).replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
+        let r = eval(&s, &t);
+        let c = r.check("pod-via-bridge").unwrap();
+        assert_eq!(c.status, Status::Ok, "{mode}: {}", verify::text(&r));
+        assert_eq!(rule_text(&r, "pod-via-bridge"), HAIRPIN, "{mode}");
+        assert_eq!(
+            c.packet,
+            "172.7.21.128 -> 172.7.21.128 from docker0 via docker0 (tcp port 80)"
+        );
+    }
+    // podsnat's earlier jump (no `! -o docker0`) sends the container's own
+    // traffic to the ACCEPT above docker's hairpin rule: drift, naming it.
+    let s = spec("guard", &[]);
+    let old = "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING";
+    let t = ours_with_top(&s, &[], &[])
+        .replace(&render::exclusion(&s), old)
+        .replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
+    let r = eval(&s, &t);
+    assert_eq!(
+        status(&r, "pod-via-bridge"),
+        Status::Drift,
+        "{}",
+        verify::text(&r)
+    );
+    assert_eq!(status(&r, "pod-to-cluster"), Status::Ok);
+    let text = verify::text(&r);
+    assert!(
+        text.contains(&format!("reached through POSTROUTING rule 1: {old}")),
+        "{text}"
+    );
+    // The repair takes it out and puts the jump with `! -o docker0` back.
+    let plan = verify::plan_repair(&s, &rules_file::parse(&t).unwrap()[0])
+        .unwrap()
+        .unwrap();
+    assert_eq!(plan.removed, [old.to_owned()]);
+    assert!(plan.transaction.contains(&format!(
+        "-I POSTROUTING 1 {}",
+        &render::exclusion(&s)[15..]
+    )));
+    // Without podsnat's rules nothing of podsnat's decides bridge traffic.
+    let t = table(&[], &[BROAD, HAIRPIN]);
+    let r = eval(&s, &t);
+    let c = r.check("pod-via-bridge").unwrap();
+    assert_eq!(c.status, Status::Ok);
+    assert!(
+        c.note
+            .as_deref()
+            .unwrap()
+            .contains("podsnat has no rule here")
+    );
+}
+
 #[test]
 fn ip_masq_agent_chain() {
     let chain = [
@@ -387,7 +534,7 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
     assert!(
         plan.transaction.starts_with(
-            "*nat\n:PODSNAT-POSTROUTING - [0:0]\n-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\n"
+            "*nat\n:PODSNAT-POSTROUTING - [0:0]\n-A PODSNAT-POSTROUTING -m mark --mark 0x4000/0x4000 -j RETURN\n-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\n"
         ),
         "{}",
         plan.transaction

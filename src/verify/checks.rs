@@ -1,0 +1,289 @@
+//! The classes of pod packets verify walks, and how one class's walks
+//! become one check: the worst packet stands for the class, with every
+//! pod source range that drifts.
+
+use std::net::IpAddr;
+
+use super::atoms::Packet;
+use super::hook::{Decision, Hook};
+use super::{Check, NftLayer, RuleRef, Status, merge_ranges};
+use crate::config::NodeSpec;
+use crate::render;
+use crate::rules_file::Table;
+
+/// What must happen to a class of packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expect {
+    /// The pod source IP stays.
+    Keep,
+    /// The source is translated (masquerade or snat).
+    Masquerade,
+    /// No rule of podsnat's decides it: it reaches the rules below
+    /// podsnat's (docker's hairpin NAT), whatever they do.
+    Untouched,
+    /// No rule of podsnat's keeps its source: whoever asked for its
+    /// masquerade (kube-proxy's KUBE-POSTROUTING) gets to do it.
+    NotKept,
+}
+
+impl Expect {
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Expect::Keep => "keep",
+            Expect::Masquerade => "masquerade",
+            Expect::Untouched => "untouched",
+            Expect::NotKept => "not-kept",
+        }
+    }
+}
+
+/// One class of packets: its name in the report, what must happen, and
+/// its `class` label.
+pub(super) struct Class {
+    pub(super) name: &'static str,
+    pub(super) expect: Expect,
+    pub(super) class: &'static str,
+}
+
+/// Pod traffic to the cluster (and the no_masquerade CIDRs) that leaves
+/// through another interface than the bridge keeps its source IP.
+pub(super) const CLUSTER: Class = Class {
+    name: "pod-to-cluster",
+    expect: Expect::Keep,
+    class: "cluster",
+};
+
+/// Pod traffic to anywhere else is masqueraded.
+pub(super) const OUTSIDE: Class = Class {
+    name: "pod-to-outside",
+    expect: Expect::Masquerade,
+    class: "outside",
+};
+
+/// Pod traffic to the node's own pod subnet, which leaves through the
+/// bridge (docker's hairpin NAT among it), is left to the rules below
+/// podsnat's.
+pub(super) const BRIDGE: Class = Class {
+    name: "pod-via-bridge",
+    expect: Expect::Untouched,
+    class: "bridge",
+};
+
+/// Pod traffic to the cluster that carries the masquerade mark (kube-
+/// proxy's KUBE-MARK-MASQ, a service with masquerade-all) is never kept by
+/// podsnat: where kube-proxy's KUBE-POSTROUTING stands, it masquerades it.
+pub(super) const MARKED: Class = Class {
+    name: "marked-to-cluster",
+    expect: Expect::NotKept,
+    class: "marked",
+};
+
+/// Whether podsnat has a rule in either layer: its chain, one of its
+/// POSTROUTING rules, or its anchor table.
+pub(super) fn podsnat_present(
+    spec: &NodeSpec,
+    table: &Table<'_>,
+    nft: Option<NftLayer<'_>>,
+) -> bool {
+    // docker's broad rule, which guard mode renders too, is docker's.
+    let ours = [render::exclusion(spec), render::egress(spec)];
+    table.chains.contains(&render::OWN_CHAIN)
+        || table
+            .rules
+            .iter()
+            .any(|r| r.chain == "POSTROUTING" && ours.iter().any(|o| o == r.text))
+        || nft.is_some_and(|n| n.ruleset.anchor_priority(spec.family()).is_some())
+}
+
+/// The check of a class no packet belongs to.
+pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
+    let note = match class.expect {
+        Expect::Masquerade if class.name == OUTSIDE.name => {
+            "no packet of this class exists: the exclusions cover every address".to_owned()
+        }
+        Expect::Untouched | Expect::NotKept => {
+            "podsnat has no rule here, so none of its rules can decide it".to_owned()
+        }
+        _ => format!(
+            "no packet of this class exists: every exclusion lies inside the pod subnet {}, whose traffic stays on the bridge {}",
+            spec.pod_subnet(),
+            spec.bridge()
+        ),
+    };
+    Check {
+        name: class.name,
+        expect: class.expect.word(),
+        status: Status::Ok,
+        rule: None,
+        packet: String::new(),
+        destination: String::new(),
+        sources: Vec::new(),
+        all_sources: false,
+        class: class.class,
+        note: Some(note),
+        reason: None,
+        translated: false,
+        top: 0,
+    }
+}
+
+/// What a drift means for podsnat's own rules, where they are in the table.
+pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<String> {
+    if check.status != Status::Drift {
+        return None;
+    }
+    let post: Vec<&str> = table.chain_rules("POSTROUTING");
+    let ours_decided = check.rule.as_ref().is_some_and(|r| is_podsnats(spec, r));
+    match check.name {
+        n if n == CLUSTER.name => {
+            let exclusion = render::exclusion(spec);
+            let ours = post.iter().position(|r| *r == exclusion).map(|i| i + 1);
+            // Speak of podsnat's exclusion only where podsnat ran: its rule
+            // or its chain is in the table.
+            match ours {
+                Some(q) if check.top < q => Some("inserted above podsnat's exclusion".into()),
+                Some(_) => Some("podsnat's exclusion does not cover it".into()),
+                None if table.chains.contains(&render::OWN_CHAIN) => {
+                    Some("podsnat's exclusion is missing".into())
+                }
+                None => None,
+            }
+        }
+        n if n == BRIDGE.name => {
+            let via = post.get(check.top.wrapping_sub(1))?;
+            let old = format!(
+                "-A POSTROUTING -s {} -j {}",
+                spec.pod_subnet(),
+                render::OWN_CHAIN
+            );
+            Some(if *via == old {
+                format!(
+                    "reached through POSTROUTING rule {}: {via}, podsnat's earlier jump, without `! -o {}`; a restore of the rules file, `podsnat pin` or `verify --repair` replaces it",
+                    check.top,
+                    spec.bridge()
+                )
+            } else {
+                format!("reached through POSTROUTING rule {}: {via}", check.top)
+            })
+        }
+        n if n == MARKED.name && ours_decided => {
+            Some("so kube-proxy's MASQUERADE never sees it, wherever it stands".into())
+        }
+        _ => None,
+    }
+}
+
+/// Whether `rule` is one of podsnat's own: a rule of PODSNAT-POSTROUTING,
+/// the anchor's table, or a POSTROUTING rule podsnat renders for `spec`.
+pub(super) fn is_podsnats(spec: &NodeSpec, rule: &RuleRef) -> bool {
+    let anchor = format!(
+        "table {} {} ",
+        render::nft_family(spec.family()),
+        render::ANCHOR_TABLE
+    );
+    rule.chain == render::OWN_CHAIN
+        || rule.chain.starts_with(&anchor)
+        || (rule.chain == "POSTROUTING" && render::postrouting(spec).contains(&rule.text))
+}
+
+/// Walks every packet of a class and folds the outcomes into one check.
+pub(super) fn run(
+    spec: &NodeSpec,
+    hook: &Hook<'_, '_, '_>,
+    class: &Class,
+    packets: impl Iterator<Item = Packet>,
+) -> Option<Check> {
+    let mut first_ok: Option<(u8, Check)> = None;
+    let mut undecided: Option<Check> = None;
+    let mut drift: Option<Check> = None;
+    // Every source range that drifts, not only the first.
+    let mut drifting: Vec<(IpAddr, IpAddr)> = Vec::new();
+    for p in packets {
+        let decision = hook.decide(&p);
+        // How well an ok packet shows that podsnat left it alone: reaching
+        // a translation below (docker's hairpin NAT) shows it best.
+        let rank = match &decision {
+            Decision::Translate(..) => 2,
+            Decision::Keep(Some(_), _) => 1,
+            _ => 0,
+        };
+        let (status, rule, top, reason) = match decision {
+            Decision::Translate(r, top) => {
+                let status = match class.expect {
+                    Expect::Keep => Status::Drift,
+                    Expect::Masquerade => Status::Ok,
+                    Expect::Untouched if is_podsnats(spec, &r) => Status::Drift,
+                    Expect::Untouched | Expect::NotKept => Status::Ok,
+                };
+                (status, Some(r), top, None)
+            }
+            Decision::Keep(r, top) => {
+                let status = match class.expect {
+                    Expect::Keep => Status::Ok,
+                    Expect::Masquerade => Status::Drift,
+                    Expect::Untouched | Expect::NotKept
+                        if r.as_ref().is_some_and(|r| is_podsnats(spec, r)) =>
+                    {
+                        Status::Drift
+                    }
+                    Expect::Untouched | Expect::NotKept => Status::Ok,
+                };
+                (status, r, top, None)
+            }
+            Decision::Undecided(r, why) => (Status::Undecided, Some(r), 0, Some(why)),
+        };
+        let port = p.dport.map_or_else(String::new, |d| format!(" port {d}"));
+        let check = Check {
+            name: class.name,
+            expect: class.expect.word(),
+            status,
+            rule,
+            packet: format!(
+                "{} -> {} from {} via {} ({}{port}){}",
+                p.src,
+                p.dst,
+                p.in_if,
+                p.out_if,
+                p.proto,
+                if p.mark == 0 {
+                    String::new()
+                } else {
+                    format!(" mark {:#x}", p.mark)
+                }
+            ),
+            destination: p.dst_class.to_string(),
+            sources: Vec::new(),
+            all_sources: false,
+            class: match class.class {
+                "cluster" if !p.dst_class.contains(&spec.cluster_cidr()) => "no_masquerade",
+                c => c,
+            },
+            note: None,
+            reason,
+            translated: rank == 2,
+            top,
+        };
+        match status {
+            Status::Drift => {
+                if drifting.last() != Some(&p.src_range) {
+                    drifting.push(p.src_range);
+                }
+                drift.get_or_insert(check);
+            }
+            Status::Undecided => {
+                undecided.get_or_insert(check);
+            }
+            Status::Ok => {
+                let better = matches!(class.expect, Expect::Untouched | Expect::NotKept)
+                    && first_ok.as_ref().is_some_and(|(r, _)| *r < rank);
+                if first_ok.is_none() || better {
+                    first_ok = Some((rank, check));
+                }
+            }
+        }
+    }
+    let mut check = drift.or(undecided).or(first_ok.map(|(_, c)| c))?;
+    check.sources = merge_ranges(drifting);
+    check.all_sources = check.sources == [spec.pod_subnet().to_string()];
+    Some(check)
+}
