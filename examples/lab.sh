@@ -19,7 +19,8 @@
 # Usage (as root; settings come from the environment):
 #   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] \
 #     [SUBNET6_A=fd00:7:0:21::/64 SUBNET6_B=fd00:7:0:22::/64] lab.sh up
-#   LAB=x lab.sh probe FROM_NS TO_NS TO_IP    # prints the source address TO_NS saw
+#   LAB=x lab.sh probe FROM_NS TO_NS TO_IP [VIA_IP]  # prints the source address TO_NS saw
+#                                             # (VIA_IP: connect there, a service IP that DNATs to TO_IP)
 #   LAB=x lab.sh http FROM_NS IP PORT         # prints the last line of an HTTP GET
 #   LAB=x lab.sh down
 # Pod subnets must be /24s: the gateway is .1 and the pod is .2.
@@ -117,16 +118,16 @@ up6() {
 # A real TCP connection from FROM to TO_IP:8080, where a socat listener in
 # TO replies with the peer address it saw. Bounded by timeouts throughout.
 probe() {
-  local from=$1 to=$2 ip=$3 listener seen tcp=TCP addr=$3
+  local from=$1 to=$2 ip=$3 listener seen tcp=TCP addr=$3 via=${4:-$3}
   # An IPv6 address: socat's TCP6, with the address in brackets.
-  if [[ $ip == *:* ]]; then tcp=TCP6 addr="[$ip]"; fi
+  if [[ $ip == *:* ]]; then tcp=TCP6 addr="[$ip]" via="[$via]"; fi
   in_ns "$to" timeout 10 socat -T 5 "$tcp-LISTEN:$PORT,bind=$addr,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR' &
   listener=$!
   for _ in $(seq 100); do
     in_ns "$to" ss -Hltn "sport = :$PORT" | grep -q . && break
     sleep 0.02
   done
-  seen=$(in_ns "$from" timeout 5 socat -T 3 - "$tcp:$addr:$PORT,connect-timeout=3" < /dev/null || true)
+  seen=$(in_ns "$from" timeout 5 socat -T 3 - "$tcp:$via:$PORT,connect-timeout=3" < /dev/null || true)
   kill "$listener" 2>/dev/null || true
   wait "$listener" 2>/dev/null || true
   echo "${seen:-none}"
@@ -147,7 +148,7 @@ down() {
 
 case "${1:-}" in
   up) up ;;
-  probe) probe "$2" "$3" "$4" ;;
+  probe) probe "${@:2}" ;;
   http) http "$2" "$3" "$4" ;;
   down) down ;;
   *) sed -n '2,26p' "$0" >&2; exit 1 ;;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::Mode;
 use crate::paths;
 
 const EXAMPLES: &str = "\
@@ -19,11 +20,11 @@ Exit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error
 
 // What each command's --help (and the man page) shows after its options.
 const WRITE_HELP: &str = "Examples:\n  podsnat write --config node.toml --check --diff   # preview, exit 2 if it would change\n  podsnat write --config node.toml --output /etc/sysconfig/iptables\n\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
-const INSTALL_UNIT_HELP: &str = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flannel.service --after docker.service\n  podsnat install-unit --root /srv/images/node --no-enable\n  podsnat install-unit --family dual                # restore and pin rules.v4 and rules.v6\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
+const INSTALL_UNIT_HELP: &str = "Examples:\n  podsnat install-unit --check --diff\n  podsnat install-unit --after flanneld.service --after network-online.target\n  podsnat install-unit --root /srv/images/node --no-enable\n  podsnat install-unit --family dual                # restore and pin rules.v4 and rules.v6\n\nNever starts the unit: a whole-table restore at runtime would wipe kube-proxy's rules.\nExit codes: 0 nothing changed, 2 changed (or would change with --check), 1 error.";
 const VERIFY_HELP: &str = "Examples:\n  podsnat verify --config /etc/podsnat/config.toml                 # the live table\n  podsnat verify --config node.toml --file golden/n1.iptables.nat  # a rules file, for review\n  podsnat verify --config node.toml --repair --check               # show the --noflush fix\n  podsnat verify --config node.toml --file6 golden/n1.ip6tables.nat   # an IPv6 rules file\n\nExit codes: 0 ok, 2 drift (or, with --repair, repaired or would repair), 1 error or cannot decide.";
 const PIN_HELP: &str = "Examples:\n  podsnat pin --file /etc/sysconfig/iptables           # what podsnat-pin.service runs\n  podsnat pin --file /etc/iptables/rules.v4 --check    # show the --noflush transaction\n  podsnat pin --file /etc/iptables/rules.v4 --file6 /etc/iptables/rules.v6   # dual stack\n\nReads podsnat's rules from the rules file (not a config) and moves only them, in one\n`iptables-restore --noflush` transaction.\nExit codes: 0 already in place, 2 pinned (or would pin with --check), 1 error.";
 const FLEET_RENDER_HELP: &str = "Example:\n  podsnat fleet render --inventory inventory.toml --out-dir golden\n\nExit codes: 0 nothing changed, 2 files written or pruned, 1 error.";
-const FLEET_CHECK_HELP: &str = "Example (in CI):\n  podsnat fleet check --inventory inventory.toml --out-dir golden\n\nExit codes: 0 all match, 2 a file differs or a node directory is stale (diffs printed), 1 error.";
+const FLEET_CHECK_HELP: &str = "Example (in CI):\n  podsnat fleet check --inventory inventory.toml --out-dir golden\n\nExit codes: 0 all match, 2 a file differs or a stale file is left (diffs printed), 1 error.";
 
 /// `podsnat --version`: the version and the git commit it was built from.
 pub const VERSION: &str = concat!(
@@ -101,10 +102,11 @@ pub struct FleetArgs {
     /// The inventory (TOML): cluster-wide settings, [unit], and [[nodes]].
     #[arg(long, value_name = "FILE")]
     pub inventory: PathBuf,
-    /// Where the per-node directories live.
+    /// The directory of golden files: `<node>.iptables.nat` (and `.ip6tables.nat`,
+    /// `.podsnat.nft`) per node, and the units.
     #[arg(long, value_name = "DIR")]
     pub out_dir: PathBuf,
-    /// (render) Remove directories of nodes that are no longer in the inventory.
+    /// (render) Remove golden files that no node of the inventory renders any more.
     #[arg(long)]
     pub prune: bool,
     #[arg(long, value_enum, default_value = "text")]
@@ -148,10 +150,9 @@ pub struct SpecArgs {
     /// Do not emit docker's nat skeleton.
     #[arg(long)]
     pub no_docker: bool,
-    /// "guard" (default: the exclusions in a chain of their own, then docker's broad rule),
-    /// "classic" (the one-rule hand fix) or "owner" (docker with "ip-masq": false).
+    /// How podsnat writes the exclusion [default: guard].
     #[arg(long, value_name = "MODE")]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     /// Do not render, write or expect podsnat's nftables anchor (table ip
     /// podsnat): the iptables-only path, for nodes that forbid nftables.
     #[arg(long)]

@@ -71,7 +71,7 @@ pub fn load_spec(args: &SpecArgs) -> Result<Node> {
         no_masquerade: (!args.no_masquerade.is_empty()).then(|| args.no_masquerade.clone()),
         random_fully: args.random_fully.then_some(true),
         docker,
-        mode: args.mode.clone(),
+        mode: args.mode.map(|m| m.to_string()),
         anchor: args.no_anchor.then_some(false),
         masquerade_bit: args.masquerade_bit,
     };

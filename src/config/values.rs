@@ -61,40 +61,45 @@ impl fmt::Display for Iface {
     }
 }
 
-/// How the exclusion is written; see the README for the trade-off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the exclusion is written; see the README for the trade-off. The
+/// values and their help text are `--mode`'s (clap) and the config's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {
-    /// Exclusions first (a chain of their own), then docker's exact broad
-    /// rule. docker's start moves its rule on top again; the anchor decides
-    /// before this table, and the pin moves podsnat's rules back.
+    /// The exclusions in a chain of their own, then docker's broad rule
     #[default]
     Guard,
-    /// The hand-made fix, one rule with `! -d cluster`. Undone by a docker restart.
+    /// The one-rule hand fix: masquerade only traffic that leaves the cluster network
     Classic,
-    /// For nodes whose docker does not masquerade (`"ip-masq": false`):
-    /// exclusions first, then podsnat's own egress rule, which is not
-    /// byte-identical to docker's broad rule, so no docker start deletes it.
+    /// For docker with "ip-masq": false: the exclusions, then podsnat's own egress rule
     Owner,
 }
 
 impl Mode {
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "guard" => Ok(Mode::Guard),
-            "classic" => Ok(Mode::Classic),
-            "owner" => Ok(Mode::Owner),
-            _ => Err("is not a mode; use \"guard\", \"classic\" or \"owner\"".into()),
-        }
+        use clap::ValueEnum;
+        Mode::from_str(s, false).map_err(|_| {
+            let names: Vec<String> = Mode::value_variants()
+                .iter()
+                .filter_map(|m| m.to_possible_value())
+                .map(|v| format!("{:?}", v.get_name()))
+                .collect();
+            let (last, rest) = names.split_last().unzip();
+            format!(
+                "is not a mode; use {} or {}",
+                rest.unwrap_or_default().join(", "),
+                last.cloned().unwrap_or_default()
+            )
+        })
     }
 }
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Guard => "guard",
-            Mode::Classic => "classic",
-            Mode::Owner => "owner",
-        })
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
-//! The boot unit: `podsnat.service` runs `iptables-restore -T nat` on the
-//! file `podsnat write` produced, after the units that create the broad
-//! MASQUERADE rule and before kube-proxy. Rendering is pure; installing goes
+//! The units: `podsnat.service` runs `iptables-restore -T nat` on the file
+//! `podsnat write` produced, after flanneld and before docker, kubelet and
+//! kube-proxy, which then build their rules on top of the restored table;
+//! podsnat-anchor.service loads the nftables anchor; podsnat-pin.service
+//! runs after every docker start. Rendering is pure; installing goes
 //! through `write::update` (files) and `atomic::symlink` (enablement).
 
 mod files;

@@ -27,6 +27,11 @@ pub(super) struct Packet {
     /// The destination port of a tcp or udp packet, where a rule names one.
     pub(super) dport: Option<u16>,
     pub(super) mark: u32,
+    /// The question is only whether a rule of podsnat's decides: a rule of
+    /// someone else's with an unmodeled match that would end the walk (a
+    /// translation, an accept) is taken as not matching, since matching
+    /// would leave podsnat's rules undecided-free either way.
+    pub(super) lenient: bool,
 }
 
 pub(super) struct Atoms {
@@ -287,6 +292,7 @@ impl Atoms {
         dsts: &'s [(IpAddr, IpNet)],
         out_ifs: &'s [String],
         mark: u32,
+        lenient: bool,
     ) -> impl Iterator<Item = Packet> + 's {
         let no_port = [None];
         self.srcs.iter().flat_map(move |&(src, src_range)| {
@@ -309,6 +315,7 @@ impl Atoms {
                             proto: proto.clone(),
                             dport,
                             mark,
+                            lenient,
                         })
                     })
                 })

@@ -173,9 +173,14 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
     }
 }
 
-/// Whether `rule` is one of podsnat's own: a rule of PODSNAT-POSTROUTING,
-/// the anchor's table, or a POSTROUTING rule podsnat renders for `spec`.
+/// Whether `rule` is one of podsnat's own that decides: a rule of
+/// PODSNAT-POSTROUTING, the anchor's table, or a POSTROUTING rule podsnat
+/// renders for `spec`, but not a RETURN (podsnat's mark RETURNs hand the
+/// packet on; the walk names them when the policy then decides).
 pub(super) fn is_podsnats(spec: &NodeSpec, rule: &RuleRef) -> bool {
+    if rule.text.ends_with("-j RETURN") || rule.text.ends_with(" return") {
+        return false;
+    }
     let anchor = format!(
         "table {} {} ",
         render::nft_family(spec.family()),

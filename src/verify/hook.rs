@@ -171,6 +171,10 @@ impl Hook<'_, '_, '_> {
             if !applies {
                 continue;
             }
+            if p.lenient && unknown.is_some() && ends_elsewhere(&rule.stmts) {
+                // Matching or not, podsnat's rules decide nothing here.
+                continue;
+            }
             if let Some(why) = unknown {
                 return Outcome::Undecided(here, why);
             }
@@ -221,6 +225,7 @@ impl Hook<'_, '_, '_> {
                 match s {
                     Stmt::Match { .. } | Stmt::Passive | Stmt::Vmap { .. } => {}
                     Stmt::SetMark { and, xor, or } => p.mark = ((p.mark & and) ^ xor) | or,
+                    Stmt::Unknown(_) if p.lenient && ends_elsewhere(&rule.stmts) => break,
                     Stmt::Unknown(why) => return Outcome::Undecided(here, why.clone()),
                     Stmt::Accept => return Outcome::Pass(Some(here), 0),
                     Stmt::Identity => {
@@ -260,6 +265,25 @@ impl Hook<'_, '_, '_> {
         }
         Outcome::Pass(last, 0)
     }
+}
+
+/// A rule of someone else's table whose only verdict ends the walk (a
+/// translation, an identity snat, an accept): whether its unmodeled part
+/// matches or not, it cannot make a rule of podsnat's decide.
+fn ends_elsewhere(stmts: &[Stmt]) -> bool {
+    stmts
+        .iter()
+        .any(|s| matches!(s, Stmt::Translate | Stmt::Identity | Stmt::Accept))
+        && !stmts.iter().any(|s| {
+            matches!(
+                s,
+                Stmt::SetMark { .. }
+                    | Stmt::Jump(_)
+                    | Stmt::Goto(_)
+                    | Stmt::Return
+                    | Stmt::Vmap { .. }
+            )
+        })
 }
 
 fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {

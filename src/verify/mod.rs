@@ -199,7 +199,8 @@ pub fn evaluate_layers(
         (&BRIDGE, &atoms.bridge_dsts, &atoms.bridge, 0),
         (&MARKED, &atoms.cluster_dsts, &atoms.out_ifs, mark),
     ] {
-        let packets = atoms.packets(spec, dsts, out_ifs, mark);
+        let lenient = !matches!(class.expect, Expect::Keep | Expect::Masquerade);
+        let packets = atoms.packets(spec, dsts, out_ifs, mark, lenient);
         let check = if class.expect != Expect::Keep
             && class.expect != Expect::Masquerade
             && !podsnat_present(spec, table, nft)

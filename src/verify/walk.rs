@@ -59,6 +59,12 @@ impl<'r, 'a> Evaluator<'r, 'a> {
             }
             match (matches(rule, &p, self.sets), &rule.target) {
                 (Tri::No, _) | (_, Target::None | Target::Passive) => continue,
+                // Matching or not, podsnat's rules decide nothing here.
+                (Tri::Unknown(_), Target::Nat | Target::Accept)
+                    if p.lenient && rule.chain != crate::render::OWN_CHAIN =>
+                {
+                    continue;
+                }
                 (Tri::Unknown(why), _) => return End::Undecided(rule, why),
                 (Tri::Yes, Target::Accept) => return End::NoNat(Some(rule), top),
                 (Tri::Yes, Target::Nat) => return End::Nat(rule, top),

@@ -29,6 +29,7 @@ mod dualstack;
 mod fleet;
 mod generate;
 mod hostile;
+mod kube_proxy;
 mod package;
 mod props;
 mod restore;

@@ -134,7 +134,7 @@ fn systemd_accepts_the_unit() {
     common::require(
         "systemd_accepts_the_unit",
         false,
-        &["systemd-analyze", "iptables-restore"],
+        &["systemd-analyze", "iptables-restore", "man", "manpath"],
     );
     let variants: [&[&str]; 4] = [
         &[],
@@ -164,11 +164,7 @@ fn systemd_accepts_the_unit() {
         assert_eq!(code(&out), 2, "{}", text(&out.stderr));
         let unit = tmp.path().join(UNIT);
         assert!(Path::new(restore).exists());
-        let verify = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&unit)
-            .output()
-            .unwrap();
+        let verify = analyze_verify(&unit);
         assert!(
             verify.status.success() && verify.stderr.is_empty(),
             "systemd-analyze verify {extra:?}: {}",
@@ -209,16 +205,13 @@ fn systemd_accepts_the_unit() {
     let dir = tmp.path().join("etc/systemd/system");
     for (unit, wants) in [
         ("podsnat.service", "multi-user.target.wants"),
+        ("podsnat-anchor.service", "multi-user.target.wants"),
         ("podsnat-pin.service", "docker.service.wants"),
         ("podsnat-pin.timer", "timers.target.wants"),
         ("podsnat-verify.service", "docker.service.wants"),
         ("podsnat-verify.timer", "timers.target.wants"),
     ] {
-        let verify = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(dir.join(unit))
-            .output()
-            .unwrap();
+        let verify = analyze_verify(&dir.join(unit));
         assert!(
             verify.status.success() && verify.stderr.is_empty(),
             "{unit}: {}",
@@ -250,13 +243,32 @@ fn systemd_accepts_the_unit() {
         &["--iptables-restore", "/usr/sbin/no-such-restore"],
     );
     assert_eq!(code(&out), 2);
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(tmp.path().join(UNIT))
-        .output()
-        .unwrap();
+    let verify = analyze_verify(&tmp.path().join(UNIT));
     assert!(
         !verify.status.success(),
         "verify should reject a missing ExecStart binary"
     );
+}
+
+/// `systemd-analyze verify UNIT`, which also runs `man` on every
+/// `Documentation=man:` page: podsnat(8) is the page `podsnat generate man`
+/// renders (the packages install it), found through MANPATH.
+fn analyze_verify(unit: &Path) -> std::process::Output {
+    let man = tempfile::tempdir().unwrap();
+    fs::create_dir(man.path().join("man8")).unwrap();
+    let page = Command::new(common::podsnat_bin())
+        .args(["generate", "man"])
+        .output()
+        .unwrap();
+    assert!(page.status.success(), "podsnat generate man");
+    fs::write(man.path().join("man8/podsnat.8"), page.stdout).unwrap();
+    // The system's pages (iptables-restore(8), nft(8)) stay reachable.
+    let system = Command::new("manpath").output().unwrap();
+    let manpath = format!("{}:{}", man.path().display(), text(&system.stdout).trim());
+    Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .env("MANPATH", manpath)
+        .output()
+        .unwrap()
 }

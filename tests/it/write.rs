@@ -342,7 +342,7 @@ fn diff_and_json_report() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["path"], p);
     assert_eq!(v["changed"], true);
-    assert_eq!(v["rules"], 6);
+    assert_eq!(v["rules"], 7);
     let written = fs::read(&path).unwrap();
     assert_eq!(v["sha256"], podsnat::write::sha256_hex(&written));
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);

@@ -271,7 +271,8 @@ fn one(
     let Some(repair) = repair else {
         let text = if report.status == Status::Drift {
             format!(
-                "{}repair: not possible at runtime; only pod→cluster drift is repaired. \
+                "{}repair: not possible at runtime; only pod→cluster, bridge and \
+                 marked traffic drift is repaired. \
                  The table is restored at the next boot.\n",
                 verify::text(&report)
             )

@@ -81,6 +81,13 @@ impl Lab {
             .map_or(seen.clone(), |a| a.to_string())
     }
 
+    /// The source address `to` saw for a TCP connection from `from` to
+    /// `via` (a service address that DNATs to `ip`, `to`'s own).
+    pub fn seen_via(&self, from: &str, to: &str, ip: &str, via: &str) -> String {
+        let out = self.run(&["probe", from, to, ip, via]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// The last line of an HTTP GET from `from` to `ip:port`, or "none".
     pub fn http(&self, from: &str, ip: &str, port: &str) -> String {
         let out = self.run(&["http", from, ip, port]);
