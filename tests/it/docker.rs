@@ -199,6 +199,49 @@ impl Run<'_> {
     }
 }
 
+impl Run<'_> {
+    /// podsnat's earlier jump, without `! -o BRIDGE`, on top: the container
+    /// no longer reaches its own published port (the check above can fail),
+    /// verify names the jump, and the pin replaces it.
+    fn earlier_jump_breaks_the_hairpin_and_the_pin_replaces_it(&self) {
+        let ctx = format!("{} earlier jump", self.ctx);
+        let (_, pid) = self.container();
+        let hairpin = || self.lab.http(&format!("pid:{pid}"), NODE_A, HOST_PORT);
+        common::ok_in(
+            &self.a(),
+            self.backend.iptables,
+            &[
+                "-w",
+                "5",
+                "-t",
+                "nat",
+                "-I",
+                "POSTROUTING",
+                "1",
+                "-s",
+                self.node.subnet_a,
+                "-j",
+                "PODSNAT-POSTROUTING",
+            ],
+        );
+        assert_eq!(
+            hairpin(),
+            "none",
+            "{ctx}: the earlier jump takes the hairpin NAT away"
+        );
+        let (code, text) = self.verify();
+        assert_eq!(code, 2, "{ctx}: {text}");
+        assert!(text.contains("podsnat's earlier jump"), "{ctx}: {text}");
+        assert_eq!(self.pin().0, 2, "{ctx}: the pin replaces it");
+        assert_eq!(
+            hairpin(),
+            "hello from the container",
+            "{ctx}: after the pin"
+        );
+        assert_eq!(self.verify().0, 0, "{ctx}: after the pin");
+    }
+}
+
 fn kube_lines(ns: &str, backend: &Backend) -> Vec<String> {
     common::saved(ns, backend)
         .into_iter()
@@ -304,6 +347,9 @@ fn real_node(
     // A whole-table restore after docker deletes the port maps docker just
     // made; before docker, docker makes them on top of the restored table.
     run.check("after boot", order == Order::BeforeDocker);
+    if mode != "classic" && order == Order::BeforeDocker {
+        run.earlier_jump_breaks_the_hairpin_and_the_pin_replaces_it();
+    }
 
     let mut pins = Vec::new();
     for i in 1..=restarts {
