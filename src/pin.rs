@@ -15,7 +15,9 @@
 //! block. In classic mode (one `! -d` rule) and owner mode (an egress rule
 //! of podsnat's own) docker's broad rule only shadows podsnat's, so the pin
 //! deletes it: the hand fix, and in owner mode a docker that masquerades
-//! after all.
+//! after all. Every live jump to PODSNAT-POSTROUTING is podsnat's: one the
+//! file does not hold (the earlier jump without `! -o BRIDGE`, which caught
+//! docker's hairpin traffic) goes too.
 
 use serde::Serialize;
 

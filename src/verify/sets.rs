@@ -8,8 +8,11 @@
 //! KUBE-LOOP-BACK whose contents are not known is kube-proxy's (ipvs mode,
 //! `pkg/proxy/ipvs/proxier.go`), which holds only `endpointIP,proto:port,
 //! endpointIP` entries and is matched `dst,dst,src`. A match needs the
-//! destination to equal the source, which no checked packet has: a pod
-//! packet to another host's address, leaving through a non-bridge interface.
+//! destination to equal the source, which no packet of the classes that
+//! leave through a non-bridge interface has (a pod packet to another host's
+//! address). Bridge traffic can have it; for it the port decides, which the
+//! set's unknown contents do not give: "cannot decide", unless the rule only
+//! ends the walk (see `Packet::lenient`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
