@@ -59,7 +59,7 @@ pub enum Command {
     /// Install podsnat.service (the boot restore), podsnat-anchor.service (the nftables anchor) and podsnat-pin.service (after every docker start).
     #[command(after_help = INSTALL_UNIT_HELP)]
     InstallUnit(InstallUnitArgs),
-    /// Check, in rule order, that pod traffic to the cluster keeps its source IP and egress is masqueraded.
+    /// Check, in rule order, that pod traffic to the cluster keeps its source IP, egress is masqueraded, and podsnat leaves bridge (hairpin) and kube-proxy-marked traffic to others.
     #[command(after_help = VERIFY_HELP)]
     Verify(VerifyArgs),
     /// Put podsnat's rules back above docker's MASQUERADE rule; runs after every docker start.
@@ -345,7 +345,8 @@ pub struct VerifyArgs {
     /// Evaluate this IPv6 rules file instead of the live ip6tables table.
     #[arg(long, value_name = "PATH")]
     pub file6: Option<PathBuf>,
-    /// Put podsnat's exclusion back above a shadowing rule with one
+    /// Put podsnat's rules back (its exclusion above a shadowing rule, its
+    /// chain as rendered, an earlier jump replaced) with one
     /// `iptables-restore --noflush` transaction; nothing else changes.
     #[arg(long, conflicts_with_all = ["file", "file6"])]
     pub repair: bool,
@@ -385,8 +386,9 @@ pub struct VerifyArgs {
     /// (every nftables nat chain at postrouting, in priority order).
     #[arg(long, value_name = "FILE", requires = "files")]
     pub nft_file: Option<PathBuf>,
-    /// The nft that reads the live nftables ruleset (`nft -j list ruleset`)
-    /// and, with --repair, loads a missing anchor.
+    /// The nft that reads the live nftables nat chains (`nft -j list chains`,
+    /// then `nft -j list table` for each table with a nat chain at
+    /// postrouting) and, with --repair, loads a missing anchor.
     #[arg(long, value_name = "PROGRAM", default_value = "nft")]
     pub nft: String,
     /// With --repair: the anchor file to load when the anchor is missing.
