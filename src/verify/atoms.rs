@@ -284,6 +284,30 @@ impl Atoms {
         }
     }
 
+    /// A container's traffic to itself through the bridge (what docker's
+    /// hairpin NAT is for): per source atom, packets to its own address.
+    pub(super) fn hairpin_packets(&self, spec: &NodeSpec) -> Vec<Packet> {
+        self.srcs
+            .iter()
+            .flat_map(|&(src, range)| {
+                let one = [(src, spec.pod_subnet())];
+                let atoms = Atoms {
+                    srcs: vec![(src, range)],
+                    cluster_dsts: Vec::new(),
+                    outside_dsts: Vec::new(),
+                    bridge_dsts: Vec::new(),
+                    out_ifs: Vec::new(),
+                    bridge: self.bridge.clone(),
+                    protos: self.protos.clone(),
+                    ports: self.ports.clone(),
+                };
+                atoms
+                    .packets(spec, &one, &self.bridge, 0, true)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// One packet per atom: every pod source, each of `dsts`, each of
     /// `out_ifs`, every protocol (and port), carrying `mark`.
     pub(super) fn packets<'s>(

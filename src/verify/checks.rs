@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::atoms::Packet;
 use super::hook::{Decision, Hook};
+use super::rule::{Rule, Target};
 use super::{Check, NftLayer, RuleRef, Status, merge_ranges};
 use crate::config::NodeSpec;
 use crate::render;
@@ -93,6 +94,48 @@ pub(super) fn podsnat_present(
             .iter()
             .any(|r| r.chain == "POSTROUTING" && ours.iter().any(|o| o == r.text))
         || nft.is_some_and(|n| n.ruleset.anchor_priority(spec.family()).is_some())
+}
+
+/// Whether no rule of podsnat's can see a packet that leaves through the
+/// bridge: every jump to PODSNAT-POSTROUTING and every POSTROUTING rule of
+/// podsnat's has `! -o BRIDGE`, and so does every rule of the anchor but
+/// the mark's return. Then bridge traffic is podsnat-free by construction,
+/// and only a container's traffic to itself is walked, to show the rule
+/// that decides it (docker's hairpin MASQUERADE); otherwise every pair of
+/// pod addresses is walked.
+pub(super) fn bridge_guarded(
+    spec: &NodeSpec,
+    rules: &[Rule<'_>],
+    nft: Option<NftLayer<'_>>,
+) -> bool {
+    let bridge = spec.bridge().as_str();
+    let ours = render::postrouting(spec);
+    let guarded = |r: &Rule<'_>| matches!(&r.out_if, Some((true, name)) if name == bridge);
+    let iptables = rules.iter().all(|r| {
+        let into_own =
+            matches!(&r.target, Target::Jump(c) | Target::Goto(c) if c == render::OWN_CHAIN);
+        let own_rule = r.chain == "POSTROUTING" && ours.iter().any(|o| o == r.text);
+        !(into_own || own_rule) || guarded(r)
+    });
+    let anchor = nft.is_none_or(|n| n.ruleset.anchor_guarded(spec.family(), bridge));
+    iptables && anchor
+}
+
+/// The bridge check where no rule of podsnat's can see bridge traffic: ok,
+/// shown by the walk of a container's traffic to itself where that walk
+/// decided it, and by the reason otherwise.
+pub(super) fn guarded_bridge(spec: &NodeSpec, walked: Option<Check>) -> Check {
+    match walked {
+        Some(c) if c.status == Status::Ok => c,
+        _ => {
+            let mut c = empty(spec, &BRIDGE);
+            c.note = Some(format!(
+                "no rule of podsnat's sees it: its jumps and rules all have `! -o {}`",
+                spec.bridge()
+            ));
+            c
+        }
+    }
 }
 
 /// The check of a class no packet belongs to.

@@ -208,6 +208,11 @@ pub fn evaluate_layers(
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
             None
+        } else if class.name == BRIDGE.name && checks::bridge_guarded(spec, &rules, nft) {
+            Some(checks::guarded_bridge(
+                spec,
+                checks::run(spec, &hook, class, atoms.hairpin_packets(spec).into_iter()),
+            ))
         } else {
             checks::run(spec, &hook, class, packets)
         };

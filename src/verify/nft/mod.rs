@@ -271,6 +271,31 @@ impl Ruleset {
         .and_then(|c| c.hook_prio)
     }
 
+    /// Whether every rule of podsnat's anchor chain for `family` (if
+    /// loaded) but a plain return tests `oifname != "BRIDGE"`: none of them
+    /// sees traffic through the bridge.
+    pub(in crate::verify) fn anchor_guarded(&self, family: Family, bridge: &str) -> bool {
+        let Some(chain) = self.chain(
+            render::nft_family(family),
+            render::ANCHOR_TABLE,
+            render::ANCHOR_CHAIN,
+        ) else {
+            return true;
+        };
+        chain.rules.iter().all(|r| {
+            let verdicts: Vec<&Stmt> = r
+                .stmts
+                .iter()
+                .filter(|s| !matches!(s, Stmt::Match { .. } | Stmt::Passive))
+                .collect();
+            matches!(verdicts.as_slice(), [Stmt::Return])
+                || r.stmts.iter().any(|s| {
+                    matches!(s, Stmt::Match { neg: true, field: Field::Iface { out: true }, any_of }
+                        if any_of == &[Elem::Name(bridge.to_owned())])
+                })
+        })
+    }
+
     /// Every address and interface a rule of the ruleset names, for the
     /// evaluator's atoms.
     pub(super) fn mentions(&self) -> (Vec<(IpAddr, IpAddr)>, Vec<String>) {
