@@ -2,7 +2,7 @@
 //! text becomes the matches and the target the evaluator understands. A
 //! match it does not model is kept as a reason, never dropped.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 
@@ -95,6 +95,9 @@ pub(super) fn reachable_rules<'a>(
     for r in &table.rules {
         by_chain.entry(r.chain).or_default().push(r);
     }
+    // Looked up once per rule: a set, so that a table of many chains costs
+    // time linear in its rules.
+    let chains: HashSet<&'a str> = table.chains.iter().copied().collect();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut todo = vec!["POSTROUTING"];
@@ -103,9 +106,9 @@ pub(super) fn reachable_rules<'a>(
             continue;
         }
         for (i, raw) in by_chain.get(chain).into_iter().flatten().enumerate() {
-            let rule = parse(chain, i + 1, raw, &table.chains, family)?;
+            let rule = parse(chain, i + 1, raw, &chains, family)?;
             if let Target::Jump(c) | Target::Goto(c) = &rule.target
-                && let Some(name) = table.chains.iter().find(|n| **n == c.as_str())
+                && let Some(name) = chains.get(c.as_str())
             {
                 todo.push(name);
             }
@@ -118,11 +121,12 @@ pub(super) fn reachable_rules<'a>(
 /// Checks every rule of the table, reachable or not: a file under review
 /// must be one iptables-restore would load, or the boot restores nothing.
 pub fn check_all(table: &Table<'_>, family: Family) -> Result<(), Malformed> {
+    let chains: HashSet<&str> = table.chains.iter().copied().collect();
     let mut pos: HashMap<&str, usize> = HashMap::new();
     for raw in &table.rules {
         let n = pos.entry(raw.chain).or_default();
         *n += 1;
-        parse(raw.chain, *n, raw, &table.chains, family)?;
+        parse(raw.chain, *n, raw, &chains, family)?;
     }
     Ok(())
 }
@@ -131,7 +135,7 @@ fn parse<'a>(
     chain: &'a str,
     pos: usize,
     raw: &rules_file::Rule<'a>,
-    chains: &[&str],
+    chains: &HashSet<&str>,
     family: Family,
 ) -> Result<Rule<'a>, Malformed> {
     parse_rule(chain, pos, raw.text, chains, family).map_err(|why| Malformed {
@@ -175,7 +179,7 @@ fn parse_rule<'a>(
     chain: &'a str,
     pos: usize,
     text: &'a str,
-    chains: &[&str],
+    chains: &HashSet<&str>,
     family: Family,
 ) -> Result<Rule<'a>, String> {
     let mut rule = Rule {

@@ -14,7 +14,7 @@
 //! set's unknown contents do not give: "cannot decide", unless the rule only
 //! ends the walk (see `Packet::lenient`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -28,10 +28,38 @@ const KUBE_LOOP_BACK: &str = "KUBE-LOOP-BACK";
 #[derive(Debug, Clone)]
 enum Kind {
     /// hash:ip and hash:net: the member networks.
-    Nets(Vec<IpNet>),
-    /// hash:ip,port,ip: the first and the last address of each entry.
-    IpPortIp(Vec<(IpAddr, IpAddr)>),
+    Nets(Nets),
+    /// hash:ip,port,ip: the first and the last address of each entry,
+    /// hashed as the kernel hashes them, so a lookup costs the same with
+    /// 40 entries or 40,000.
+    IpPortIp(HashSet<(IpAddr, IpAddr)>),
     Other(String),
+}
+
+/// A hash:net set as the kernel looks it up: one hash of networks per
+/// prefix length in use, each probed with the address cut to that length.
+#[derive(Debug, Clone, Default)]
+struct Nets {
+    by_len: BTreeMap<u8, HashSet<IpNet>>,
+}
+
+impl Nets {
+    fn insert(&mut self, n: IpNet) {
+        let n = n.trunc();
+        self.by_len.entry(n.prefix_len()).or_default().insert(n);
+    }
+
+    fn contains(&self, a: IpAddr) -> bool {
+        self.by_len.iter().any(|(&len, nets)| {
+            IpNet::new(a, len)
+                .map(|n| nets.contains(&n.trunc()))
+                .unwrap_or(false)
+        })
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &IpNet> {
+        self.by_len.values().flatten()
+    }
 }
 
 /// Every set `ipset save` printed, of both families (`family inet6` sets
@@ -62,8 +90,8 @@ impl Sets {
                         return Err(bad("a create line needs a name and a type"));
                     };
                     let kind = match kind {
-                        "hash:ip" | "hash:net" => Kind::Nets(Vec::new()),
-                        "hash:ip,port,ip" => Kind::IpPortIp(Vec::new()),
+                        "hash:ip" | "hash:net" => Kind::Nets(Nets::default()),
+                        "hash:ip,port,ip" => Kind::IpPortIp(HashSet::new()),
                         other => Kind::Other(other.to_owned()),
                     };
                     sets.insert(name.to_owned(), kind);
@@ -73,7 +101,7 @@ impl Sets {
                         return Err(bad("an add line needs a set and an entry"));
                     };
                     match sets.get_mut(name) {
-                        Some(Kind::Nets(nets)) => nets.push(
+                        Some(Kind::Nets(nets)) => nets.insert(
                             entry
                                 .parse::<IpNet>()
                                 .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
@@ -88,7 +116,7 @@ impl Sets {
                                 s.parse::<IpAddr>()
                                     .map_err(|_| bad("not an ip,port,ip entry"))
                             };
-                            pairs.push((ip(a)?, ip(c)?));
+                            pairs.insert((ip(a)?, ip(c)?));
                         }
                         // An unmodeled type's member.
                         Some(Kind::Other(_)) | None => {}
@@ -107,7 +135,7 @@ impl Sets {
         match (self.sets.get(name), flags) {
             (Some(Kind::Nets(nets)), [f]) => {
                 let a = pick(f);
-                if nets.iter().any(|n| n.contains(&a)) {
+                if nets.contains(a) {
                     Member::Yes
                 } else {
                     Member::No
@@ -115,7 +143,7 @@ impl Sets {
             }
             (Some(Kind::IpPortIp(pairs)), [f1, _, f3]) => {
                 let (a, c) = (pick(f1), pick(f3));
-                if pairs.iter().any(|&(x, z)| x == a && z == c) {
+                if pairs.contains(&(a, c)) {
                     Member::Unknown(format!(
                         "set {name} has an entry for this packet's addresses; its port is not modeled"
                     ))
@@ -162,7 +190,7 @@ impl Sets {
         for (name, flags) in uses {
             match (self.sets.get(name), flags) {
                 (Some(Kind::Nets(nets)), [f]) => {
-                    for n in nets {
+                    for n in nets.iter() {
                         side(f, *n);
                     }
                 }
