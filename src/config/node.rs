@@ -267,6 +267,7 @@ fn family_spec(
         anchor: shared.anchor,
         masquerade_mark: shared.masquerade_mark,
     };
+    refuse_aggregates(&spec, cluster_key, shared)?;
     // Classic mode is one rule with one `! -d`; it can only express a
     // single destination network.
     if let (Some(mode), Some(extra)) = (&shared.mode, &shared.no_masquerade) {
@@ -288,4 +289,46 @@ fn family_spec(
         }
     }
     Ok(spec)
+}
+
+/// An exclusion refused on its own stays refused when several entries add
+/// up to it: `0.0.0.0/1` and `128.0.0.0/1` aggregate to `0.0.0.0/0`, which
+/// would turn masquerading off for all egress. Each aggregate goes through
+/// the same check an entry gets; the error names the entries.
+fn refuse_aggregates(spec: &NodeSpec, cluster_key: &str, shared: &Shared) -> Result<()> {
+    let Some(extra) = &shared.no_masquerade else {
+        return Ok(());
+    };
+    for net in spec.exclusions() {
+        let Err(problem) = super::values::parse_cidr_any(&net.to_string()) else {
+            continue;
+        };
+        let mut entries: Vec<&IpNet> = spec
+            .no_masquerade
+            .iter()
+            .filter(|n| net.contains(*n))
+            .collect();
+        entries.sort();
+        const SHOWN: usize = 8;
+        let mut list: Vec<String> = entries.iter().take(SHOWN).map(|n| n.to_string()).collect();
+        if entries.len() > SHOWN {
+            list.push(format!("and {} more", entries.len() - SHOWN));
+        }
+        let with = if net.contains(&spec.cluster_cidr) {
+            format!(" (with {cluster_key} {})", spec.cluster_cidr)
+        } else {
+            String::new()
+        };
+        let key = key_name(extra.origin == super::FLAGS_ORIGIN, "", "no_masquerade");
+        return Err(Error::field(
+            &extra.origin,
+            key,
+            net.to_string(),
+            format!(
+                "is what {}{with} add up to, and it {problem}",
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
