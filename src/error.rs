@@ -145,6 +145,70 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The longest run of non-space characters printed whole.
+pub const TOKEN_MAX: usize = 200;
+/// The longest line printed whole.
+pub const LINE_MAX: usize = 2000;
+
+/// The one function every line podsnat prints goes through (stdout and
+/// stderr, text, and every string inside its JSON): control characters are
+/// escaped (`\u{1b}`), so no input byte can clear the screen, set the
+/// title or forge a line; a run of non-space characters longer than
+/// [`TOKEN_MAX`], and a line longer than [`LINE_MAX`], is cut, with a mark
+/// that says how long it was. Text without either is returned unchanged.
+pub fn safe(text: &str) -> String {
+    text.split('\n')
+        .map(safe_line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn safe_line(line: &str) -> String {
+    let words: Vec<String> = line
+        .split(' ')
+        .map(|w| {
+            let w = shown_chars(w);
+            cut(&w, TOKEN_MAX)
+        })
+        .collect();
+    cut(&words.join(" "), LINE_MAX)
+}
+
+/// `s` cut to `max` characters, with a mark naming its length.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}...(cut, {} bytes)", s.len())
+}
+
+/// Every string inside a JSON value through [`safe`].
+pub fn safe_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => *s = safe(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(safe_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(safe_json),
+        _ => {}
+    }
+}
+
+/// Control characters escaped, nothing cut.
+fn shown_chars(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Text from the input as it may appear in a message: control characters
 /// are escaped (`\n`, `\u{1b}`), so a file name or a parser's message can
 /// never forge a second line of output or move the terminal's cursor.

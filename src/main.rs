@@ -12,14 +12,20 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             // clap exits 2 on usage errors, but 2 means "changed" here.
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+            if !e.use_stderr() {
+                // --help and --version: podsnat's own text.
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // A usage error quotes the argument it refuses: escaped and cut.
+            eprint!("{}", podsnat::error::safe(&e.render().to_string()));
+            return ExitCode::from(1);
         }
     };
     match commands::run(cli) {
         Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("podsnat: {e}");
+            eprintln!("podsnat: {}", podsnat::error::safe(&e.to_string()));
             ExitStatus::Failed.into()
         }
     }

@@ -9,7 +9,7 @@ use askama::Template;
 use clap::CommandFactory;
 use roff::{Roff, bold, roman};
 
-use super::{ExitStatus, emit};
+use super::{ExitStatus, emit_raw};
 use crate::cli::{Cli, GenerateCommand};
 use crate::error::{Error, Result};
 
@@ -22,7 +22,7 @@ pub fn run(what: GenerateCommand, out: &mut impl Write) -> Result<ExitStatus> {
         what: "render the man page or completions",
         message: e.to_string(),
     })?;
-    emit(out, &text)?;
+    emit_raw(out, &text)?;
     Ok(ExitStatus::Unchanged)
 }
 

@@ -107,17 +107,33 @@ fn changed_status(changed: bool) -> ExitStatus {
     }
 }
 
-/// A report as one line of JSON.
+/// A report as one line of JSON, every string in it through
+/// [`crate::error::safe`].
 fn json(value: &impl serde::Serialize) -> Result<String> {
-    let mut s = serde_json::to_string(value).map_err(|e| Error::Output {
+    let encode = |e: serde_json::Error| Error::Output {
         what: "encode the result as JSON",
         message: e.to_string(),
-    })?;
+    };
+    let mut v = serde_json::to_value(value).map_err(encode)?;
+    crate::error::safe_json(&mut v);
+    let mut s = serde_json::to_string(&v).map_err(encode)?;
     s.push('\n');
     Ok(s)
 }
 
+/// Prints a report: text through [`crate::error::safe`]; a JSON line (its
+/// strings already safe, see [`json`]) as it is, since cutting it would
+/// break it.
 fn emit(out: &mut impl Write, text: &str) -> Result<()> {
+    if text.starts_with('{') || text.starts_with('[') {
+        return emit_raw(out, text);
+    }
+    emit_raw(out, &crate::error::safe(text))
+}
+
+/// Prints podsnat's own rendered text (a table, the anchor, the man page)
+/// unchanged.
+fn emit_raw(out: &mut impl Write, text: &str) -> Result<()> {
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
         .map_err(|e| Error::Output {

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::{ExitStatus, emit, load_spec};
+use super::{ExitStatus, emit_raw, load_spec};
 use crate::cli::RenderArgs;
 use crate::error::{Error, Result};
 use crate::render;
@@ -17,10 +17,10 @@ pub fn run(args: &RenderArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 "--anchor: the settings turn the anchor off (anchor = false or --no-anchor)".into(),
             ));
         }
-        emit(out, &render::anchor(&node))?;
+        emit_raw(out, &render::anchor(&node))?;
         return Ok(ExitStatus::Unchanged);
     }
     let tables: Vec<String> = node.specs().iter().map(render::nat_table).collect();
-    emit(out, &tables.join("\n"))?;
+    emit_raw(out, &tables.join("\n"))?;
     Ok(ExitStatus::Unchanged)
 }

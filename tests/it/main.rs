@@ -30,6 +30,7 @@ mod fleet;
 mod generate;
 mod hostile;
 mod kube_proxy;
+mod output;
 mod package;
 mod props;
 mod restore;

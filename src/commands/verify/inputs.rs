@@ -15,7 +15,10 @@ use crate::{config, paths, system};
 pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
     if !system::is_root() {
         eprintln!(
-            "podsnat: note: {restore} --test was not run on {source}: it needs root (--no-test skips it)"
+            "{}",
+            crate::error::safe(&format!(
+                "podsnat: note: {restore} --test was not run on {source}: it needs root (--no-test skips it)"
+            ))
         );
         return Ok(());
     }
@@ -36,7 +39,10 @@ pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
         }),
         Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
-                "podsnat: note: {restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+                "{}",
+                crate::error::safe(&format!(
+                    "podsnat: note: {restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+                ))
             );
             Ok(())
         }
