@@ -151,7 +151,7 @@ fn hostile_input_never_reaches_the_terminal_raw_or_whole() {
     verify(
         "a set type",
         "set.rules",
-        &table(&[set.clone()]),
+        &table(std::slice::from_ref(&set)),
         &["--ipsets", "sets"],
     );
     // Lines a parser refuses, quoted in the error: a 200 KB prefix, an
