@@ -151,8 +151,8 @@ pub const TOKEN_MAX: usize = 200;
 pub const LINE_MAX: usize = 2000;
 
 /// The one function every line podsnat prints goes through (stdout and
-/// stderr, text, and every string inside its JSON): control characters are
-/// escaped (`\u{1b}`), so no input byte can clear the screen, set the
+/// stderr, text, and every string inside its JSON): control characters but
+/// the tab are escaped (`\u{1b}`), so no input byte can clear the screen, set the
 /// title or forge a line; a run of non-space characters longer than
 /// [`TOKEN_MAX`], and a line longer than [`LINE_MAX`], is cut, with a mark
 /// that says how long it was. Text without either is returned unchanged.
@@ -193,14 +193,17 @@ pub fn safe_json(v: &mut serde_json::Value) {
     }
 }
 
-/// Control characters escaped, nothing cut.
+/// Control characters escaped, nothing cut. A tab stays: it moves the
+/// cursor only to the next tab stop (the anchor file's diff is indented
+/// with tabs).
 fn shown_chars(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    let bad = |c: char| c.is_control() && c != '\t';
+    if !s.chars().any(bad) {
         return s.to_owned();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() {
+            if bad(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

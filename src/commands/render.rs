@@ -20,7 +20,13 @@ pub fn run(args: &RenderArgs, out: &mut impl Write) -> Result<ExitStatus> {
         emit_raw(out, &render::anchor(&node))?;
         return Ok(ExitStatus::Unchanged);
     }
-    let tables: Vec<String> = node.specs().iter().map(render::nat_table).collect();
-    emit_raw(out, &tables.join("\n"))?;
+    // One table at a time, each written as soon as it is rendered: a table
+    // of 10,000 exclusions is never held twice.
+    for (i, spec) in node.specs().iter().enumerate() {
+        if i > 0 {
+            emit_raw(out, "\n")?;
+        }
+        emit_raw(out, &render::nat_table(spec))?;
+    }
     Ok(ExitStatus::Unchanged)
 }

@@ -44,6 +44,8 @@ pub struct NodeSpec {
     pod_subnet: IpNet,
     bridge: Iface,
     no_masquerade: Vec<IpNet>,
+    /// cluster_cidr and no_masquerade aggregated, computed once.
+    exclusions: Vec<IpNet>,
     random_fully: bool,
     docker: bool,
     mode: Mode,
@@ -87,11 +89,8 @@ impl NodeSpec {
     /// The destinations whose traffic keeps the pod source IP: the cluster
     /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
     /// adjacent networks become as few rules as possible. Sorted.
-    pub fn exclusions(&self) -> Vec<IpNet> {
-        let mut all = Vec::with_capacity(self.no_masquerade.len() + 1);
-        all.push(self.cluster_cidr);
-        all.extend_from_slice(&self.no_masquerade);
-        IpNet::aggregate(&all)
+    pub fn exclusions(&self) -> &[IpNet] {
+        &self.exclusions
     }
 }
 
@@ -245,22 +244,27 @@ fn family_spec(
             },
         ));
     }
+    let no_masquerade: Vec<IpNet> = shared
+        .no_masquerade
+        .as_ref()
+        .map(|g| {
+            g.value
+                .iter()
+                .filter(|n| Family::of(n) == family)
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut all = Vec::with_capacity(no_masquerade.len() + 1);
+    all.push(cluster.value);
+    all.extend_from_slice(&no_masquerade);
     let spec = NodeSpec {
         family,
         cluster_cidr: cluster.value,
         pod_subnet: pod.value,
         bridge: shared.bridge.clone(),
-        no_masquerade: shared
-            .no_masquerade
-            .as_ref()
-            .map(|g| {
-                g.value
-                    .iter()
-                    .filter(|n| Family::of(n) == family)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default(),
+        no_masquerade,
+        exclusions: IpNet::aggregate(&all),
         random_fully: shared.random_fully,
         docker: shared.docker,
         mode: shared.mode.as_ref().map(|g| g.value).unwrap_or_default(),
@@ -299,8 +303,8 @@ fn refuse_aggregates(spec: &NodeSpec, cluster_key: &str, shared: &Shared) -> Res
     let Some(extra) = &shared.no_masquerade else {
         return Ok(());
     };
-    for net in spec.exclusions() {
-        let Err(problem) = super::values::parse_cidr_any(&net.to_string()) else {
+    for &net in spec.exclusions() {
+        let Some(problem) = super::values::network_problem(net) else {
             continue;
         };
         let mut entries: Vec<&IpNet> = spec

@@ -170,10 +170,43 @@ where
             ip.trunc()
         ));
     }
-    if ip.prefix_len() == 0 {
-        return Err("covers every address; it would turn masquerading off entirely".into());
+    match network_problem(ip) {
+        Some(problem) => Err(problem),
+        None => Ok(net),
     }
-    Ok(net)
+}
+
+/// What makes a network (with no host bits) unacceptable as a setting,
+/// whatever way it was written: every value check the parsers make, in one
+/// place, so an aggregate of several entries gets them too.
+pub(super) fn network_problem(net: IpNet) -> Option<String> {
+    if net.prefix_len() == 0 {
+        return Some("covers every address; it would turn masquerading off entirely".into());
+    }
+    match net {
+        IpNet::V4(_) => None,
+        IpNet::V6(n) => v6_problem(n),
+    }
+}
+
+/// IPv6 networks that are no pod destination.
+fn v6_problem(net: Ipv6Net) -> Option<String> {
+    mapped_problem(net).or_else(|| multicast_problem(net))
+}
+
+fn mapped_problem(net: Ipv6Net) -> Option<String> {
+    (net.addr().to_ipv4_mapped().is_some() || net.network().to_ipv4_mapped().is_some()).then(|| {
+        "is an IPv4-mapped address (::ffff:a.b.c.d); ip6tables never sees them, write the IPv4 network in cluster_cidr or pod_subnet"
+            .into()
+    })
+}
+
+/// The last address (ffff:...:ffff) is multicast; the evaluator's
+/// half-open ranges end just before it, which only multicast touches.
+fn multicast_problem(net: Ipv6Net) -> Option<String> {
+    net.network()
+        .is_multicast()
+        .then(|| "is multicast (ff00::/8); pods do not send from or to it as unicast".into())
 }
 
 /// Parses an IPv4 CIDR and allows host bits, as in FLANNEL_SUBNET=172.7.21.1/24.
@@ -238,11 +271,8 @@ pub(super) fn parse_cidr6_loose(s: &str) -> std::result::Result<Ipv6Net, String>
         .parse::<Ipv6Net>()
         .map_err(|_| "is not an IPv6 CIDR like \"fd00:10::/48\"".to_string())?;
     let addr = net.addr();
-    if addr.to_ipv4_mapped().is_some() || net.network().to_ipv4_mapped().is_some() {
-        return Err(
-            "is an IPv4-mapped address (::ffff:a.b.c.d); ip6tables never sees them, write the IPv4 network in cluster_cidr or pod_subnet"
-                .into(),
-        );
+    if let Some(problem) = mapped_problem(net) {
+        return Err(problem);
     }
     let canonical = format!("{addr}/{}", net.prefix_len());
     if addr_part != addr.to_string() || len_part != net.prefix_len().to_string() {
@@ -250,12 +280,10 @@ pub(super) fn parse_cidr6_loose(s: &str) -> std::result::Result<Ipv6Net, String>
             "is not written the way ip6tables prints it; write \"{canonical}\" (lower case, zeros compressed)"
         ));
     }
-    // The last address (ffff:...:ffff) is multicast; the evaluator's
-    // half-open ranges end just before it, which only multicast touches.
-    if net.network().is_multicast() {
-        return Err("is multicast (ff00::/8); pods do not send from or to it as unicast".into());
+    match multicast_problem(net) {
+        Some(problem) => Err(problem),
+        None => Ok(net),
     }
-    Ok(net)
 }
 
 #[cfg(test)]

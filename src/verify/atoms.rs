@@ -197,11 +197,11 @@ impl Atoms {
             }
         }
         let pod = span(&spec.pod_subnet());
-        let exclusions: Vec<IpNet> = spec.exclusions();
+        let exclusions = spec.exclusions();
         // Traffic to the node's own pod subnet leaves through the bridge, so
         // it is not part of the "leaves through another interface" class.
         let mut cluster_dsts = Vec::new();
-        for e in &exclusions {
+        for e in exclusions {
             for start in split(&subtract(&[span(e)], &[pod]), &dst_cuts) {
                 cluster_dsts.push((addr(family, start), *e));
             }
