@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::Mode;
 use crate::paths;
@@ -46,25 +46,83 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A command's arguments, built only when the command is the one run: a
+/// start builds the arguments of one command, not of all seven (clap's
+/// `Command::defer`). A plain `podsnat render` then loads less and
+/// allocates less. The man page and completions build them all
+/// (`Command::build`).
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T> std::ops::Deref for Deferred<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(|c| keep_texts(c, T::augment_args))
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(|c| keep_texts(c, T::augment_args_for_update))
+    }
+}
+
+/// Adds the arguments and keeps the command's own about and help texts:
+/// the command's attributes were applied before, and a flattened
+/// struct's doc comment must not replace them.
+fn keep_texts(cmd: clap::Command, add: fn(clap::Command) -> clap::Command) -> clap::Command {
+    let about = cmd.get_about().cloned();
+    let long_about = cmd.get_long_about().cloned();
+    let mut cmd = add(cmd);
+    if let Some(a) = about {
+        cmd = cmd.about(a);
+    }
+    if let Some(a) = long_about {
+        cmd = cmd.long_about(a);
+    }
+    cmd
+}
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Deferred)
+    }
+    fn from_arg_matches_mut(matches: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches_mut(matches).map(Deferred)
+    }
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+    fn update_from_arg_matches_mut(
+        &mut self,
+        matches: &mut clap::ArgMatches,
+    ) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches_mut(matches)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the nat table (iptables-restore format), or with --anchor the nftables anchor, to stdout.
     #[command(
         after_help = "Examples:\n  podsnat render --config examples/flannel-docker.toml\n  podsnat render --config examples/flannel-docker.toml --anchor   # what `nft -f` loads"
     )]
-    Render(RenderArgs),
+    Render(Deferred<RenderArgs>),
     /// Put the nat table into the rules file, keeping its other tables.
     #[command(after_help = WRITE_HELP)]
-    Write(WriteArgs),
+    Write(Deferred<WriteArgs>),
     /// Install podsnat.service (the boot restore), podsnat-anchor.service (the nftables anchor) and podsnat-pin.service (after every docker start).
     #[command(after_help = INSTALL_UNIT_HELP)]
-    InstallUnit(InstallUnitArgs),
+    InstallUnit(Deferred<InstallUnitArgs>),
     /// Check, in rule order, that pod traffic to the cluster keeps its source IP, egress is masqueraded, and podsnat leaves bridge (hairpin) and kube-proxy-marked traffic to others.
     #[command(after_help = VERIFY_HELP)]
-    Verify(VerifyArgs),
+    Verify(Deferred<VerifyArgs>),
     /// Put podsnat's rules back above docker's MASQUERADE rule; runs after every docker start.
     #[command(after_help = PIN_HELP)]
-    Pin(PinArgs),
+    Pin(Deferred<PinArgs>),
     /// Render or check every node's golden files from one inventory.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -91,10 +149,10 @@ pub enum GenerateCommand {
 pub enum FleetCommand {
     /// Write DIR/<node>.iptables.nat for every node and each distinct unit once.
     #[command(after_help = FLEET_RENDER_HELP)]
-    Render(FleetArgs),
+    Render(Deferred<FleetArgs>),
     /// Compare the committed golden files with a fresh render; change nothing.
     #[command(after_help = FLEET_CHECK_HELP)]
-    Check(FleetArgs),
+    Check(Deferred<FleetArgs>),
 }
 
 #[derive(Debug, Args)]

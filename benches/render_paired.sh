@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `podsnat render` whole process, this tree against an older commit (by
+# default 448cb2f, the last one before issues 12-18), run interleaved on the
+# same machine in the same minutes: mean wall time per run (best of 5
+# rounds) and peak RSS (least of 15 runs), for the example config and for
+# 10,000 no_masquerade CIDRs.
+# Run: bash benches/render_paired.sh [COMMIT]   (RUNS=N runs per round)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:-448cb2f}
+runs=${RUNS:-300}
+tmp=$(mktemp -d)
+trap 'git worktree remove --force "$tmp/old" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+
+cargo build --release -q
+git worktree add -q "$tmp/old" "$base"
+(cd "$tmp/old" && CARGO_TARGET_DIR="$tmp/target" cargo build --release -q)
+old="$tmp/target/release/podsnat" new="$PWD/target/release/podsnat"
+
+# The example without the keys the old binary does not know.
+grep -v '^anchor\|^masquerade_bit' examples/flannel-docker.toml > "$tmp/example.toml"
+# 10,000 /32s two addresses apart, so none aggregate away.
+{
+  echo 'cluster_cidr = "172.7.0.0/16"'
+  echo 'pod_subnet = "172.7.21.0/24"'
+  printf 'no_masquerade = ['
+  for ((i = 0; i < 10000; i++)); do
+    a=$((0x0a000000 + i * 2))
+    printf '"%d.%d.%d.%d/32",' $((a >> 24 & 255)) $((a >> 16 & 255)) $((a >> 8 & 255)) $((a & 255))
+  done
+  echo ']'
+} > "$tmp/10k.toml"
+
+per_run() { # mean wall time per run in microseconds
+  local start end
+  start=$(date +%s%N)
+  for ((i = 0; i < runs; i++)); do "$@" > /dev/null; done
+  end=$(date +%s%N)
+  echo $(((end - start) / runs / 1000))
+}
+least_rss() { # KB
+  local m=999999999 r
+  for _ in $(seq 15); do
+    r=$(/usr/bin/time -f %M "$@" 2>&1 > /dev/null)
+    ((r < m)) && m=$r
+  done
+  echo "$m"
+}
+
+for cfg in example 10k; do
+  bo=999999999 bn=999999999
+  for _ in 1 2 3 4 5; do
+    o=$(per_run "$old" render --config "$tmp/$cfg.toml")
+    n=$(per_run "$new" render --config "$tmp/$cfg.toml")
+    ((o < bo)) && bo=$o
+    ((n < bn)) && bn=$n
+  done
+  ro=$(least_rss "$old" render --config "$tmp/$cfg.toml")
+  rn=$(least_rss "$new" render --config "$tmp/$cfg.toml")
+  awk -v c="$cfg" -v base="$base" -v bo="$bo" -v bn="$bn" -v ro="$ro" -v rn="$rn" 'BEGIN {
+    printf "%-8s %s %6d us %5.2f MB   this tree %6d us %5.2f MB   (time %.2fx, RSS %.2fx)\n",
+      c, base, bo, ro / 1024, bn, rn / 1024, bn / bo, rn / ro }'
+done
