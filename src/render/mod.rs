@@ -1,10 +1,15 @@
 //! `NodeSpec` in, nat table text out. Pure: no I/O, no clock, so the same
 //! spec always gives the same bytes and golden files stay stable.
 
+mod anchor;
+mod explain;
+
 use askama::Template;
 use ipnet::IpNet;
 
-use crate::config::{Family, Mode, Node, NodeSpec};
+use crate::config::{Family, Mode, NodeSpec};
+pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule, anchor_rule_count, nft_family};
+use explain::{Exclusion, NetTexts, RuleText, Why, explain};
 
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
@@ -15,91 +20,6 @@ pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
 pub const EGRESS_COMMENT: &str = "podsnat egress";
 
 /// One rule of PODSNAT-POSTROUTING and the reason it exists.
-/// One exclusion as the templates print it: its rule (the nat table's or
-/// the anchor's, by `R`) and why it exists. The network's text is made once
-/// and printed into both, straight into the output: 10,000 exclusions cost
-/// one short string each.
-struct Exclusion<'t, R> {
-    kind: R,
-    net: &'t str,
-    why: Why,
-}
-
-impl<R: RuleText> Exclusion<'_, R> {
-    fn rule(&self) -> RuleLine<'_, '_, R> {
-        RuleLine(self)
-    }
-
-    fn why(&self) -> WhyLine<'_, '_, R> {
-        WhyLine(self)
-    }
-}
-
-/// The text of every network of a list, in one string: 10,000 networks
-/// cost one allocation, not 10,000.
-struct NetTexts {
-    all: String,
-    ends: Vec<usize>,
-}
-
-impl NetTexts {
-    fn of(nets: &[IpNet]) -> NetTexts {
-        use std::fmt::Write;
-        let mut all = String::with_capacity(nets.len() * 16);
-        let mut ends = Vec::with_capacity(nets.len());
-        for net in nets {
-            // Writing into a String cannot fail.
-            let _ = write!(all, "{net}");
-            ends.push(all.len());
-        }
-        NetTexts { all, ends }
-    }
-
-    /// The text of the `i`th network.
-    fn get(&self, i: usize) -> &str {
-        let start = i
-            .checked_sub(1)
-            .and_then(|j| self.ends.get(j))
-            .copied()
-            .unwrap_or(0);
-        let end = self.ends.get(i).copied().unwrap_or(start);
-        self.all.get(start..end).unwrap_or_default()
-    }
-}
-
-/// How a rule reads, given its network's text.
-trait RuleText {
-    fn write(&self, f: &mut std::fmt::Formatter<'_>, net: &str) -> std::fmt::Result;
-}
-
-/// An exclusion's rule, printed.
-struct RuleLine<'a, 't, R>(&'a Exclusion<'t, R>);
-
-impl<R: RuleText> std::fmt::Display for RuleLine<'_, '_, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.kind.write(f, self.0.net)
-    }
-}
-
-/// An exclusion's reason, printed.
-struct WhyLine<'a, 't, R>(&'a Exclusion<'t, R>);
-
-impl<R> std::fmt::Display for WhyLine<'_, '_, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0.why {
-            Why::One(label) => write!(f, "{label} {}", self.0.net),
-            Why::Many(text) => f.write_str(text),
-        }
-    }
-}
-
-/// Why an exclusion exists: the one setting it is, or the several it
-/// aggregates (rare, so that one is a string).
-enum Why {
-    One(&'static str),
-    Many(String),
-}
-
 /// PODSNAT-POSTROUTING's rule for one exclusion.
 #[derive(Clone, Copy)]
 struct AcceptRule;
@@ -107,28 +27,6 @@ struct AcceptRule;
 impl RuleText for AcceptRule {
     fn write(&self, f: &mut std::fmt::Formatter<'_>, net: &str) -> std::fmt::Result {
         write!(f, "-A {OWN_CHAIN} -d {net} -j ACCEPT")
-    }
-}
-
-/// The anchor's rule for one exclusion.
-#[derive(Clone, Copy)]
-struct AnchorRule<'a> {
-    spec: &'a NodeSpec,
-}
-
-impl RuleText for AnchorRule<'_> {
-    fn write(&self, f: &mut std::fmt::Formatter<'_>, net: &str) -> std::fmt::Result {
-        let ip = nft_family(self.spec.family());
-        let to = match self.spec.family() {
-            Family::V4 => "to ip saddr",
-            Family::V6 => "to ip6 saddr",
-        };
-        write!(
-            f,
-            "oifname != \"{}\" {ip} saddr {} {ip} daddr {net} snat {to}",
-            self.spec.bridge(),
-            self.spec.pod_subnet(),
-        )
     }
 }
 
@@ -320,136 +218,6 @@ pub fn nat_table(spec: &NodeSpec) -> String {
 /// The number of rules (`-A` lines) in rendered or saved table text.
 pub fn rule_count(table: &str) -> usize {
     table.lines().filter(|l| l.starts_with("-A ")).count()
-}
-
-/// The name of podsnat's nftables tables (`table ip podsnat`, `table ip6
-/// podsnat`) and of their one chain.
-pub const ANCHOR_TABLE: &str = "podsnat";
-pub const ANCHOR_CHAIN: &str = "postrouting";
-
-/// The nftables family of a table: `ip` or `ip6`.
-pub fn nft_family(family: Family) -> &'static str {
-    match family {
-        Family::V4 => "ip",
-        Family::V6 => "ip6",
-    }
-}
-
-/// One anchor rule: identity SNAT of pod traffic to `net` that leaves
-/// through any interface but the bridge, exactly as `nft list ruleset`
-/// prints it.
-pub fn anchor_rule(spec: &NodeSpec, net: &IpNet) -> String {
-    let net = net.to_string();
-    let e = Exclusion {
-        kind: AnchorRule { spec },
-        net: &net,
-        why: Why::One(""),
-    };
-    e.rule().to_string()
-}
-
-struct AnchorTable<'a> {
-    family: &'static str,
-    bridge: String,
-    rules: Vec<Exclusion<'a, AnchorRule<'a>>>,
-}
-
-#[derive(Template)]
-#[template(path = "anchor.nft", escape = "none")]
-struct Anchor<'a> {
-    version: &'static str,
-    bit: u8,
-    /// The mark as nft prints it: `0x00004000`.
-    mark: String,
-    tables: Vec<AnchorTable<'a>>,
-}
-
-/// Renders podsnat's nftables anchor: one table per family the node runs,
-/// in one file that `nft -f` loads as one transaction. Pure.
-pub fn anchor(node: &Node) -> String {
-    let mark = node
-        .specs()
-        .first()
-        .map(|s| s.masquerade_mark())
-        .unwrap_or_default();
-    let texts: Vec<NetTexts> = node
-        .specs()
-        .iter()
-        .map(|spec| NetTexts::of(spec.exclusions()))
-        .collect();
-    let tables = node
-        .specs()
-        .iter()
-        .zip(&texts)
-        .map(|(spec, texts)| AnchorTable {
-            family: nft_family(spec.family()),
-            bridge: spec.bridge().to_string(),
-            rules: explain(spec, spec.exclusions(), texts, AnchorRule { spec }),
-        })
-        .collect();
-    Anchor {
-        version: env!("CARGO_PKG_VERSION"),
-        bit: mark.bit(),
-        mark: format!("0x{:08x}", mark.value()),
-        tables,
-    }
-    .to_string()
-}
-
-/// The number of rules in rendered anchor text: the lines of a chain
-/// that are neither comments nor its `type` line.
-pub fn anchor_rule_count(text: &str) -> usize {
-    text.lines()
-        .filter(|l| l.starts_with("\t\t") && !l.trim_start().starts_with(['#']))
-        .filter(|l| !l.trim_start().starts_with("type "))
-        .count()
-}
-
-/// Says, for each aggregated network, which configured CIDRs it stands for,
-/// beside the rule `rule` makes for it (the nat table's or the anchor's).
-/// `nets` is sorted and disjoint and every input lies in exactly one of them,
-/// so one sweep over the sorted inputs assigns them all.
-fn explain<'t, R: Copy>(
-    spec: &NodeSpec,
-    nets: &[IpNet],
-    texts: &'t NetTexts,
-    kind: R,
-) -> Vec<Exclusion<'t, R>> {
-    const SHOWN: usize = 4;
-    let mut inputs: Vec<(IpNet, &'static str)> =
-        std::iter::once((spec.cluster_cidr(), "cluster_cidr"))
-            .chain(spec.no_masquerade().iter().map(|n| (*n, "no_masquerade")))
-            .collect();
-    inputs.sort();
-    inputs.dedup();
-    let mut rest = inputs.as_slice();
-    nets.iter()
-        .enumerate()
-        .map(|(i, &net)| {
-            let n = rest.iter().take_while(|(i, _)| net.contains(i)).count();
-            let (mine, after) = rest.split_at(n);
-            rest = after;
-            let why = match mine {
-                [(only, label)] if *only == net => Why::One(label),
-                _ => {
-                    let mut parts: Vec<String> = mine
-                        .iter()
-                        .take(SHOWN)
-                        .map(|(i, label)| format!("{label} {i}"))
-                        .collect();
-                    if mine.len() > SHOWN {
-                        parts.push(format!("and {} more", mine.len() - SHOWN));
-                    }
-                    Why::Many(format!("{net} aggregates {}", parts.join(", ")))
-                }
-            };
-            Exclusion {
-                kind,
-                net: texts.get(i),
-                why,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
