@@ -10,17 +10,9 @@ runs=${RUNS:-2000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# 10,000 /32s two addresses apart, so none aggregate away.
-{
-  echo 'cluster_cidr = "172.7.0.0/16"'
-  echo 'pod_subnet = "172.7.21.0/24"'
-  printf 'no_masquerade = ['
-  for ((i = 0; i < 10000; i++)); do
-    a=$((0x0a000000 + i * 2))
-    printf '"%d.%d.%d.%d/32",' $((a >> 24 & 255)) $((a >> 16 & 255)) $((a >> 8 & 255)) $((a & 255))
-  done
-  echo ']'
-} > "$tmp/10k.toml"
+# shellcheck source=benches/configs.sh
+source benches/configs.sh
+ten_thousand_cidrs "$tmp/10k.toml"
 
 # Mean wall time per run, in microseconds, of a loop of $runs runs.
 per_run() {
