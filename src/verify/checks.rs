@@ -28,6 +28,12 @@ pub(super) enum Expect {
 }
 
 impl Expect {
+    /// The class asks only whether a rule of podsnat's decides: other
+    /// tools' rules may do what they like with it.
+    pub(super) fn only_podsnat(self) -> bool {
+        matches!(self, Expect::Untouched | Expect::NotKept)
+    }
+
     pub(super) fn word(self) -> &'static str {
         match self {
             Expect::Keep => "keep",
@@ -334,7 +340,7 @@ pub(super) fn run(
                 undecided.get_or_insert(check);
             }
             Status::Ok => {
-                let better = matches!(class.expect, Expect::Untouched | Expect::NotKept)
+                let better = class.expect.only_podsnat()
                     && first_ok.as_ref().is_some_and(|(r, _)| *r < rank);
                 if first_ok.is_none() || better {
                     first_ok = Some((rank, check));

@@ -23,7 +23,7 @@ mod walk;
 
 use std::net::IpAddr;
 
-use checks::{BRIDGE, CLUSTER, Expect, MARKED, OUTSIDE, podsnat_present};
+use checks::{BRIDGE, CLUSTER, MARKED, OUTSIDE, podsnat_present};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -199,12 +199,9 @@ pub fn evaluate_layers(
         (&BRIDGE, &atoms.bridge_dsts, &atoms.bridge, 0),
         (&MARKED, &atoms.cluster_dsts, &atoms.out_ifs, mark),
     ] {
-        let lenient = !matches!(class.expect, Expect::Keep | Expect::Masquerade);
-        let packets = atoms.packets(spec, dsts, out_ifs, mark, lenient);
-        let check = if class.expect != Expect::Keep
-            && class.expect != Expect::Masquerade
-            && !podsnat_present(spec, table, nft)
-        {
+        let only_podsnat = class.expect.only_podsnat();
+        let packets = atoms.packets(spec, dsts, out_ifs, mark, only_podsnat);
+        let check = if only_podsnat && !podsnat_present(spec, table, nft) {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
             None
