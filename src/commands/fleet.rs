@@ -28,7 +28,7 @@ pub fn run(cmd: &FleetCommand, out: &mut impl Write) -> Result<ExitStatus> {
         Format::Json => json(&report)?,
         Format::Text => text(&report, inventory.nodes.len(), checking),
     };
-    emit(out, &text)?;
+    emit(out, args.format, &text)?;
     let differs = !report.changed.is_empty()
         || !report.pruned.is_empty()
         || (checking && !report.stale.is_empty());

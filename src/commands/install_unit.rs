@@ -56,7 +56,7 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
             t + &format!("daemon-reload: {}\n", outcome.daemon_reload)
         }
     };
-    emit(out, &text)?;
+    emit(out, args.change.format, &text)?;
     Ok(changed_status(outcome.changed))
 }
 

@@ -13,7 +13,7 @@ mod write;
 use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, SpecArgs};
+use crate::cli::{Cli, Command, Format, SpecArgs};
 use crate::config::{self, Node, RawConfig, Sources};
 use crate::error::{Error, Result};
 use crate::family::Family;
@@ -121,14 +121,14 @@ fn json(value: &impl serde::Serialize) -> Result<String> {
     Ok(s)
 }
 
-/// Prints a report: text through [`crate::error::safe`]; a JSON line (its
-/// strings already safe, see [`json`]) as it is, since cutting it would
+/// Prints a report: text through [`crate::error::safe`]; JSON (its strings
+/// already safe, see [`json`]) as it is, since cutting a line of it would
 /// break it.
-fn emit(out: &mut impl Write, text: &str) -> Result<()> {
-    if text.starts_with('{') || text.starts_with('[') {
-        return emit_raw(out, text);
+fn emit(out: &mut impl Write, format: Format, text: &str) -> Result<()> {
+    match format {
+        Format::Json => emit_raw(out, text),
+        Format::Text => emit_raw(out, &crate::error::safe(text)),
     }
-    emit_raw(out, &crate::error::safe(text))
 }
 
 /// Prints podsnat's own rendered text (a table, the anchor, the man page)

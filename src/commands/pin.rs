@@ -65,7 +65,7 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
             })
             .collect(),
     };
-    emit(out, &text)?;
+    emit(out, args.format, &text)?;
     Ok(status)
 }
 

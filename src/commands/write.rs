@@ -100,7 +100,7 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
             })
             .collect(),
     };
-    emit(out, &text)?;
+    emit(out, args.change.format, &text)?;
     Ok(changed_status(changed))
 }
 

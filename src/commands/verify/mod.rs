@@ -108,7 +108,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             })
             .collect(),
     };
-    emit(out, &shown)?;
+    emit(out, args.format, &shown)?;
     // As within one table, drift outranks "cannot decide" (exit 2 over 1);
     // with --repair a repair that failed outranks one that worked.
     Ok(results
