@@ -188,7 +188,10 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
         return None;
     }
     let post: Vec<&str> = table.chain_rules("POSTROUTING");
-    let ours_decided = check.rule.as_ref().is_some_and(|r| is_podsnats(spec, r));
+    let ours_decided = check
+        .rule
+        .as_ref()
+        .is_some_and(|r| Ours::of(spec).decides(r));
     match check.name {
         n if n == CLUSTER.name => {
             let exclusion = render::exclusion(spec);
@@ -228,22 +231,36 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
     }
 }
 
-/// Whether `rule` is one of podsnat's own that decides: a rule of
-/// PODSNAT-POSTROUTING, the anchor's table, or a POSTROUTING rule podsnat
-/// renders for `spec`, but not a RETURN (podsnat's mark RETURNs hand the
-/// packet on; the walk names them when the policy then decides).
-pub(super) fn is_podsnats(spec: &NodeSpec, rule: &RuleRef) -> bool {
-    if rule.text.ends_with("-j RETURN") || rule.text.ends_with(" return") {
-        return false;
+/// podsnat's own rules that decide, made once per evaluation (a walk asks
+/// for every packet): the rules of PODSNAT-POSTROUTING, of the anchor's
+/// table, and the POSTROUTING rules podsnat renders for the spec, but not a
+/// RETURN (podsnat's mark RETURNs hand the packet on; the walk names them
+/// when the policy then decides).
+pub(super) struct Ours {
+    anchor: String,
+    postrouting: Vec<String>,
+}
+
+impl Ours {
+    pub(super) fn of(spec: &NodeSpec) -> Ours {
+        Ours {
+            anchor: format!(
+                "table {} {} ",
+                render::nft_family(spec.family()),
+                render::ANCHOR_TABLE
+            ),
+            postrouting: render::postrouting(spec),
+        }
     }
-    let anchor = format!(
-        "table {} {} ",
-        render::nft_family(spec.family()),
-        render::ANCHOR_TABLE
-    );
-    rule.chain == render::OWN_CHAIN
-        || rule.chain.starts_with(&anchor)
-        || (rule.chain == "POSTROUTING" && render::postrouting(spec).contains(&rule.text))
+
+    pub(super) fn decides(&self, rule: &RuleRef) -> bool {
+        if rule.text.ends_with("-j RETURN") || rule.text.ends_with(" return") {
+            return false;
+        }
+        rule.chain == render::OWN_CHAIN
+            || rule.chain.starts_with(&self.anchor)
+            || (rule.chain == "POSTROUTING" && self.postrouting.contains(&rule.text))
+    }
 }
 
 /// Walks every packet of a class and folds the outcomes into one check.
@@ -253,6 +270,7 @@ pub(super) fn run(
     class: &Class,
     packets: impl Iterator<Item = Packet>,
 ) -> Option<Check> {
+    let ours = Ours::of(spec);
     let mut first_ok: Option<(u8, Check)> = None;
     let mut undecided: Option<Check> = None;
     let mut drift: Option<Check> = None;
@@ -278,7 +296,7 @@ pub(super) fn run(
                 let status = match class.expect {
                     Expect::Keep => Status::Drift,
                     Expect::Masquerade => Status::Ok,
-                    Expect::Untouched if is_podsnats(spec, &r) => Status::Drift,
+                    Expect::Untouched if ours.decides(&r) => Status::Drift,
                     Expect::Untouched | Expect::NotKept => Status::Ok,
                 };
                 (status, Some(r), top, None)
@@ -288,7 +306,7 @@ pub(super) fn run(
                     Expect::Keep => Status::Ok,
                     Expect::Masquerade => Status::Drift,
                     Expect::Untouched | Expect::NotKept
-                        if r.as_ref().is_some_and(|r| is_podsnats(spec, r)) =>
+                        if r.as_ref().is_some_and(|r| ours.decides(r)) =>
                     {
                         Status::Drift
                     }
