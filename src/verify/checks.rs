@@ -150,14 +150,19 @@ pub(super) fn guarded_bridge(spec: &NodeSpec, walked: Option<Check>) -> Check {
     }
 }
 
+/// The check of a class that only podsnat's rules could fail, where
+/// podsnat has none.
+pub(super) fn absent(spec: &NodeSpec, class: &Class) -> Check {
+    let mut c = empty(spec, class);
+    c.note = Some("podsnat has no rule here, so none of its rules can decide it".to_owned());
+    c
+}
+
 /// The check of a class no packet belongs to.
 pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
     let note = match class.expect {
         Expect::Masquerade if class.name == OUTSIDE.name => {
             "no packet of this class exists: the exclusions cover every address".to_owned()
-        }
-        Expect::Untouched | Expect::NotKept => {
-            "podsnat has no rule here, so none of its rules can decide it".to_owned()
         }
         _ => format!(
             "no packet of this class exists: every exclusion lies inside the pod subnet {}, whose traffic stays on the bridge {}",

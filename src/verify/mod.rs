@@ -204,7 +204,7 @@ pub fn evaluate_layers(
         let check = if only_podsnat && !podsnat_present(spec, table, nft) {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
-            None
+            Some(checks::absent(spec, class))
         } else if class.name == BRIDGE.name && checks::bridge_guarded(spec, &rules, nft) {
             Some(checks::guarded_bridge(
                 spec,
