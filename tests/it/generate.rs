@@ -135,3 +135,58 @@ fn version_names_the_commit() {
 fn cli_definitions_are_consistent() {
     Cli::command().debug_assert();
 }
+
+/// Every command line in README.md (a line of a code block that starts
+/// with `podsnat COMMAND`, `$ podsnat` or `sudo podsnat`) parses with the
+/// real clap definitions: an example that drifted from the options fails
+/// here. A name in backticks in the text (`podsnat pin --file6`) is a
+/// mention, not a command line.
+#[test]
+fn readme_command_lines_parse() {
+    use clap::Parser;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let names: Vec<String> = Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if in_block {
+            lines.push(line.trim().to_owned());
+        }
+    }
+    let mut checked = 0;
+    for line in lines {
+        let line = line.trim_start_matches("$ ").trim_start_matches("sudo ");
+        let Some(rest) = line.strip_prefix("podsnat ") else {
+            continue;
+        };
+        // Only a command podsnat has: prose like "podsnat writes ..." is not one.
+        if !names
+            .iter()
+            .any(|n| rest.split(' ').next() == Some(n.as_str()))
+        {
+            continue;
+        }
+        let command = line.split(" #").next().unwrap_or(line).trim();
+        let words = shlex::split(command).unwrap_or_else(|| panic!("unbalanced quotes: {line}"));
+        // podsnat's own words, up to a shell operator (`&& ...`, `| ...`, `> f`).
+        let ops = ["&&", "||", "|", ";", ">", ">>", "2>", "<"];
+        let words: Vec<&String> = words
+            .iter()
+            .take_while(|w| !ops.contains(&w.as_str()))
+            .collect();
+        if let Err(e) = Cli::try_parse_from(&words) {
+            panic!("README: `{command}` does not parse: {e}");
+        }
+        checked += 1;
+    }
+    // The README has 14 today; a reader that finds none would prove nothing.
+    assert!(checked >= 10, "only {checked} command lines found");
+}
