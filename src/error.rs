@@ -197,8 +197,12 @@ pub fn safe_json(v: &mut serde_json::Value) {
 /// cursor only to the next tab stop (the anchor file's diff is indented
 /// with tabs).
 fn shown_chars(s: &str) -> String {
-    let bad = |c: char| c.is_control() && c != '\t';
-    if !s.chars().any(bad) {
+    escape(s, |c| c.is_control() && c != '\t')
+}
+
+/// `s` with every character `bad` says escaped (`\u{1b}`, `\n`).
+fn escape(s: &str, bad: impl Fn(char) -> bool) -> String {
+    if !s.chars().any(&bad) {
         return s.to_owned();
     }
     s.chars()
@@ -216,18 +220,7 @@ fn shown_chars(s: &str) -> String {
 /// are escaped (`\n`, `\u{1b}`), so a file name or a parser's message can
 /// never forge a second line of output or move the terminal's cursor.
 pub fn shown(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_owned();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    escape(s, char::is_control)
 }
 
 /// A value from the input, quoted and escaped, and cut short when it is

@@ -4,7 +4,7 @@
 use askama::Template;
 use ipnet::IpNet;
 
-use super::explain::{Exclusion, NetTexts, RuleText, Why, explain};
+use super::explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
 use crate::config::{Family, Node, NodeSpec};
 
 /// The anchor's rule for one exclusion.
@@ -46,13 +46,7 @@ pub fn nft_family(family: Family) -> &'static str {
 /// through any interface but the bridge, exactly as `nft list ruleset`
 /// prints it.
 pub fn anchor_rule(spec: &NodeSpec, net: &IpNet) -> String {
-    let net = net.to_string();
-    let e = Exclusion {
-        kind: AnchorRule { spec },
-        net: &net,
-        why: Why::One(""),
-    };
-    e.rule().to_string()
+    rule_for(AnchorRule { spec }, net)
 }
 
 struct AnchorTable<'a> {

@@ -59,6 +59,18 @@ impl NetTexts {
     }
 }
 
+/// One network's rule as `kind` writes it, on its own (for `verify`, which
+/// looks for podsnat's rules in a live table).
+pub(super) fn rule_for<R: RuleText>(kind: R, net: &IpNet) -> String {
+    let net = net.to_string();
+    let e = Exclusion {
+        kind,
+        net: &net,
+        why: Why::One(""),
+    };
+    e.rule().to_string()
+}
+
 /// How a rule reads, given its network's text.
 pub(super) trait RuleText {
     fn write(&self, f: &mut std::fmt::Formatter<'_>, net: &str) -> std::fmt::Result;

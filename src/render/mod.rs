@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use crate::config::{Family, Mode, NodeSpec};
 pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule, anchor_rule_count, nft_family};
-use explain::{Exclusion, NetTexts, RuleText, Why, explain};
+use explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
 
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
@@ -124,13 +124,7 @@ pub fn mark_return(spec: &NodeSpec) -> String {
 }
 
 fn own_chain_rule(net: &IpNet) -> String {
-    let net = net.to_string();
-    let e = Exclusion {
-        kind: AcceptRule,
-        net: &net,
-        why: Why::One(""),
-    };
-    e.rule().to_string()
+    rule_for(AcceptRule, net)
 }
 
 /// Classic mode's single `! -d` network, of the aggregated exclusions.

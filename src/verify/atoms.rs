@@ -289,20 +289,9 @@ impl Atoms {
     pub(super) fn hairpin_packets(&self, spec: &NodeSpec) -> Vec<Packet> {
         self.srcs
             .iter()
-            .flat_map(|&(src, range)| {
-                let one = [(src, spec.pod_subnet())];
-                let atoms = Atoms {
-                    srcs: vec![(src, range)],
-                    cluster_dsts: Vec::new(),
-                    outside_dsts: Vec::new(),
-                    bridge_dsts: Vec::new(),
-                    out_ifs: Vec::new(),
-                    bridge: self.bridge.clone(),
-                    protos: self.protos.clone(),
-                    ports: self.ports.clone(),
-                };
-                atoms
-                    .packets(spec, &one, &self.bridge, 0, true)
+            .flat_map(|src| {
+                let own = [(src.0, spec.pod_subnet())];
+                self.packets_from(spec, std::slice::from_ref(src), &own, &self.bridge, 0, true)
                     .collect::<Vec<_>>()
             })
             .collect()
@@ -318,8 +307,21 @@ impl Atoms {
         mark: u32,
         lenient: bool,
     ) -> impl Iterator<Item = Packet> + 's {
+        self.packets_from(spec, &self.srcs, dsts, out_ifs, mark, lenient)
+    }
+
+    /// [`Atoms::packets`] from the sources `srcs`.
+    fn packets_from<'a>(
+        &'a self,
+        spec: &'a NodeSpec,
+        srcs: &'a [(IpAddr, (IpAddr, IpAddr))],
+        dsts: &'a [(IpAddr, IpNet)],
+        out_ifs: &'a [String],
+        mark: u32,
+        lenient: bool,
+    ) -> impl Iterator<Item = Packet> + 'a {
         let no_port = [None];
-        self.srcs.iter().flat_map(move |&(src, src_range)| {
+        srcs.iter().flat_map(move |&(src, src_range)| {
             dsts.iter().flat_map(move |&(dst, class)| {
                 out_ifs.iter().flat_map(move |out_if| {
                     self.protos.iter().flat_map(move |proto| {
