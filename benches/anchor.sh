@@ -9,8 +9,7 @@
 # Run: sudo bash benches/anchor.sh   (CONNS=N per round, ROUNDS=N)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/podsnat
+bin=$(scripts/release-build) # the binary the packages ship
 conns=${CONNS:-3000}
 rounds=${ROUNDS:-5}
 export LAB=psbench$$ BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24

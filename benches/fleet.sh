@@ -7,8 +7,7 @@
 # With STRACE=1 it also prints `strace -c -f` of one render and one tar -x.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/podsnat
+bin=$(scripts/release-build) # the binary the packages ship
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/podsnat-fleet.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 nodes=5000

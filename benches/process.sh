@@ -4,8 +4,7 @@
 # Run: bash benches/process.sh   (RUNS=N to change the loop count)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=target/release/podsnat
+bin=$(scripts/release-build) # the binary the packages ship
 runs=${RUNS:-2000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -3,7 +3,9 @@
 # default 448cb2f, the last one before issues 12-18), run interleaved on the
 # same machine in the same minutes: mean wall time per run (best of 5
 # rounds) and peak RSS (least of 15 runs), for the example config and for
-# 10,000 no_masquerade CIDRs.
+# 10,000 no_masquerade CIDRs. The old binary is built as it shipped then
+# (`cargo build --release`, dynamic); this tree both as it ships now
+# (scripts/release-build, static) and dynamic, so the link's share shows.
 # Run: bash benches/render_paired.sh [COMMIT]   (RUNS=N runs per round)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +14,11 @@ runs=${RUNS:-300}
 tmp=$(mktemp -d)
 trap 'git worktree remove --force "$tmp/old" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 
+new=$(scripts/release-build)
 cargo build --release -q
 git worktree add -q "$tmp/old" "$base"
 (cd "$tmp/old" && CARGO_TARGET_DIR="$tmp/target" cargo build --release -q)
-old="$tmp/target/release/podsnat" new="$PWD/target/release/podsnat"
+old="$tmp/target/release/podsnat" dyn="$PWD/target/release/podsnat"
 
 # The example without the keys the old binary does not know.
 grep -v '^anchor\|^masquerade_bit' examples/flannel-docker.toml > "$tmp/example.toml"
@@ -40,16 +43,20 @@ least_rss() { # KB
 }
 
 for cfg in example 10k; do
-  bo=999999999 bn=999999999
+  bo=999999999 bn=999999999 bd=999999999
   for _ in 1 2 3 4 5; do
     o=$(per_run "$old" render --config "$tmp/$cfg.toml")
     n=$(per_run "$new" render --config "$tmp/$cfg.toml")
+    d=$(per_run "$dyn" render --config "$tmp/$cfg.toml")
     ((o < bo)) && bo=$o
     ((n < bn)) && bn=$n
+    ((d < bd)) && bd=$d
   done
   ro=$(least_rss "$old" render --config "$tmp/$cfg.toml")
   rn=$(least_rss "$new" render --config "$tmp/$cfg.toml")
-  awk -v c="$cfg" -v base="$base" -v bo="$bo" -v bn="$bn" -v ro="$ro" -v rn="$rn" 'BEGIN {
-    printf "%-8s %s %6d us %5.2f MB   this tree %6d us %5.2f MB   (time %.2fx, RSS %.2fx)\n",
-      c, base, bo, ro / 1024, bn, rn / 1024, bn / bo, rn / ro }'
+  rd=$(least_rss "$dyn" render --config "$tmp/$cfg.toml")
+  awk -v c="$cfg" -v base="$base" -v bo="$bo" -v ro="$ro" -v bn="$bn" -v rn="$rn" -v bd="$bd" -v rd="$rd" 'BEGIN {
+    printf "%-8s %s %6d us %5.2f MB\n", c, base, bo, ro / 1024
+    printf "%-8s this tree, static %6d us %5.2f MB   (time %.2fx, RSS %.2fx)\n", "", bn, rn / 1024, bn / bo, rn / ro
+    printf "%-8s this tree, dynamic %5d us %5.2f MB   (time %.2fx, RSS %.2fx)\n", "", bd, rd / 1024, bd / bo, rd / ro }'
 done

@@ -12,8 +12,7 @@
 # Run: sudo bash benches/verify.sh   (RUNS=N to change the loop count)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q
-bin=$PWD/target/release/podsnat
+bin=$(scripts/release-build) # the binary the packages ship
 runs=${RUNS:-20}
 ns=podsnat-bench-$$
 tmp=$(mktemp -d)

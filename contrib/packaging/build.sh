@@ -5,8 +5,10 @@
 # completions match its --help.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release --quiet
-bin=target/release/podsnat
+# The static binary (see scripts/release-build); cargo deb and generate-rpm
+# then take it from target/<host>/release/ for the asset target/release/podsnat.
+bin=$(scripts/release-build)
+host=$(rustc -vV | sed -n 's/^host: //p')
 out=target/package
 rm -rf "$out"
 mkdir -p "$out"
@@ -20,6 +22,6 @@ mkdir -p "$out"
 unit() { "$bin" install-unit --root "$out/$1" --file "$2" --no-enable > /dev/null || [[ $? -eq 2 ]]; }
 unit deb /etc/iptables/rules.v4
 unit rpm /etc/sysconfig/iptables
-cargo deb --no-build --quiet --output "$out/"
-cargo generate-rpm --output "$out/"
+cargo deb --no-build --quiet --target "$host" --output "$out/"
+cargo generate-rpm --target "$host" --output "$out/"
 ls "$out"/*.deb "$out"/*.rpm

@@ -51,6 +51,7 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         "cargo-generate-rpm",
         "rpm",
         "dpkg-deb",
+        "readelf",
         "debootstrap",
         "systemd-nspawn",
         "unshare",
@@ -109,6 +110,25 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
     ] {
         assert!(d.contains(want), "{want} missing from the package: {d:?}");
     }
+    // The packaged binary is static (scripts/release-build): no program
+    // interpreter and no shared library, so any glibc on a node will do.
+    let bin = tempfile::NamedTempFile::new().unwrap();
+    let x = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dpkg-deb --fsys-tarfile '{}' | tar -xO ./usr/sbin/podsnat > '{}' && readelf -ldW '{}'",
+            deb.display(),
+            bin.path().display(),
+            bin.path().display()
+        ))
+        .output()
+        .unwrap();
+    let elf = String::from_utf8_lossy(&x.stdout);
+    assert!(x.status.success() && elf.contains("DYN"), "readelf: {elf}");
+    assert!(
+        !elf.contains("INTERP") && !elf.contains("(NEEDED)"),
+        "the packaged podsnat is linked dynamically:\n{elf}"
+    );
 
     let rootfs = common::boot::rootfs();
     let tmp = tempfile::tempdir().unwrap();
