@@ -120,7 +120,7 @@ pub struct FleetArgs {
 /// must agree with the config file where both set a value.
 #[derive(Debug, Args)]
 pub struct SpecArgs {
-    /// TOML config (see the README for the keys).
+    /// TOML config (the keys: CONFIGURATION in podsnat(8)).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// flannel's subnet.env: FLANNEL_NETWORK and FLANNEL_SUBNET give cluster_cidr and pod_subnet.

@@ -61,7 +61,7 @@ impl fmt::Display for Iface {
     }
 }
 
-/// How the exclusion is written; see the README for the trade-off. The
+/// How the exclusion is written; docs/modes.md has the trade-off. The
 /// values and their help text are `--mode`'s (clap) and the config's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Mode {

@@ -4,7 +4,7 @@
 //! hash:net (one flag: src or dst) and hash:ip,port,ip (three flags).
 //! Anything else stays "cannot decide".
 //!
-//! One assumption, stated here and in the README: a set named
+//! One assumption, stated here and in docs/verify.md: a set named
 //! KUBE-LOOP-BACK whose contents are not known is kube-proxy's (ipvs mode,
 //! `pkg/proxy/ipvs/proxier.go`), which holds only `endpointIP,proto:port,
 //! endpointIP` entries and is matched `dst,dst,src`. A match needs the

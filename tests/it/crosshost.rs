@@ -209,7 +209,8 @@ fn pod_source_ip_survives_across_hosts() {
 }
 
 /// The demo runs the same lab with the real binary and checks its own rows,
-/// with the real dockerd and with the stand-in.
+/// with the real dockerd and with the stand-in, in both of its modes (its
+/// default shows guard only).
 #[test]
 fn demo_shows_the_fix() {
     let tools = [
@@ -231,6 +232,7 @@ fn demo_shows_the_fix() {
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.sh"))
             .env("PODSNAT", common::podsnat_bin())
             .env("DOCKER", docker)
+            .env("MODES", "guard classic")
             .output()
             .unwrap();
         let table = String::from_utf8_lossy(&out.stdout);

@@ -33,6 +33,7 @@ mod kube_proxy;
 mod output;
 mod package;
 mod props;
+mod quickstart;
 mod restore;
 mod unit;
 mod verify;

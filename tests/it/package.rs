@@ -106,6 +106,7 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         "/lib/systemd/system/podsnat-pin.service",
         "/lib/systemd/system/podsnat-pin.timer",
         "/usr/share/doc/podsnat/examples/flannel-docker.toml",
+        "/usr/share/doc/podsnat/docs/units.md",
         "/etc/podsnat/config.toml.example",
     ] {
         assert!(d.contains(want), "{want} missing from the package: {d:?}");
