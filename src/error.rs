@@ -116,13 +116,13 @@ impl Error {
         origin: impl Into<String>,
         field: impl Into<String>,
         value: impl Into<String>,
-        problem: impl Into<String>,
+        problem: impl std::fmt::Display,
     ) -> Self {
         Error::Field {
             origin: origin.into(),
             field: field.into(),
             value: value.into(),
-            problem: problem.into(),
+            problem: problem.to_string(),
         }
     }
 

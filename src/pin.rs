@@ -36,10 +36,21 @@ pub struct Ours<'a> {
     shadows: Vec<String>,
 }
 
+/// Why a rules file gives the pin nothing to pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    #[error(
+        "its nat table was not written by podsnat (no \"# podsnat\" header above *nat); run `podsnat write` first"
+    )]
+    NoHeader,
+    #[error("its nat table has no POSTROUTING rule")]
+    NoPostrouting,
+}
+
 /// Reads podsnat's rules from the nat table of the rules file `text`.
-pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, String> {
+pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, NotOurs> {
     if !nat.is_podsnats(text) {
-        return Err("its nat table was not written by podsnat (no \"# podsnat\" header above *nat); run `podsnat write` first".into());
+        return Err(NotOurs::NoHeader);
     }
     let chain = |name: &str| -> Vec<&'a str> {
         nat.rules
@@ -50,7 +61,7 @@ pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, String> {
     };
     let postrouting = chain("POSTROUTING");
     if postrouting.is_empty() {
-        return Err("its nat table has no POSTROUTING rule".into());
+        return Err(NotOurs::NoPostrouting);
     }
     let own_chain = nat.chains.contains(&OWN_CHAIN).then(|| chain(OWN_CHAIN));
     let shadows = postrouting
@@ -263,10 +274,6 @@ mod tests {
     fn a_file_podsnat_did_not_write_is_refused() {
         let text = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
         let t = parse(text).unwrap();
-        assert!(
-            ours(text, &t[0])
-                .unwrap_err()
-                .contains("not written by podsnat")
-        );
+        assert_eq!(ours(text, &t[0]).unwrap_err(), NotOurs::NoHeader);
     }
 }

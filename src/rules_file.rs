@@ -5,16 +5,34 @@
 use std::ops::Range;
 
 /// A structural problem at a line (1-based) of a rules file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
 pub struct ParseError {
     pub line: usize,
-    pub message: String,
+    pub problem: Structure,
 }
 
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
-    }
+/// What is structurally wrong: the file is not iptables-restore input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Structure {
+    #[error("table *{open} (line {open_line}) has no COMMIT before *{next}")]
+    NoCommitBefore {
+        open: String,
+        open_line: usize,
+        next: String,
+    },
+    #[error("table *{0} has no COMMIT")]
+    NoCommit(String),
+    #[error("{0:?} is not a table name")]
+    BadTableName(String),
+    #[error("table *{name} appears twice (lines {first} and {second})")]
+    Twice {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("{0:?} is outside a table (no *table line above it)")]
+    OutsideTable(String),
 }
 
 /// A `-A CHAIN ...` line.
@@ -95,22 +113,24 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
             }
             continue;
         }
-        let err = |message: String| ParseError { line: n, message };
+        let err = |problem: Structure| ParseError { line: n, problem };
         if let Some(name) = line.strip_prefix('*') {
             if let Some(t) = &open {
-                return Err(err(format!(
-                    "table *{} (line {}) has no COMMIT before *{name}",
-                    t.name, t.line
-                )));
+                return Err(err(Structure::NoCommitBefore {
+                    open: t.name.to_owned(),
+                    open_line: t.line,
+                    next: name.to_owned(),
+                }));
             }
             if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(err(format!("{line:?} is not a table name")));
+                return Err(err(Structure::BadTableName(line.to_owned())));
             }
             if let Some(t) = tables.iter().find(|t| t.name == name) {
-                return Err(err(format!(
-                    "table *{name} appears twice (lines {} and {n})",
-                    t.line
-                )));
+                return Err(err(Structure::Twice {
+                    name: name.to_owned(),
+                    first: t.line,
+                    second: n,
+                }));
             }
             open = Some(Table {
                 name,
@@ -125,9 +145,7 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
         }
         header_start = None;
         let Some(table) = open.as_mut() else {
-            return Err(err(format!(
-                "{line:?} is outside a table (no *table line above it)"
-            )));
+            return Err(err(Structure::OutsideTable(line.to_owned())));
         };
         if line == "COMMIT" {
             table.span.end = offset;
@@ -150,7 +168,7 @@ pub fn parse(text: &str) -> Result<Vec<Table<'_>>, ParseError> {
     if let Some(t) = open {
         return Err(ParseError {
             line: t.line,
-            message: format!("table *{} has no COMMIT", t.name),
+            problem: Structure::NoCommit(t.name.to_owned()),
         });
     }
     Ok(tables)
@@ -284,9 +302,15 @@ mod tests {
     fn refuses_malformed() {
         let e = parse("*filter\n-A INPUT -j ACCEPT\n*nat\nCOMMIT\n").unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.message.contains("no COMMIT before *nat"), "{e}");
+        assert!(
+            matches!(&e.problem, Structure::NoCommitBefore { open, open_line: 1, next } if open == "filter" && next == "nat"),
+            "{e}"
+        );
         let e = parse("-A INPUT -j ACCEPT\n").unwrap_err();
-        assert!(e.message.contains("outside a table"), "{e}");
+        assert_eq!(
+            e.problem,
+            Structure::OutsideTable("-A INPUT -j ACCEPT".into())
+        );
         let e = parse("*nat\n:A - [0:0]\n").unwrap_err();
         assert_eq!(e.to_string(), "line 1: table *nat has no COMMIT");
         assert!(parse("*nat\nCOMMIT\n*nat\nCOMMIT\n").is_err());

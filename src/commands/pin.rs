@@ -81,9 +81,9 @@ fn pin_one(
     let origin = path.display().to_string();
     let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;
-    let ours = pin::ours(&text, &file_nat).map_err(|message| Error::Invalid {
+    let ours = pin::ours(&text, &file_nat).map_err(|e| Error::Invalid {
         origin: origin.clone(),
-        message,
+        message: e.to_string(),
     })?;
     let live_source = format!("{save} -t nat");
     let mut attempt = 1;

@@ -17,7 +17,9 @@ pub use crate::family::Family;
 pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
 pub use node::{Node, NodeSpec};
-pub use values::{Iface, MasqueradeMark, Mode, parse_cidr, parse_cidr_any, parse_cidr6};
+pub use values::{
+    Iface, MasqueradeMark, Mode, ValueError, parse_cidr, parse_cidr_any, parse_cidr6,
+};
 
 use crate::error::{Error, Result};
 
@@ -149,7 +151,7 @@ fn typed<T>(
     origin: &str,
     field: &str,
     raw: Option<String>,
-    parse: fn(&str) -> std::result::Result<T, String>,
+    parse: fn(&str) -> std::result::Result<T, ValueError>,
 ) -> Result<Option<Given<T>>> {
     raw.map(|s| {
         parse(&s)

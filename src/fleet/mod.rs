@@ -159,26 +159,37 @@ struct RawNode {
     unit: Option<RawUnit>,
 }
 
+/// What is wrong with a node's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeNameError {
+    #[error("must have 1 to 253 bytes")]
+    Length,
+    #[error(
+        "has the character {0:?}; node names may only use A-Z a-z 0-9 . _ - (they name directories)"
+    )]
+    Character(char),
+    #[error("starts with '.' or '-'; it names a directory")]
+    Start,
+}
+
 /// A node's name, safe as a directory name: 1-253 bytes of
 /// `[A-Za-z0-9._-]`, not starting with `.` or `-`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct NodeName(String);
 
 impl NodeName {
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &str) -> std::result::Result<Self, NodeNameError> {
         if s.is_empty() || s.len() > 253 {
-            return Err("must have 1 to 253 bytes".into());
+            return Err(NodeNameError::Length);
         }
         if let Some(c) = s
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
         {
-            return Err(format!(
-                "has the character {c:?}; node names may only use A-Z a-z 0-9 . _ - (they name directories)"
-            ));
+            return Err(NodeNameError::Character(c));
         }
         if s.starts_with('.') || s.starts_with('-') {
-            return Err("starts with '.' or '-'; it names a directory".into());
+            return Err(NodeNameError::Start);
         }
         Ok(NodeName(s.to_owned()))
     }

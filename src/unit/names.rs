@@ -5,6 +5,26 @@
 use std::fmt;
 use std::path::Path;
 
+/// What is wrong with a unit name or a unit path; the text follows the
+/// field and the quoted value in the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("is longer than 255 bytes")]
+    TooLong,
+    #[error("has the character {0:?}, which unit names cannot hold")]
+    UnitCharacter(char),
+    #[error("is not a valid template or instance name")]
+    Instance,
+    #[error("is not a unit name; it needs a type suffix such as .service or .target ({types})", types = UNIT_TYPES.join(", "))]
+    NoType,
+    #[error("is not an absolute path; the unit runs at boot with no working directory")]
+    Relative,
+    #[error("has the character {0:?}; unit paths may only use A-Z a-z 0-9 / . _ - + , @ :")]
+    PathCharacter(char),
+    #[error("contains \"..\"; give the real path")]
+    DotDot,
+}
+
 /// A systemd unit name such as `flanneld.service` or `kube-proxy@x.service`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitName(String);
@@ -26,25 +46,20 @@ const UNIT_TYPES: [&str; 11] = [
 impl UnitName {
     /// Follows systemd's rules: at most 255 bytes, `[A-Za-z0-9:_.\-@]`, a
     /// known type suffix, a non-empty name, and at most one `@`.
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &str) -> std::result::Result<Self, NameError> {
         let problem = if s.len() > 255 {
-            Some("is longer than 255 bytes".to_owned())
+            Some(NameError::TooLong)
         } else if let Some(c) = s.chars().find(|c| {
             !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '.' | '-' | '@' | '\\'))
         }) {
-            Some(format!(
-                "has the character {c:?}, which unit names cannot hold"
-            ))
+            Some(NameError::UnitCharacter(c))
         } else {
             match s.rsplit_once('.') {
                 Some((name, ty)) if !name.is_empty() && UNIT_TYPES.contains(&ty) => {
                     (name.matches('@').count() > 1 || name.starts_with('@'))
-                        .then(|| "is not a valid template or instance name".to_owned())
+                        .then_some(NameError::Instance)
                 }
-                _ => Some(format!(
-                    "is not a unit name; it needs a type suffix such as .service or .target ({})",
-                    UNIT_TYPES.join(", ")
-                )),
+                _ => Some(NameError::NoType),
             }
         };
         match problem {
@@ -67,22 +82,18 @@ impl fmt::Display for UnitName {
 pub struct UnitPath(String);
 
 impl UnitPath {
-    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+    pub fn parse(s: &str) -> std::result::Result<Self, NameError> {
         if !s.starts_with('/') {
-            return Err(
-                "is not an absolute path; the unit runs at boot with no working directory".into(),
-            );
+            return Err(NameError::Relative);
         }
         if let Some(c) = s.chars().find(|c| {
             !(c.is_ascii_alphanumeric()
                 || matches!(c, '/' | '.' | '_' | '-' | '+' | ',' | '@' | ':'))
         }) {
-            return Err(format!(
-                "has the character {c:?}; unit paths may only use A-Z a-z 0-9 / . _ - + , @ :"
-            ));
+            return Err(NameError::PathCharacter(c));
         }
         if s.split('/').any(|part| part == "..") {
-            return Err("contains \"..\"; give the real path".into());
+            return Err(NameError::DotDot);
         }
         Ok(UnitPath(s.to_owned()))
     }

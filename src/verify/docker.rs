@@ -30,19 +30,29 @@ pub struct DockerSettings {
     pub read: Vec<String>,
 }
 
+/// A daemon.json docker itself would refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonJsonError {
+    #[error("is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("\"ip-masq\" is not true or false")]
+    IpMasq,
+    #[error("{0:?} is not a string")]
+    NotString(&'static str),
+}
+
 impl DockerSettings {
     /// Adds /etc/docker/daemon.json's settings. A file docker itself would
     /// refuse is an error that names the file.
-    pub fn add_daemon_json(&mut self, origin: &str, text: &str) -> Result<(), String> {
-        let json: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("is not valid JSON: {e}"))?;
+    pub fn add_daemon_json(&mut self, origin: &str, text: &str) -> Result<(), DaemonJsonError> {
+        let json: serde_json::Value = serde_json::from_str(text)?;
         let at = |key: &str| json.get(key);
         let setting = |v: String| Setting {
             value: v,
             origin: origin.to_owned(),
         };
         if let Some(v) = at("ip-masq") {
-            let b = v.as_bool().ok_or("\"ip-masq\" is not true or false")?;
+            let b = v.as_bool().ok_or(DaemonJsonError::IpMasq)?;
             self.ip_masq.get_or_insert(Setting {
                 value: b,
                 origin: origin.to_owned(),
@@ -54,7 +64,7 @@ impl DockerSettings {
             ("fixed-cidr-v6", &mut self.fixed_cidr_v6),
         ] {
             if let Some(v) = at(key) {
-                let s = v.as_str().ok_or(format!("{key:?} is not a string"))?;
+                let s = v.as_str().ok_or(DaemonJsonError::NotString(key))?;
                 slot.get_or_insert(setting(s.to_owned()));
             }
         }

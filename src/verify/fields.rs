@@ -7,6 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::malformed::RuleError;
 use crate::config::Family;
 
 /// `-s`/`-d`: an address of the table's family, with a prefix length (0 to
@@ -17,7 +18,7 @@ pub(super) fn addr(
     s: &str,
     family: Family,
     unknown: &mut Option<String>,
-) -> Result<Option<IpNet>, String> {
+) -> Result<Option<IpNet>, RuleError> {
     if s.contains(',') {
         unknown.get_or_insert(format!("the address list {s:?} is not modeled"));
         return Ok(None);
@@ -37,53 +38,71 @@ pub(super) fn addr(
     Ok(Some(net.trunc()))
 }
 
-fn addr4(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv4Net, String> {
+fn addr4(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv4Net, RuleError> {
     if !host.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!("{s:?} is not an IPv4 address"));
+        return Err(RuleError::NotIpv4(s.to_owned()));
     }
     if let Some(octet) = host.split('.').find(|o| o.len() > 1 && o.starts_with('0')) {
-        return Err(format!(
-            "{s:?} has the octet {octet:?} with a leading zero, which some tools read as octal"
-        ));
+        return Err(RuleError::LeadingZero {
+            addr: s.to_owned(),
+            octet: octet.to_owned(),
+        });
     }
-    let ip: Ipv4Addr = host
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv4 address"))?;
+    let ip: Ipv4Addr = host.parse().map_err(|_| RuleError::NotIpv4(s.to_owned()))?;
     match prefix {
         None => Ok(Ipv4Net::from(ip)),
         Some(p) if is_len(p) => {
-            let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
-            Ipv4Net::new(ip, len)
-                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 32"))
+            let len = prefix_len(s, p)?;
+            Ipv4Net::new(ip, len).map_err(|_| too_long(s, len, 32))
         }
         Some(p) => match p.parse::<Ipv4Addr>() {
-            Ok(mask) if p.split('.').count() == 4 => Ipv4Net::with_netmask(ip, mask)
-                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous")),
-            _ => Err(format!(
-                "{s:?} has the prefix length {p:?}; it must be 0 to 32"
-            )),
+            Ok(mask) if p.split('.').count() == 4 => {
+                Ipv4Net::with_netmask(ip, mask).map_err(|_| mask_gap(s, p))
+            }
+            _ => Err(prefix_text(s, p, 32)),
         },
     }
 }
 
-fn addr6(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv6Net, String> {
-    let ip: Ipv6Addr = host
-        .parse()
-        .map_err(|_| format!("{s:?} is not an IPv6 address"))?;
+fn addr6(s: &str, host: &str, prefix: Option<&str>) -> Result<Ipv6Net, RuleError> {
+    let ip: Ipv6Addr = host.parse().map_err(|_| RuleError::NotIpv6(s.to_owned()))?;
     match prefix {
         None => Ok(Ipv6Net::from(ip)),
         Some(p) if is_len(p) => {
-            let len: u8 = p.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
-            Ipv6Net::new(ip, len)
-                .map_err(|_| format!("{s:?} has the prefix length {len}; it must be 0 to 128"))
+            let len = prefix_len(s, p)?;
+            Ipv6Net::new(ip, len).map_err(|_| too_long(s, len, 128))
         }
         Some(p) => match p.parse::<Ipv6Addr>() {
-            Ok(mask) => Ipv6Net::with_netmask(ip, mask)
-                .map_err(|_| format!("{s:?} has the mask {p:?}, which is not contiguous")),
-            _ => Err(format!(
-                "{s:?} has the prefix length {p:?}; it must be 0 to 128"
-            )),
+            Ok(mask) => Ipv6Net::with_netmask(ip, mask).map_err(|_| mask_gap(s, p)),
+            _ => Err(prefix_text(s, p, 128)),
         },
+    }
+}
+
+fn prefix_len(addr: &str, p: &str) -> Result<u8, RuleError> {
+    p.parse().map_err(|_| RuleError::BadPrefix(addr.to_owned()))
+}
+
+fn too_long(addr: &str, len: u8, max: u8) -> RuleError {
+    RuleError::PrefixTooLong {
+        addr: addr.to_owned(),
+        len,
+        max,
+    }
+}
+
+fn prefix_text(addr: &str, text: &str, max: u8) -> RuleError {
+    RuleError::PrefixText {
+        addr: addr.to_owned(),
+        text: text.to_owned(),
+        max,
+    }
+}
+
+fn mask_gap(addr: &str, mask: &str) -> RuleError {
+    RuleError::MaskGap {
+        addr: addr.to_owned(),
+        mask: mask.to_owned(),
     }
 }
 
@@ -93,22 +112,22 @@ fn is_len(p: &str) -> bool {
 }
 
 /// `-i`/`-o`: 1 to 15 bytes (a trailing `+` is a wildcard).
-pub(super) fn iface(s: &str) -> Result<String, String> {
+pub(super) fn iface(s: &str) -> Result<String, RuleError> {
     let name = s.strip_suffix('+').unwrap_or(s);
     if s.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
-        return Err(format!("{s:?} is not an interface name"));
+        return Err(RuleError::NotInterface(s.to_owned()));
     }
     Ok(s.to_owned())
 }
 
 /// `0x4000/0x4000` or `0x4000` (mask all ones), hex or decimal.
-pub(super) fn mark_value(s: &str) -> Result<(u32, u32), String> {
+pub(super) fn mark_value(s: &str) -> Result<(u32, u32), RuleError> {
     let num = |x: &str| {
         let parsed = match x.strip_prefix("0x") {
             Some(h) => u32::from_str_radix(h, 16),
             None => x.parse(),
         };
-        parsed.map_err(|_| format!("{s:?} is not a mark (a number, or number/mask)"))
+        parsed.map_err(|_| RuleError::NotMark(s.to_owned()))
     };
     match s.split_once('/') {
         Some((v, m)) => Ok((num(v)?, num(m)?)),

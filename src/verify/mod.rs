@@ -14,6 +14,7 @@ mod checks;
 pub mod docker;
 mod fields;
 mod hook;
+mod malformed;
 pub mod nft;
 mod repair;
 mod report;
@@ -27,7 +28,7 @@ use checks::{BRIDGE, CLUSTER, MARKED, OUTSIDE, podsnat_present};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use repair::{Repair, plan_repair};
+pub use repair::{Repair, RepairError, plan_repair};
 pub use report::text;
 
 use crate::config::NodeSpec;
@@ -35,8 +36,9 @@ use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
 use hook::Hook;
+pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
-pub use rule::{Malformed, check_all};
+pub use rule::check_all;
 use rule::{Rule, index_by_chain, reachable_rules};
 pub use sets::Sets;
 use walk::Evaluator;

@@ -4,18 +4,35 @@
 
 use serde::Serialize;
 
-use super::{Status, evaluate, text};
+use super::{Malformed, Status, evaluate, text};
 use crate::config::{Mode, NodeSpec};
 use crate::render;
 use crate::rules_file::{self, Table};
 
+/// Why no repair could be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// A rule of the live table that iptables-restore would refuse: the same
+    /// error `verify` gives for it.
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+    /// The candidate table podsnat built does not read back: a bug.
+    #[error("podsnat's own candidate table does not parse: {0}")]
+    Candidate(#[from] rules_file::ParseError),
+    /// The candidate table podsnat built has no nat table: a bug.
+    #[error("podsnat's own candidate table has no *nat table")]
+    NoNat,
+    /// Moving the exclusion would not end the drift; the report says why.
+    #[error("moving podsnat's exclusion would not fix the drift:\n{report}")]
+    NotFixed { report: String },
+}
+
 /// The nat table of a text podsnat built itself.
-fn nat_of(text: &str) -> Result<Table<'_>, String> {
-    rules_file::parse(text)
-        .map_err(|e| e.to_string())?
+fn nat_of(text: &str) -> Result<Table<'_>, RepairError> {
+    rules_file::parse(text)?
         .into_iter()
         .find(|t| t.name == "nat")
-        .ok_or_else(|| "no *nat table".to_owned())
+        .ok_or(RepairError::NoNat)
 }
 
 /// Whether podsnat's rules are to blame for a drift a repair can fix:
@@ -42,8 +59,8 @@ pub struct Repair {
 /// that shadows it and removes duplicate copies of podsnat's own rules.
 /// Everything else in the table stays as it is. `None` when there is no
 /// pod→cluster drift to repair.
-pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>, String> {
-    let report = evaluate(spec, table).map_err(|e| e.to_string())?;
+pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>, RepairError> {
+    let report = evaluate(spec, table)?;
     if !drifts(&report) {
         return Ok(None);
     }
@@ -121,22 +138,18 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         text + "COMMIT\n"
     };
     let without = candidate(&post);
-    let at = match evaluate(spec, &nat_of(&without)?)
-        .map_err(|e| e.to_string())?
-        .check("pod-to-cluster")
-    {
+    let at = match evaluate(spec, &nat_of(&without)?)?.check("pod-to-cluster") {
         Some(c) if c.status == Status::Drift => c.top.max(1),
         _ => was_at.unwrap_or(post.len() + 1),
     }
     .min(post.len() + 1);
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
-    let after = evaluate(spec, &nat_of(&with)?).map_err(|e| e.to_string())?;
+    let after = evaluate(spec, &nat_of(&with)?)?;
     if drifts(&after) || after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
-        return Err(format!(
-            "moving podsnat's exclusion would not fix the drift:\n{}",
-            text(&after)
-        ));
+        return Err(RepairError::NotFixed {
+            report: text(&after),
+        });
     }
 
     let own: Vec<&str> = own_rules.iter().map(String::as_str).collect();

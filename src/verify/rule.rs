@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use ipnet::IpNet;
 
 use super::fields::{addr, iface, mark_value};
+use super::malformed::{Malformed, RuleError};
 use crate::config::Family;
 use crate::rules_file::{self, Table};
 
@@ -61,28 +62,6 @@ pub(super) fn index_by_chain<'r, 'a>(rules: &'r [Rule<'a>]) -> HashMap<&'a str, 
         map.entry(r.chain).or_default().push(r);
     }
     map
-}
-
-/// A rule line that iptables-restore would refuse: podsnat never gives a
-/// verdict on it, and names the line, the text and the problem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Malformed {
-    /// 1-based line in the file (or in iptables-save's output).
-    pub line: usize,
-    pub text: String,
-    pub why: String,
-}
-
-impl std::fmt::Display for Malformed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "line {}: {}: {}",
-            self.line,
-            self.why,
-            crate::error::quoted(&self.text)
-        )
-    }
 }
 
 /// The rules of POSTROUTING and of every chain reachable from it. Other
@@ -181,7 +160,7 @@ fn parse_rule<'a>(
     text: &'a str,
     chains: &HashSet<&str>,
     family: Family,
-) -> Result<Rule<'a>, String> {
+) -> Result<Rule<'a>, RuleError> {
     let mut rule = Rule {
         chain,
         pos,
@@ -198,7 +177,7 @@ fn parse_rule<'a>(
         unknown: None,
         target: Target::None,
     };
-    let tokens = shlex::split(text).ok_or("a quote is not closed")?;
+    let tokens = shlex::split(text).ok_or(RuleError::OpenQuote)?;
     let unknown = |rule: &mut Rule<'a>, why: String| {
         rule.unknown.get_or_insert(why);
     };
@@ -211,17 +190,15 @@ fn parse_rule<'a>(
         let tok = tok.as_str();
         if tok == "!" {
             if neg {
-                return Err("`!` is given twice".into());
+                return Err(RuleError::NegatedTwice);
             }
             match it.peek() {
-                None => return Err("`!` ends the rule; it must stand before an option".into()),
+                None => return Err(RuleError::NegationAtEnd),
                 Some(next) if next.as_str() == "!" => {
-                    return Err("`!` is given twice; one negates, two are refused".into());
+                    return Err(RuleError::DoubleNegation);
                 }
                 Some(next) if !negatable(next, &module) || targets > 0 => {
-                    return Err(format!(
-                        "`!` stands before {next:?}, which cannot be negated"
-                    ));
+                    return Err(RuleError::NotNegatable(next.to_string()));
                 }
                 Some(_) => {}
             }
@@ -229,11 +206,16 @@ fn parse_rule<'a>(
             continue;
         }
         // The option's value: present, and not the next option.
-        let mut value = |free: bool| -> Result<String, String> {
+        let mut value = |free: bool| -> Result<String, RuleError> {
             match it.next() {
                 Some(v) if free || !(v.starts_with('-') && v.len() > 1) => Ok(v.clone()),
-                Some(v) => Err(format!("{tok} has no value (found {v:?})")),
-                None => Err(format!("{tok} has no value")),
+                Some(v) => Err(RuleError::OptionForValue {
+                    option: tok.to_owned(),
+                    found: v.clone(),
+                }),
+                None => Err(RuleError::NoValue {
+                    option: tok.to_owned(),
+                }),
             }
         };
         match tok {
@@ -264,7 +246,7 @@ fn parse_rule<'a>(
                 let name = value(false)?;
                 targets += 1;
                 if targets > 1 {
-                    return Err("has a second target; a rule has one target at most".into());
+                    return Err(RuleError::SecondTarget);
                 }
                 module.clear();
                 let is_goto = tok == "-g" || tok == "--goto";
@@ -310,9 +292,10 @@ fn parse_rule<'a>(
                 let name = value(false)?;
                 let flags: Vec<String> = value(false)?.split(',').map(str::to_owned).collect();
                 if let Some(f) = flags.iter().find(|f| *f != "src" && *f != "dst") {
-                    return Err(format!(
-                        "--match-set {name} has the flag {f:?}; flags are src or dst"
-                    ));
+                    return Err(RuleError::SetFlag {
+                        set: name,
+                        flag: f.clone(),
+                    });
                 }
                 rule.sets.push((neg, name, flags));
             }
@@ -328,12 +311,10 @@ fn parse_rule<'a>(
                 rule.marks.push((neg, val, mask));
             }
             opt if !opt.starts_with('-') => {
-                return Err(format!("{opt:?} is not an option"));
+                return Err(RuleError::NotAnOption(opt.to_owned()));
             }
             opt if module.is_empty() => {
-                return Err(format!(
-                    "{opt} is not an option of iptables itself (no -m before it)"
-                ));
+                return Err(RuleError::NoModule(opt.to_owned()));
             }
             opt => {
                 let v = target_words(&mut it);

@@ -76,18 +76,46 @@ pub(super) enum Member {
     Unknown(String),
 }
 
+/// A line of `ipset save` output that podsnat cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {why}: {text:?}")]
+pub struct SetsError {
+    pub line: usize,
+    pub why: SetLine,
+    pub text: String,
+}
+
+/// What is wrong with the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SetLine {
+    #[error("a create line needs a name and a type")]
+    CreateShort,
+    #[error("an add line needs a set and an entry")]
+    AddShort,
+    #[error("not an IP address or network")]
+    NotNet,
+    #[error("not an ip,port,ip entry")]
+    NotIpPortIp,
+    #[error("not a line of `ipset save`")]
+    Unknown,
+}
+
 impl Sets {
     /// Reads `ipset save` output; a line it cannot read is an error naming it.
-    pub fn parse(text: &str) -> Result<Sets, String> {
+    pub fn parse(text: &str) -> Result<Sets, SetsError> {
         let mut sets = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim_end();
-            let bad = |why: &str| format!("line {}: {why}: {line:?}", i + 1);
+            let bad = |why: SetLine| SetsError {
+                line: i + 1,
+                why,
+                text: line.to_owned(),
+            };
             let mut words = line.split_whitespace();
             match words.next() {
                 Some("create") => {
                     let (Some(name), Some(kind)) = (words.next(), words.next()) else {
-                        return Err(bad("a create line needs a name and a type"));
+                        return Err(bad(SetLine::CreateShort));
                     };
                     let kind = match kind {
                         "hash:ip" | "hash:net" => Kind::Nets(Nets::default()),
@@ -98,23 +126,22 @@ impl Sets {
                 }
                 Some("add") => {
                     let (Some(name), Some(entry)) = (words.next(), words.next()) else {
-                        return Err(bad("an add line needs a set and an entry"));
+                        return Err(bad(SetLine::AddShort));
                     };
                     match sets.get_mut(name) {
                         Some(Kind::Nets(nets)) => nets.insert(
                             entry
                                 .parse::<IpNet>()
                                 .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                                .map_err(|_| bad("not an IP address or network"))?,
+                                .map_err(|_| bad(SetLine::NotNet))?,
                         ),
                         Some(Kind::IpPortIp(pairs)) => {
                             let parts: Vec<&str> = entry.split(',').collect();
                             let (Some(a), Some(c)) = (parts.first(), parts.get(2)) else {
-                                return Err(bad("not an ip,port,ip entry"));
+                                return Err(bad(SetLine::NotIpPortIp));
                             };
                             let ip = |s: &str| {
-                                s.parse::<IpAddr>()
-                                    .map_err(|_| bad("not an ip,port,ip entry"))
+                                s.parse::<IpAddr>().map_err(|_| bad(SetLine::NotIpPortIp))
                             };
                             pairs.insert((ip(a)?, ip(c)?));
                         }
@@ -122,7 +149,7 @@ impl Sets {
                         Some(Kind::Other(_)) | None => {}
                     }
                 }
-                Some(_) => return Err(bad("not a line of `ipset save`")),
+                Some(_) => return Err(bad(SetLine::Unknown)),
                 None => {}
             }
         }

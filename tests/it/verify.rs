@@ -684,5 +684,9 @@ fn ipv6_tables_are_decided_exactly() {
     let t = table(&[], &["-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE"]);
     let tables = rules_file::parse(&t).unwrap();
     let err = verify::evaluate(&spec, &tables[0]).unwrap_err();
-    assert!(err.why.contains("not an IPv6 address"), "{err}");
+    assert_eq!(
+        err.why,
+        verify::RuleError::NotIpv6("172.7.21.0/24".into()),
+        "{err}"
+    );
 }

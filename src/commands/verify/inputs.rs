@@ -62,9 +62,9 @@ pub(super) fn ipsets(args: &VerifyArgs, table_text: &str, live: bool) -> Result<
         },
         _ => return Ok(Sets::default()),
     };
-    Sets::parse(&text).map_err(|message| Error::Syntax {
+    Sets::parse(&text).map_err(|e| Error::Syntax {
         path: origin,
-        message,
+        message: e.to_string(),
     })
 }
 
@@ -100,9 +100,9 @@ pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<Do
         let text = config::read_text(&path)?;
         settings
             .add_daemon_json(&origin, &text)
-            .map_err(|message| Error::Syntax {
+            .map_err(|e| Error::Syntax {
                 path: origin,
-                message,
+                message: e.to_string(),
             })?;
     }
     for path in units {

@@ -152,9 +152,9 @@ struct Outcome {
 /// `nft -j list ruleset` takes seconds, most of them for that table.
 fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
     let parse = |origin: String, text: &str| {
-        verify::Ruleset::parse(text).map_err(|message| Error::Syntax {
+        verify::Ruleset::parse(text).map_err(|e| Error::Syntax {
             path: origin,
-            message,
+            message: e.to_string(),
         })
     };
     if let Some(path) = &args.nft_file {
@@ -267,7 +267,11 @@ fn one(
         });
     }
 
-    let repair = verify::plan_repair(spec, &table).map_err(Error::CannotRepair)?;
+    // A malformed rule stays that error; the rest cannot be repaired.
+    let repair = verify::plan_repair(spec, &table).map_err(|e| match e {
+        verify::RepairError::Malformed(m) => malformed(m),
+        other => Error::CannotRepair(other.to_string()),
+    })?;
     let Some(repair) = repair else {
         let text = if report.status == Status::Drift {
             format!(

@@ -99,18 +99,32 @@ struct SetDef {
     elem: Vec<Value>,
 }
 
+/// nftables JSON that is not what `nft -j` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("is not the JSON `nft -j list ruleset` prints: {0}")]
+    Document(serde_json::Error),
+    #[error("a {kind} object: {source}")]
+    Object {
+        kind: String,
+        source: serde_json::Error,
+    },
+}
+
 impl Ruleset {
     /// Parses `nft -j list ruleset` output. Malformed JSON is an error
     /// naming what is wrong; unknown objects (flowtables, counters) are
     /// skipped, as they hold no rule.
-    pub fn parse(json: &str) -> Result<Ruleset, String> {
-        let doc: Doc = serde_json::from_str(json)
-            .map_err(|e| format!("is not the JSON `nft -j list ruleset` prints: {e}"))?;
+    pub fn parse(json: &str) -> Result<Ruleset, NftError> {
+        let doc: Doc = serde_json::from_str(json).map_err(NftError::Document)?;
         let mut rs = Ruleset::default();
         let key = |f: &str, t: &str, n: &str| (f.to_owned(), t.to_owned(), n.to_owned());
         for item in doc.nftables {
             for (kind, value) in item {
-                let bad = |e: serde_json::Error| format!("a {kind} object: {e}");
+                let bad = |source: serde_json::Error| NftError::Object {
+                    kind: kind.clone(),
+                    source,
+                };
                 match kind.as_str() {
                     "chain" => {
                         let c: ChainDef = serde_json::from_value(value).map_err(bad)?;
