@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use serde::Serialize;
+
 use super::atoms::{Packet, iface_matches};
 use super::hook::{Decision, Hook};
 use super::rule::{Rule, Target};
@@ -12,9 +14,32 @@ use crate::config::NodeSpec;
 use crate::render;
 use crate::rules_file::Table;
 
+/// The four classes of pod packets, by the name the JSON report gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckName {
+    PodToCluster,
+    PodToOutside,
+    PodViaBridge,
+    MarkedToCluster,
+}
+
+/// Which promise a check's sample stands for: `cluster` (cluster_cidr),
+/// `no_masquerade` (a no_masquerade CIDR), `outside`, `bridge` or `marked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promise {
+    Cluster,
+    NoMasquerade,
+    Outside,
+    Bridge,
+    Marked,
+}
+
 /// What must happen to a class of packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Expect {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expect {
     /// The pod source IP stays.
     Keep,
     /// The source is translated (masquerade or snat).
@@ -33,56 +58,47 @@ impl Expect {
     pub(super) fn only_podsnat(self) -> bool {
         matches!(self, Expect::Untouched | Expect::NotKept)
     }
-
-    pub(super) fn word(self) -> &'static str {
-        match self {
-            Expect::Keep => "keep",
-            Expect::Masquerade => "masquerade",
-            Expect::Untouched => "untouched",
-            Expect::NotKept => "not-kept",
-        }
-    }
 }
 
 /// One class of packets: its name in the report, what must happen, and
 /// its `class` label.
 pub(super) struct Class {
-    pub(super) name: &'static str,
+    pub(super) name: CheckName,
     pub(super) expect: Expect,
-    pub(super) class: &'static str,
+    pub(super) class: Promise,
 }
 
 /// Pod traffic to the cluster (and the no_masquerade CIDRs) that leaves
 /// through another interface than the bridge keeps its source IP.
 pub(super) const CLUSTER: Class = Class {
-    name: "pod-to-cluster",
+    name: CheckName::PodToCluster,
     expect: Expect::Keep,
-    class: "cluster",
+    class: Promise::Cluster,
 };
 
 /// Pod traffic to anywhere else is masqueraded.
 pub(super) const OUTSIDE: Class = Class {
-    name: "pod-to-outside",
+    name: CheckName::PodToOutside,
     expect: Expect::Masquerade,
-    class: "outside",
+    class: Promise::Outside,
 };
 
 /// Pod traffic to the node's own pod subnet, which leaves through the
 /// bridge (docker's hairpin NAT among it), is left to the rules below
 /// podsnat's.
 pub(super) const BRIDGE: Class = Class {
-    name: "pod-via-bridge",
+    name: CheckName::PodViaBridge,
     expect: Expect::Untouched,
-    class: "bridge",
+    class: Promise::Bridge,
 };
 
 /// Pod traffic to the cluster that carries the masquerade mark (kube-
 /// proxy's KUBE-MARK-MASQ, a service with masquerade-all) is never kept by
 /// podsnat: where kube-proxy's KUBE-POSTROUTING stands, it masquerades it.
 pub(super) const MARKED: Class = Class {
-    name: "marked-to-cluster",
+    name: CheckName::MarkedToCluster,
     expect: Expect::NotKept,
-    class: "marked",
+    class: Promise::Marked,
 };
 
 /// Whether podsnat has a rule in either layer: its chain, one of its
@@ -172,7 +188,7 @@ pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
     };
     Check {
         name: class.name,
-        expect: class.expect.word(),
+        expect: class.expect,
         status: Status::Ok,
         rule: None,
         packet: String::new(),
@@ -324,7 +340,7 @@ pub(super) fn run(
         let port = p.dport.map_or_else(String::new, |d| format!(" port {d}"));
         let check = Check {
             name: class.name,
-            expect: class.expect.word(),
+            expect: class.expect,
             status,
             rule,
             packet: format!(
@@ -344,7 +360,9 @@ pub(super) fn run(
             sources: Vec::new(),
             all_sources: false,
             class: match class.class {
-                "cluster" if !p.dst_class.contains(&spec.cluster_cidr()) => "no_masquerade",
+                Promise::Cluster if !p.dst_class.contains(&spec.cluster_cidr()) => {
+                    Promise::NoMasquerade
+                }
                 c => c,
             },
             note: None,

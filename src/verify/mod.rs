@@ -25,6 +25,7 @@ mod walk;
 use std::net::IpAddr;
 
 use checks::{BRIDGE, CLUSTER, MARKED, OUTSIDE, podsnat_present};
+pub use checks::{CheckName, Expect, Promise};
 use ipnet::IpNet;
 use serde::Serialize;
 
@@ -78,10 +79,10 @@ pub enum Status {
 /// The outcome for one class of packets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// `pod-to-cluster` or `pod-to-outside`.
-    pub name: &'static str,
-    /// What must happen: `keep` the source IP, or `masquerade`.
-    pub expect: &'static str,
+    /// The class of packets, e.g. `pod-to-cluster`.
+    pub name: CheckName,
+    /// What must happen to it, e.g. `keep` the source IP.
+    pub expect: Expect,
     pub status: Status,
     /// The rule that decided the first failing (or, when ok, the first)
     /// packet; `None` when the chain policy decided.
@@ -96,9 +97,8 @@ pub struct Check {
     /// Every pod source drifts: the text then names no ranges.
     #[serde(skip)]
     all_sources: bool,
-    /// Which promise it stands for: `cluster` (cluster_cidr),
-    /// `no_masquerade` (a no_masquerade CIDR), or `outside`.
-    pub class: &'static str,
+    /// Which promise its sample stands for.
+    pub class: Promise,
     pub note: Option<String>,
     /// Why it cannot be decided.
     pub reason: Option<String>,
@@ -152,7 +152,7 @@ impl Report {
         self
     }
 
-    pub fn check(&self, name: &str) -> Option<&Check> {
+    pub fn check(&self, name: CheckName) -> Option<&Check> {
         self.checks.iter().find(|c| c.name == name)
     }
 }

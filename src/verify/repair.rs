@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{Malformed, Status, evaluate, text};
+use super::{CheckName, Malformed, Status, evaluate, text};
 use crate::config::{Mode, NodeSpec};
 use crate::render;
 use crate::rules_file::{self, Table};
@@ -39,9 +39,13 @@ fn nat_of(text: &str) -> Result<Table<'_>, RepairError> {
 /// pod→cluster traffic masqueraded, bridge traffic decided by podsnat, or
 /// marked traffic kept.
 fn drifts(report: &super::Report) -> bool {
-    ["pod-to-cluster", "pod-via-bridge", "marked-to-cluster"]
-        .iter()
-        .any(|name| report.check(name).map(|c| c.status) == Some(Status::Drift))
+    [
+        CheckName::PodToCluster,
+        CheckName::PodViaBridge,
+        CheckName::MarkedToCluster,
+    ]
+    .into_iter()
+    .any(|name| report.check(name).map(|c| c.status) == Some(Status::Drift))
 }
 
 /// A runtime repair: one `iptables-restore --noflush` transaction.
@@ -138,7 +142,7 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         text + "COMMIT\n"
     };
     let without = candidate(&post);
-    let at = match evaluate(spec, &nat_of(&without)?)?.check("pod-to-cluster") {
+    let at = match evaluate(spec, &nat_of(&without)?)?.check(CheckName::PodToCluster) {
         Some(c) if c.status == Status::Drift => c.top.max(1),
         _ => was_at.unwrap_or(post.len() + 1),
     }
@@ -146,7 +150,8 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
     let after = evaluate(spec, &nat_of(&with)?)?;
-    if drifts(&after) || after.check("pod-to-cluster").map(|c| c.status) != Some(Status::Ok) {
+    if drifts(&after) || after.check(CheckName::PodToCluster).map(|c| c.status) != Some(Status::Ok)
+    {
         return Err(RepairError::NotFixed {
             report: text(&after),
         });

@@ -1,7 +1,7 @@
 //! The human-readable report: one line per check, then podsnat's anchor
 //! and docker's settings.
 
-use super::{Check, Report, Status};
+use super::{Check, CheckName, Expect, Promise, Report, Status};
 use crate::render;
 
 /// `; sources A-B, C` for a drift that not every pod source shares.
@@ -18,15 +18,15 @@ pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for c in &report.checks {
         let what = match (c.name, c.class, c.status) {
-            ("pod-to-cluster", "no_masquerade", Status::Drift | Status::Undecided) => {
+            (CheckName::PodToCluster, Promise::NoMasquerade, Status::Drift | Status::Undecided) => {
                 format!("pod→no_masquerade {} traffic", c.destination)
             }
-            ("pod-to-cluster", _, _) => "pod→cluster traffic".to_owned(),
-            ("pod-via-bridge", _, _) => "pod→pod traffic through the bridge".to_owned(),
-            ("marked-to-cluster", _, _) => {
+            (CheckName::PodToCluster, _, _) => "pod→cluster traffic".to_owned(),
+            (CheckName::PodViaBridge, _, _) => "pod→pod traffic through the bridge".to_owned(),
+            (CheckName::MarkedToCluster, _, _) => {
                 "pod→cluster traffic with the masquerade mark (kube-proxy's)".to_owned()
             }
-            _ => "pod→outside traffic".to_owned(),
+            (CheckName::PodToOutside, _, _) => "pod→outside traffic".to_owned(),
         };
         if c.packet.is_empty() {
             let note = c
@@ -45,27 +45,27 @@ pub fn text(report: &Report) -> String {
             .as_ref()
             .map_or_else(String::new, |n| format!(" ({n})"));
         let line = match (c.status, c.expect) {
-            (Status::Ok, "not-kept") if c.translated => {
+            (Status::Ok, Expect::NotKept) if c.translated => {
                 format!("ok: {what} is masqueraded by {rule}")
             }
-            (Status::Ok, "untouched" | "not-kept") => {
+            (Status::Ok, Expect::Untouched | Expect::NotKept) => {
                 format!("ok: {what} is left to the rules below podsnat's; decided by {rule}")
             }
-            (Status::Drift, "not-kept") => format!(
+            (Status::Drift, Expect::NotKept) => format!(
                 "drift: {what} keeps the pod source IP, decided by podsnat's {rule}{note}; packet {}{}",
                 c.packet,
                 sources(c)
             ),
-            (Status::Drift, "untouched") => format!(
+            (Status::Drift, Expect::Untouched) => format!(
                 "drift: {what} is decided by podsnat's {rule}{note}, so docker's hairpin NAT never sees it; packet {}{}",
                 c.packet,
                 sources(c)
             ),
-            (Status::Ok, "keep") => {
+            (Status::Ok, Expect::Keep) => {
                 format!("ok: {what} keeps the pod source IP; decided by {rule}")
             }
             (Status::Ok, _) => format!("ok: {what} is masqueraded by {rule}"),
-            (Status::Drift, "keep") => format!(
+            (Status::Drift, Expect::Keep) => format!(
                 "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {}){}",
                 c.packet,
                 c.destination,

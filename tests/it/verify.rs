@@ -7,7 +7,7 @@ use crate::common;
 use podsnat::config::{self, NodeSpec, RawConfig, Sources};
 use podsnat::render;
 use podsnat::rules_file;
-use podsnat::verify::{self, Report, Status};
+use podsnat::verify::{self, CheckName, Report, Status};
 
 fn spec_raw(mode: &str) -> RawConfig {
     RawConfig {
@@ -91,11 +91,11 @@ fn ours_with_top(spec: &NodeSpec, chains: &[&str], extra: &[&str]) -> String {
     t + "COMMIT\n"
 }
 
-fn status(r: &Report, check: &str) -> Status {
+fn status(r: &Report, check: CheckName) -> Status {
     r.check(check).unwrap().status
 }
 
-fn rule_text(r: &Report, check: &str) -> String {
+fn rule_text(r: &Report, check: CheckName) -> String {
     r.check(check)
         .unwrap()
         .rule
@@ -124,7 +124,7 @@ fn docker_broad_rule_above_classic_is_drift() {
     let t = ours_with_top(&s, &[], &[BROAD]);
     let r = eval(&s, &t);
     assert_eq!(r.status, Status::Drift);
-    let c = r.check("pod-to-cluster").unwrap();
+    let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.rule.as_ref().unwrap().position, 1);
     assert_eq!(c.rule.as_ref().unwrap().text, BROAD);
     assert_eq!(
@@ -144,14 +144,14 @@ fn docker_broad_rule_above_classic_is_drift() {
     );
     // On a node where podsnat never ran, nothing is said of its exclusion.
     let r = eval(&s, &table(&[], &[BROAD]));
-    assert_eq!(r.check("pod-to-cluster").unwrap().note, None);
+    assert_eq!(r.check(CheckName::PodToCluster).unwrap().note, None);
     // Where its chain is there but the jump is gone, the note says so.
     let jumpless =
         ours_with_top(&g, &[], &[]).replace(&format!("{}\n", podsnat::render::exclusion(&g)), "");
     let r = eval(&g, &jumpless);
     assert_eq!(r.status, Status::Drift, "{}", verify::text(&r));
     assert_eq!(
-        r.check("pod-to-cluster").unwrap().note.as_deref(),
+        r.check(CheckName::PodToCluster).unwrap().note.as_deref(),
         Some("podsnat's exclusion is missing")
     );
 }
@@ -189,17 +189,17 @@ fn flannel_ip_masq_chain() {
     let s = spec("guard", &[]);
     let r = eval(&s, &table(&["FLANNEL-POSTRTG"], &FLANNEL));
     assert_eq!(
-        status(&r, "pod-to-cluster"),
+        status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
         verify::text(&r)
     );
-    assert_eq!(status(&r, "pod-to-outside"), Status::Ok);
-    assert_eq!(rule_text(&r, "pod-to-outside"), FLANNEL[3]);
+    assert_eq!(status(&r, CheckName::PodToOutside), Status::Ok);
+    assert_eq!(rule_text(&r, CheckName::PodToOutside), FLANNEL[3]);
     // But it masquerades a no_masquerade destination, and says which rule.
     let s = spec("guard", &["10.96.0.0/12"]);
     let r = eval(&s, &table(&["FLANNEL-POSTRTG"], &FLANNEL));
-    let c = r.check("pod-to-cluster").unwrap();
+    let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.status, Status::Drift);
     assert_eq!(c.destination, "10.96.0.0/12");
     let rule = c.rule.as_ref().unwrap();
@@ -209,7 +209,7 @@ fn flannel_ip_masq_chain() {
     let t = ours_with_top(&s, &["FLANNEL-POSTRTG"], &FLANNEL);
     let r = eval(&s, &t);
     assert_eq!(
-        r.check("pod-to-cluster").unwrap().destination,
+        r.check(CheckName::PodToCluster).unwrap().destination,
         "10.96.0.0/12"
     );
     assert_eq!(eval(&s, &t).status, Status::Drift);
@@ -235,7 +235,7 @@ fn kube_proxy_mark_is_modeled() {
     marked.extend(KUBE);
     let t = ours_with_top(&s, &["KUBE-POSTROUTING", "KUBE-MARK-MASQ"], &marked);
     let r = eval(&s, &t);
-    let c = r.check("pod-to-cluster").unwrap();
+    let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
     let rule = c.rule.as_ref().unwrap();
     assert_eq!(
@@ -267,14 +267,14 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
         let s = spec(mode, extra);
         for top in [true, false] {
             let r = eval(&s, &kube_at(&s, top));
-            let c = r.check("marked-to-cluster").unwrap();
+            let c = r.check(CheckName::MarkedToCluster).unwrap();
             assert_eq!(
                 c.status,
                 Status::Ok,
                 "{mode} kube on top={top}: {}",
                 verify::text(&r)
             );
-            assert_eq!(c.expect, "not-kept");
+            assert_eq!(c.expect, verify::Expect::NotKept);
             assert!(c.packet.ends_with("mark 0x4000"), "{}", c.packet);
             assert!(
                 verify::text(&r)
@@ -292,10 +292,10 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
     assert!(mark_return.contains("-m mark --mark 0x4000/0x4000 -j RETURN"));
     let t = kube_at(&s, false).replace(&format!("{mark_return}\n"), "");
     let r = eval(&s, &t);
-    let c = r.check("marked-to-cluster").unwrap();
+    let c = r.check(CheckName::MarkedToCluster).unwrap();
     assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
     assert_eq!(
-        rule_text(&r, "marked-to-cluster"),
+        rule_text(&r, CheckName::MarkedToCluster),
         "-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT"
     );
     assert!(verify::text(&r).contains("kube-proxy's MASQUERADE never sees it"));
@@ -318,7 +318,7 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
         "-A PODSNAT-POSTROUTING -m mark --mark 0x20/0x20 -j RETURN"
     );
     let r = eval(&s, &kube_at(&s, false));
-    let c = r.check("marked-to-cluster").unwrap();
+    let c = r.check(CheckName::MarkedToCluster).unwrap();
     assert!(c.packet.ends_with("mark 0x20"), "{}", c.packet);
     assert_eq!(c.status, Status::Ok, "{}", verify::text(&r));
 }
@@ -333,9 +333,9 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         let s = spec(mode, &[]);
         let t = ours_with_top(&s, &[], &[]).replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
         let r = eval(&s, &t);
-        let c = r.check("pod-via-bridge").unwrap();
+        let c = r.check(CheckName::PodViaBridge).unwrap();
         assert_eq!(c.status, Status::Ok, "{mode}: {}", verify::text(&r));
-        assert_eq!(rule_text(&r, "pod-via-bridge"), HAIRPIN, "{mode}");
+        assert_eq!(rule_text(&r, CheckName::PodViaBridge), HAIRPIN, "{mode}");
         assert_eq!(
             c.packet,
             "172.7.21.128 -> 172.7.21.128 from docker0 via docker0 (tcp port 80)"
@@ -350,12 +350,12 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         .replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
     let r = eval(&s, &t);
     assert_eq!(
-        status(&r, "pod-via-bridge"),
+        status(&r, CheckName::PodViaBridge),
         Status::Drift,
         "{}",
         verify::text(&r)
     );
-    assert_eq!(status(&r, "pod-to-cluster"), Status::Ok);
+    assert_eq!(status(&r, CheckName::PodToCluster), Status::Ok);
     let text = verify::text(&r);
     assert!(
         text.contains(&format!("reached through POSTROUTING rule 1: {old}")),
@@ -373,7 +373,7 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
     // Without podsnat's rules nothing of podsnat's decides bridge traffic.
     let t = table(&[], &[BROAD, HAIRPIN]);
     let r = eval(&s, &t);
-    let c = r.check("pod-via-bridge").unwrap();
+    let c = r.check(CheckName::PodViaBridge).unwrap();
     assert_eq!(c.status, Status::Ok);
     assert!(
         c.note
@@ -397,13 +397,13 @@ fn ip_masq_agent_chain() {
     let s = spec("guard", &[]);
     let r = eval(&s, &table(&["IP-MASQ-AGENT"], &chain));
     assert_eq!(
-        status(&r, "pod-to-cluster"),
+        status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
         verify::text(&r)
     );
     assert_eq!(
-        rule_text(&r, "pod-to-cluster"),
+        rule_text(&r, CheckName::PodToCluster),
         chain[5],
         "the RETURN decides"
     );
@@ -412,12 +412,12 @@ fn ip_masq_agent_chain() {
     let mut without = chain.to_vec();
     without.remove(5);
     let r = eval(&s, &table(&["IP-MASQ-AGENT"], &without));
-    assert_eq!(status(&r, "pod-to-cluster"), Status::Drift);
-    assert_eq!(rule_text(&r, "pod-to-cluster"), without[5]);
+    assert_eq!(status(&r, CheckName::PodToCluster), Status::Drift);
+    assert_eq!(rule_text(&r, CheckName::PodToCluster), without[5]);
     let r = eval(&s, &table(&["IP-MASQ-AGENT"], &chain));
     // Egress to 10.0.0.0/8 is not masqueraded by ip-masq-agent's defaults:
     // the check finds that atom and names the RETURN that decides it.
-    let c = r.check("pod-to-outside").unwrap();
+    let c = r.check(CheckName::PodToOutside).unwrap();
     assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
     assert_eq!(c.rule.as_ref().unwrap().text, chain[2]);
 }
@@ -435,16 +435,19 @@ fn goto_returns_to_the_callers_caller() {
             "-A X -j RETURN",
         ],
     );
-    assert_eq!(status(&eval(&s, &jump), "pod-to-cluster"), Status::Drift);
+    assert_eq!(
+        status(&eval(&s, &jump), CheckName::PodToCluster),
+        Status::Drift
+    );
     let goto = jump.replace("-j X", "-g X");
     let r = eval(&s, &goto);
     assert_eq!(
-        status(&r, "pod-to-cluster"),
+        status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
         verify::text(&r)
     );
-    assert_eq!(status(&r, "pod-to-outside"), Status::Drift);
+    assert_eq!(status(&r, CheckName::PodToOutside), Status::Drift);
 }
 
 #[test]
@@ -454,7 +457,7 @@ fn negations_and_interfaces() {
     // flannel.1 is masqueraded, and the report names that interface.
     let t = ours_with_top(&s, &[], &["-A POSTROUTING -o flannel.1 -j MASQUERADE"]);
     let r = eval(&s, &t);
-    let c = r.check("pod-to-cluster").unwrap();
+    let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.status, Status::Drift);
     assert!(c.packet.contains("via flannel.1"), "{}", c.packet);
     // `! -s` and `! -d` that exclude pod traffic decide nothing.
@@ -485,7 +488,7 @@ fn unknown_matches_are_not_guessed() {
     ] {
         let r = eval(&s, &ours_with_top(&s, &[], &[rule]));
         assert_eq!(r.status, Status::Undecided, "{rule}: {}", verify::text(&r));
-        let c = r.check("pod-to-cluster").unwrap();
+        let c = r.check(CheckName::PodToCluster).unwrap();
         assert_eq!(c.rule.as_ref().unwrap().text, rule);
         assert!(verify::text(&r).contains("warning: cannot decide"));
     }
@@ -623,8 +626,8 @@ fn ipv6_tables_are_decided_exactly() {
     let spec = spec6("guard", &[]);
     let broad = "-A POSTROUTING -s fd00:7:0:21::/64 ! -o docker0 -j MASQUERADE";
     let r = eval(&spec, &ours_with_top(&spec, &[], &[broad]));
-    assert_eq!(status(&r, "pod-to-cluster"), Status::Drift);
-    assert!(rule_text(&r, "pod-to-cluster").contains(broad));
+    assert_eq!(status(&r, CheckName::PodToCluster), Status::Drift);
+    assert!(rule_text(&r, CheckName::PodToCluster).contains(broad));
     assert!(
         verify::text(&r).contains("(inserted above podsnat's exclusion)"),
         "{}",
@@ -640,10 +643,10 @@ fn ipv6_tables_are_decided_exactly() {
         ],
     );
     let r = eval(&spec, &t);
-    let c = r.check("pod-to-cluster").unwrap();
+    let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.status, Status::Drift);
     assert_eq!(c.sources, ["fd00:7:0:21:8000::/65"], "{}", verify::text(&r));
-    assert_eq!(status(&r, "pod-to-outside"), Status::Ok);
+    assert_eq!(status(&r, CheckName::PodToOutside), Status::Ok);
 
     // flannel's IPv6 chain (FLANNEL-POSTRTG in ip6tables), with its mark.
     let t = table(
@@ -664,7 +667,7 @@ fn ipv6_tables_are_decided_exactly() {
     let conntrack = "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE";
     let r = eval(&spec, &ours_with_top(&spec, &[], &[conntrack]));
     assert_eq!(r.status, Status::Undecided, "{}", verify::text(&r));
-    assert_eq!(rule_text(&r, "pod-to-cluster"), conntrack);
+    assert_eq!(rule_text(&r, CheckName::PodToCluster), conntrack);
     let by_set = "-A POSTROUTING -m set --match-set pods6 src -m set ! --match-set cluster6 dst -j MASQUERADE";
     let t = table(&[], &[by_set]);
     let sets = verify::Sets::parse(
@@ -678,7 +681,7 @@ fn ipv6_tables_are_decided_exactly() {
     let tables = rules_file::parse(&t).unwrap();
     let r = verify::evaluate_with(&spec, &tables[0], &sets).unwrap();
     assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
-    assert_eq!(rule_text(&r, "pod-to-outside"), by_set);
+    assert_eq!(rule_text(&r, CheckName::PodToOutside), by_set);
 
     // An IPv4 address in an IPv6 table is malformed, never a verdict.
     let t = table(&[], &["-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE"]);

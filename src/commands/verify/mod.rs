@@ -88,14 +88,15 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     }
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
     let shown = match (args.format, results.as_slice()) {
-        (Format::Json, [one]) => format!("{}\n", one.json),
+        (Format::Json, [one]) => json(&one.json)?,
         // Each family's report as it is alone, under "ipv4" and "ipv6".
         (Format::Json, all) => {
-            let families: Vec<String> = all
-                .iter()
-                .map(|r| format!("\"{}\":{}", r.family.key(), r.json))
-                .collect();
-            format!("{{\"status\":\"{}\",{}}}\n", worst(all), families.join(","))
+            let mut both = serde_json::Map::new();
+            both.insert("status".into(), object!(worst(all)));
+            for r in all {
+                both.insert(r.family.key().into(), r.json.clone());
+            }
+            json(&both)?
         }
         (Format::Text, all) => all
             .iter()
@@ -123,13 +124,13 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
 }
 
 /// The worst verdict of several families: drift, then cannot decide.
-fn worst(all: &[Outcome]) -> &'static str {
+fn worst(all: &[Outcome]) -> Status {
     if all.iter().any(|r| r.exit == ExitStatus::Changed) {
-        "drift"
+        Status::Drift
     } else if all.iter().any(|r| r.exit == ExitStatus::Failed) {
-        "undecided"
+        Status::Undecided
     } else {
-        "ok"
+        Status::Ok
     }
 }
 
@@ -139,8 +140,8 @@ struct Outcome {
     source: String,
     exit: ExitStatus,
     text: String,
-    /// The report as one line of JSON, without the newline.
-    json: String,
+    /// The report, for `--format json`.
+    json: serde_json::Value,
 }
 
 /// The nftables ruleset: the live one, or `--nft-file` with `--file`;
@@ -253,18 +254,10 @@ fn one(
         source: source.clone(),
         exit,
         text,
-        json: value.to_string(),
+        json: value,
     };
     if !args.repair {
-        // The report's own field order, as before dual stack.
-        let text = json(&report)?;
-        return Ok(Outcome {
-            family,
-            source: source.clone(),
-            exit: exit(&report),
-            text: verify::text(&report),
-            json: text.trim_end().to_owned(),
-        });
+        return Ok(done(exit(&report), verify::text(&report), object!(report)));
     }
 
     // A malformed rule stays that error; the rest cannot be repaired.
