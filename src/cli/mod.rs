@@ -117,8 +117,10 @@ pub struct FleetArgs {
 }
 
 /// Where the node's settings come from. Flags override subnet.env, which
-/// must agree with the config file where both set a value.
+/// must agree with the config file where both set a value. The group lets a
+/// golden file (`write --table`) conflict with all of them at once.
 #[derive(Debug, Args)]
+#[group(id = "settings", multiple = true)]
 pub struct SpecArgs {
     /// TOML config (the keys: CONFIGURATION in podsnat(8)).
     #[arg(long, value_name = "FILE")]
@@ -187,10 +189,10 @@ pub struct WriteArgs {
     pub spec: SpecArgs,
     /// Put this nat table (a fleet's golden `<node>.iptables.nat`) into the
     /// rules file instead of rendering one from the settings.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "settings")]
     pub table: Option<PathBuf>,
     /// The same for the IPv6 table (a fleet's golden `<node>.ip6tables.nat`).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "settings")]
     pub table6: Option<PathBuf>,
     /// The rules file to update [default: /etc/sysconfig/iptables, or
     /// /etc/iptables/rules.v4 where /etc/sysconfig does not exist (Debian)].
@@ -201,7 +203,7 @@ pub struct WriteArgs {
     #[arg(long, value_name = "PATH")]
     pub output6: Option<PathBuf>,
     /// The same for the nftables anchor (a fleet's golden `<node>.podsnat.nft`).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["config", "flannel_env", "cluster_cidr", "pod_subnet", "cluster_cidr_v6", "pod_subnet_v6", "bridge", "no_masquerade", "random_fully", "docker", "no_docker", "mode", "no_anchor", "masquerade_bit"])]
+    #[arg(long, value_name = "FILE", conflicts_with = "settings")]
     pub anchor_table: Option<PathBuf>,
     /// Where the nftables anchor goes [default: /etc/podsnat/podsnat.nft, beside the config].
     #[arg(long, value_name = "PATH")]
@@ -217,12 +219,31 @@ pub struct WriteArgs {
     /// Skip `iptables-restore --test` (and `nft -c`) on the new files.
     #[arg(long)]
     pub no_test: bool,
-    /// The iptables-restore used for the test (e.g. iptables-legacy-restore).
+    #[command(flatten)]
+    pub restore: RestorePrograms,
+}
+
+/// The restore programs podsnat runs, one per family: they test a new file
+/// (`--test`) and apply a runtime change (`--noflush`).
+#[derive(Debug, Args)]
+pub struct RestorePrograms {
+    /// The iptables-restore podsnat runs, e.g. iptables-legacy-restore for the legacy backend.
     #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
     pub iptables_restore: String,
-    /// The ip6tables-restore used for the IPv6 file's test.
+    /// The ip6tables-restore podsnat runs for IPv6 tables.
     #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
     pub ip6tables_restore: String,
+}
+
+/// The save programs that read the live tables, one per family.
+#[derive(Debug, Args)]
+pub struct SavePrograms {
+    /// The iptables-save that reads the live table, e.g. iptables-legacy-save.
+    #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
+    pub iptables_save: String,
+    /// The ip6tables-save that reads the live IPv6 table.
+    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-save")]
+    pub ip6tables_save: String,
 }
 
 /// Which nat tables the units restore and pin.
@@ -310,18 +331,10 @@ pub struct PinArgs {
     pub check: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
-    /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
-    #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
-    pub iptables_save: String,
-    /// The iptables-restore that applies the pin.
-    #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
-    pub iptables_restore: String,
-    /// The ip6tables-save that reads the live IPv6 table.
-    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-save")]
-    pub ip6tables_save: String,
-    /// The ip6tables-restore that applies the IPv6 pin.
-    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
-    pub ip6tables_restore: String,
+    #[command(flatten)]
+    pub save: SavePrograms,
+    #[command(flatten)]
+    pub restore: RestorePrograms,
 }
 
 /// How a command that writes files reports: what config management needs.
@@ -370,21 +383,13 @@ pub struct VerifyArgs {
     /// docker.service (or a drop-in) whose ExecStart flags to read; repeatable.
     #[arg(long, value_name = "PATH")]
     pub docker_unit: Vec<PathBuf>,
-    /// The iptables-save that reads the live table (e.g. iptables-legacy-save).
-    #[arg(long, value_name = "PROGRAM", default_value = "iptables-save")]
-    pub iptables_save: String,
     /// With --file or --file6: skip `iptables-restore --test` on the file.
     #[arg(long, requires = "files")]
     pub no_test: bool,
-    /// The iptables-restore that tests a --file and applies a repair.
-    #[arg(long, value_name = "PROGRAM", default_value = "iptables-restore")]
-    pub iptables_restore: String,
-    /// The ip6tables-save that reads the live IPv6 table.
-    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-save")]
-    pub ip6tables_save: String,
-    /// The ip6tables-restore that tests a --file6 and applies an IPv6 repair.
-    #[arg(long, value_name = "PROGRAM", default_value = "ip6tables-restore")]
-    pub ip6tables_restore: String,
+    #[command(flatten)]
+    pub save: SavePrograms,
+    #[command(flatten)]
+    pub restore: RestorePrograms,
     /// With --file or --file6: also evaluate this saved `nft -j list ruleset`
     /// (every nftables nat chain at postrouting, in priority order).
     #[arg(long, value_name = "FILE", requires = "files")]

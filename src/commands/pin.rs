@@ -76,8 +76,12 @@ fn pin_one(
     family: Family,
     path: &Path,
 ) -> Result<(bool, serde_json::Value, String)> {
-    let save = program(family, &args.iptables_save, &args.ip6tables_save);
-    let restore = program(family, &args.iptables_restore, &args.ip6tables_restore);
+    let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
+    let restore = program(
+        family,
+        &args.restore.iptables_restore,
+        &args.restore.ip6tables_restore,
+    );
     let origin = path.display().to_string();
     let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;

@@ -69,8 +69,13 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
         .map(|((family, nat), path)| write::NatFile {
             content: write::Content::Nat(nat),
             path,
-            test_with: (!args.no_test)
-                .then(|| program(*family, &args.iptables_restore, &args.ip6tables_restore)),
+            test_with: (!args.no_test).then(|| {
+                program(
+                    *family,
+                    &args.restore.iptables_restore,
+                    &args.restore.ip6tables_restore,
+                )
+            }),
         })
         .collect();
     if let Some(text) = &anchor {

@@ -211,3 +211,46 @@ fn command_lines_parse(file: &std::path::Path) -> usize {
     }
     checked
 }
+
+/// A golden table (`write --table`, `--table6`, `--anchor-table`) is the
+/// node's settings already rendered: every settings flag conflicts with it.
+#[test]
+fn golden_tables_conflict_with_every_setting() {
+    use clap::Parser;
+    let mut cmd = Cli::command();
+    cmd.build(); // the commands' arguments are deferred until built
+    let write = cmd.find_subcommand("write").unwrap();
+    let group = write
+        .get_groups()
+        .find(|g| g.get_id() == "settings")
+        .expect("the settings group");
+    let settings: Vec<&clap::Arg> = group
+        .get_args()
+        .map(|id| write.get_arguments().find(|a| a.get_id() == id).unwrap())
+        .collect();
+    assert!(settings.len() >= 14, "{} settings", settings.len());
+    for table in ["--table", "--table6", "--anchor-table"] {
+        for arg in &settings {
+            let flag = format!("--{}", arg.get_long().unwrap());
+            let mut words = vec!["podsnat", "write", table, "t", flag.as_str()];
+            if arg.get_action().takes_values() {
+                // A valid value, so the conflict is what fails.
+                let value = arg
+                    .get_possible_values()
+                    .first()
+                    .map(|v| v.get_name().to_owned());
+                words.push(match value.as_deref() {
+                    Some("guard") => "guard",
+                    _ if flag == "--masquerade-bit" => "14",
+                    _ => "10.0.0.0/8",
+                });
+            }
+            let err = Cli::try_parse_from(&words).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{words:?}: {err}"
+            );
+        }
+    }
+}

@@ -183,9 +183,9 @@ fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>>
         // Legacy iptables makes no nftables table: one of that name is
         // someone else's and is read as any other.
         let save = if family == "ip6" {
-            &args.ip6tables_save
+            &args.save.ip6tables_save
         } else {
-            &args.iptables_save
+            &args.save.iptables_save
         };
         if !system::iptables_is_nft(save)? {
             tables.push((family, table));
@@ -209,8 +209,12 @@ fn one(
     ruleset: Option<&verify::Ruleset>,
 ) -> Result<Outcome> {
     let family = spec.family();
-    let save = program(family, &args.iptables_save, &args.ip6tables_save);
-    let restore = program(family, &args.iptables_restore, &args.ip6tables_restore);
+    let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
+    let restore = program(
+        family,
+        &args.restore.iptables_restore,
+        &args.restore.ip6tables_restore,
+    );
     let (source, text) = match file {
         Some(path) => {
             let text = config::read_any(path)?;
