@@ -21,7 +21,7 @@
 
 use serde::Serialize;
 
-use crate::render::{EGRESS_COMMENT, OWN_CHAIN};
+use crate::render::{self, OWN_CHAIN};
 use crate::rules_file::{self, Table};
 
 /// podsnat's rules, as the rules file has them.
@@ -76,26 +76,23 @@ pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, NotOurs> {
     })
 }
 
-/// Docker's broad rule that a rule of podsnat's stands in for: the same
-/// rule without classic mode's `! -d NET`, owner mode's comment and
-/// `--random-fully`. Where podsnat's file does not hold that rule itself
-/// (classic and owner mode), docker's copy shadows podsnat's and goes.
+/// Docker's broad rule that a MASQUERADE rule of podsnat's stands in for:
+/// the broad rule of the pod subnet (`-s`) and bridge (`! -o`) it names,
+/// built where the table's is ([`render::docker_broad`]). Where podsnat's
+/// file does not hold that rule itself (classic and owner mode), docker's
+/// copy shadows podsnat's and goes.
 fn shadow_of(rule: &str) -> Option<String> {
     if !rule.contains(" -j MASQUERADE") {
         return None;
     }
-    let comment = format!(" -m comment --comment \"{EGRESS_COMMENT}\"");
-    let mut broad = rule.replace(&comment, "").replace(" --random-fully", "");
-    let words: Vec<&str> = broad.split(' ').collect();
-    if let Some(at) = words.windows(2).position(|w| w == ["!", "-d"]) {
-        broad = words
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !(at..at + 3).contains(i))
-            .map(|(_, w)| *w)
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
+    let words: Vec<&str> = rule.split(' ').collect();
+    let after = |flag: &[&str]| {
+        words
+            .windows(flag.len() + 1)
+            .find(|w| w.starts_with(flag))
+            .and_then(|w| w.last().copied())
+    };
+    let broad = render::docker_broad(after(&["-s"])?, after(&["!", "-o"])?);
     (broad != rule).then_some(broad)
 }
 

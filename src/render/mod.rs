@@ -3,6 +3,7 @@
 
 mod anchor;
 mod explain;
+mod rules;
 
 use askama::Template;
 use ipnet::IpNet;
@@ -10,6 +11,8 @@ use ipnet::IpNet;
 use crate::config::{Family, Mode, NodeSpec};
 pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule, anchor_rule_count, nft_family};
 use explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
+use rules::Commented;
+pub use rules::docker_broad;
 
 /// podsnat's own chain, which guard mode fills with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
@@ -62,13 +65,10 @@ pub fn exclusion(spec: &NodeSpec) -> String {
     }
 }
 
-/// docker's broad rule, byte for byte as `iptables-save` prints it.
+/// docker's broad rule for this node, byte for byte as `iptables-save`
+/// prints it.
 pub fn broad(spec: &NodeSpec) -> String {
-    format!(
-        "-A POSTROUTING -s {} ! -o {} -j MASQUERADE",
-        spec.pod_subnet(),
-        spec.bridge()
-    )
+    docker_broad(&spec.pod_subnet().to_string(), spec.bridge().as_str())
 }
 
 /// Owner mode's egress rule: docker's broad rule with podsnat's comment.
@@ -85,32 +85,27 @@ pub fn egress(spec: &NodeSpec) -> String {
     )
 }
 
-/// Every POSTROUTING rule podsnat renders, in order.
+/// Every POSTROUTING rule podsnat renders, in order: the table's own list.
 pub fn postrouting(spec: &NodeSpec) -> Vec<String> {
-    let mut rules = vec![exclusion(spec)];
-    match spec.mode() {
-        Mode::Guard => {
-            if spec.random_fully() {
-                rules.push(format!("{} --random-fully", broad(spec)));
-            }
-            if spec.docker() || !spec.random_fully() {
-                rules.push(broad(spec));
-            }
-        }
-        Mode::Owner => rules.push(egress(spec)),
-        Mode::Classic => {}
-    }
-    rules
+    rules::rules(spec)
+        .into_iter()
+        .filter(|r| r.chain == "POSTROUTING")
+        .map(|r| r.rule)
+        .collect()
 }
 
 /// Every rule of PODSNAT-POSTROUTING, in order (none in classic mode):
 /// the masquerade mark's RETURN, then one ACCEPT per exclusion.
 pub fn own_chain(spec: &NodeSpec) -> Vec<String> {
+    let head = rules::rules(spec)
+        .into_iter()
+        .filter(|r| r.chain == OWN_CHAIN)
+        .map(|r| r.rule);
     match spec.mode() {
-        Mode::Guard | Mode::Owner => std::iter::once(mark_return(spec))
+        Mode::Guard | Mode::Owner => head
             .chain(spec.exclusions().iter().map(own_chain_rule))
             .collect(),
-        Mode::Classic => Vec::new(),
+        Mode::Classic => head.collect(),
     }
 }
 
@@ -142,23 +137,10 @@ struct NatTable<'a> {
     version: &'static str,
     /// "IPv6 " in an ip6tables table's header; IPv4's header says nothing.
     family_word: &'static str,
-    /// docker's OUTPUT rule skips the loopback network of the family.
-    loopback: &'static str,
-    /// podsnat's nftables anchor goes with this table.
-    anchor: bool,
-    bridge: &'a str,
-    docker: bool,
-    /// Guard or owner: the exclusions live in PODSNAT-POSTROUTING.
-    guard: bool,
-    owner: bool,
-    random_fully: bool,
-    classic_dest: IpNet,
-    exclusion: String,
-    /// The masquerade mark's RETURN and the mark's bit, for its comment.
-    mark_return: String,
-    bit: u8,
-    broad: String,
-    egress: String,
+    chains: Vec<String>,
+    /// podsnat's rules with their comments, up to the exclusions.
+    rules: Vec<Commented>,
+    /// PODSNAT-POSTROUTING's exclusions, last (none in classic mode).
     exclusions: Vec<Exclusion<'a, AcceptRule>>,
 }
 
@@ -173,22 +155,8 @@ pub fn nat_table(spec: &NodeSpec) -> String {
             Family::V4 => "",
             Family::V6 => "IPv6 ",
         },
-        anchor: spec.anchor(),
-        loopback: match spec.family() {
-            Family::V4 => "127.0.0.0/8",
-            Family::V6 => "::1/128",
-        },
-        bridge: spec.bridge().as_str(),
-        docker: spec.docker(),
-        guard,
-        owner: spec.mode() == Mode::Owner,
-        random_fully: spec.random_fully(),
-        classic_dest: classic_dest_of(spec, nets),
-        exclusion: exclusion(spec),
-        mark_return: mark_return(spec),
-        bit: spec.masquerade_mark().bit(),
-        broad: broad(spec),
-        egress: egress(spec),
+        chains: rules::chains(spec),
+        rules: rules::rules(spec),
         exclusions: if guard {
             explain(spec, nets, &texts, AcceptRule)
         } else {
@@ -212,44 +180,4 @@ pub fn nat_table(spec: &NodeSpec) -> String {
 /// The number of rules (`-A` lines) in rendered or saved table text.
 pub fn rule_count(table: &str) -> usize {
     table.lines().filter(|l| l.starts_with("-A ")).count()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{RawConfig, node_spec};
-
-    /// The rule lists verify uses are exactly the rules the template prints.
-    #[test]
-    fn rule_lists_match_the_template() {
-        for mode in ["guard", "classic", "owner"] {
-            for random_fully in [false, true] {
-                for docker in [false, true] {
-                    let raw = RawConfig {
-                        cluster_cidr: Some("172.7.0.0/16".into()),
-                        pod_subnet: Some("172.7.21.0/24".into()),
-                        cluster_cidr_v6: Some("fd00:7::/48".into()),
-                        pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
-                        mode: Some(mode.into()),
-                        random_fully: Some(random_fully),
-                        docker: Some(docker),
-                        ..RawConfig::default()
-                    };
-                    let node = node_spec("t", &raw, &RawConfig::default()).unwrap();
-                    assert_eq!(node.specs().len(), 2);
-                    for spec in node.specs() {
-                        let text = nat_table(spec);
-                        let lines = |prefix: &str| -> Vec<String> {
-                            text.lines()
-                                .filter(|l| l.starts_with(prefix))
-                                .map(str::to_owned)
-                                .collect()
-                        };
-                        assert_eq!(postrouting(spec), lines("-A POSTROUTING "), "{mode}");
-                        assert_eq!(own_chain(spec), lines("-A PODSNAT-POSTROUTING "), "{mode}");
-                    }
-                }
-            }
-        }
-    }
 }
