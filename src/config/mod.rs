@@ -50,23 +50,65 @@ struct Layer {
     masquerade_bit: Option<Given<MasqueradeMark>>,
 }
 
-/// The config file as written, and the same shape for command-line flags.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub cluster_cidr: Option<String>,
-    pub pod_subnet: Option<String>,
-    pub cluster_cidr_v6: Option<String>,
-    pub pod_subnet_v6: Option<String>,
-    pub bridge: Option<String>,
-    pub no_masquerade: Option<Vec<String>>,
-    pub random_fully: Option<bool>,
-    pub docker: Option<bool>,
-    pub mode: Option<String>,
-    /// Load podsnat's nftables anchor (default true).
-    pub anchor: Option<bool>,
-    /// kube-proxy's `--iptables-masquerade-bit` (default 14, mark 0x4000).
-    pub masquerade_bit: Option<i64>,
+/// Declares a raw (serde) struct that holds the settings every source of
+/// a node can give (`bridge` to `masquerade_bit`) between fields of its own,
+/// and `settings_onto`, which copies them into a [`RawConfig`]. The config
+/// file, the fleet inventory and each of its nodes are declared with it, so
+/// the shared keys are listed once. (serde's `flatten` would do it too, but
+/// it loses the line and the list of expected keys in TOML errors.)
+macro_rules! raw_with_settings {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$hm:meta])* $head:ident: $hty:ty,)*
+        } then {
+            $($(#[$tm:meta])* $tail:ident: $tty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$hm])* pub $head: $hty,)*
+            pub bridge: Option<String>,
+            pub no_masquerade: Option<Vec<String>>,
+            pub random_fully: Option<bool>,
+            pub docker: Option<bool>,
+            pub mode: Option<String>,
+            /// Load podsnat's nftables anchor (default true).
+            pub anchor: Option<bool>,
+            /// kube-proxy's `--iptables-masquerade-bit` (default 14, mark 0x4000).
+            pub masquerade_bit: Option<i64>,
+            $($(#[$tm])* pub $tail: $tty,)*
+        }
+
+        impl $name {
+            /// `config` with this struct's shared settings.
+            pub fn settings_onto(&self, config: $crate::config::RawConfig) -> $crate::config::RawConfig {
+                $crate::config::RawConfig {
+                    bridge: self.bridge.clone(),
+                    no_masquerade: self.no_masquerade.clone(),
+                    random_fully: self.random_fully,
+                    docker: self.docker,
+                    mode: self.mode.clone(),
+                    anchor: self.anchor,
+                    masquerade_bit: self.masquerade_bit,
+                    ..config
+                }
+            }
+        }
+    };
+}
+pub(crate) use raw_with_settings;
+
+raw_with_settings! {
+    /// The config file as written, and the same shape for command-line flags.
+    #[derive(Debug, Clone, Default, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawConfig {
+        cluster_cidr: Option<String>,
+        pod_subnet: Option<String>,
+        cluster_cidr_v6: Option<String>,
+        pod_subnet_v6: Option<String>,
+    } then {}
 }
 
 /// A setting's name as the user wrote it, for error messages: the flag

@@ -23,22 +23,20 @@ use crate::family::Family;
 use crate::paths;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawInventory {
-    cluster_cidr: Option<String>,
-    cluster_cidr_v6: Option<String>,
-    bridge: Option<String>,
-    no_masquerade: Option<Vec<String>>,
-    random_fully: Option<bool>,
-    docker: Option<bool>,
-    mode: Option<String>,
-    anchor: Option<bool>,
-    masquerade_bit: Option<i64>,
-    #[serde(default)]
-    unit: RawUnit,
-    #[serde(default)]
-    nodes: Vec<RawNode>,
+config::raw_with_settings! {
+    /// The inventory as written: the cluster's networks and settings, the
+    /// units, and the nodes.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawInventory {
+        cluster_cidr: Option<String>,
+        cluster_cidr_v6: Option<String>,
+    } then {
+        #[serde(default)]
+        unit: RawUnit,
+        #[serde(default)]
+        nodes: Vec<RawNode>,
+    }
 }
 
 impl RawUnit {
@@ -142,21 +140,18 @@ struct RawUnit {
     nft: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    name: String,
-    pod_subnet: Option<String>,
-    pod_subnet_v6: Option<String>,
-    bridge: Option<String>,
-    no_masquerade: Option<Vec<String>>,
-    random_fully: Option<bool>,
-    docker: Option<bool>,
-    mode: Option<String>,
-    anchor: Option<bool>,
-    masquerade_bit: Option<i64>,
-    /// This node's own unit settings, on top of the inventory's `[unit]`.
-    unit: Option<RawUnit>,
+config::raw_with_settings! {
+    /// One `[[nodes]]` entry: its name, pod subnets, settings and units.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawNode {
+        name: String,
+        pod_subnet: Option<String>,
+        pod_subnet_v6: Option<String>,
+    } then {
+        /// This node's own unit settings, on top of the inventory's `[unit]`.
+        unit: Option<RawUnit>,
+    }
 }
 
 /// What is wrong with a node's name.
@@ -231,19 +226,11 @@ pub fn load(path: &Path) -> Result<Fleet> {
         },
         message: config::toml_message(&text, &e),
     })?;
-    let cluster = RawConfig {
-        cluster_cidr: raw.cluster_cidr,
-        pod_subnet: None,
-        cluster_cidr_v6: raw.cluster_cidr_v6,
-        pod_subnet_v6: None,
-        bridge: raw.bridge,
-        no_masquerade: raw.no_masquerade,
-        random_fully: raw.random_fully,
-        docker: raw.docker,
-        mode: raw.mode,
-        anchor: raw.anchor,
-        masquerade_bit: raw.masquerade_bit,
-    };
+    let cluster = raw.settings_onto(RawConfig {
+        cluster_cidr: raw.cluster_cidr.clone(),
+        cluster_cidr_v6: raw.cluster_cidr_v6.clone(),
+        ..RawConfig::default()
+    });
     let shared: Vec<Family> = [
         (Family::V4, cluster.cluster_cidr.is_some()),
         (Family::V6, cluster.cluster_cidr_v6.is_some()),
@@ -284,19 +271,11 @@ pub fn load(path: &Path) -> Result<Fleet> {
                 "cannot differ per node (every node shares podsnat-anchor.service); set it for the inventory",
             ));
         }
-        let node_raw = RawConfig {
-            cluster_cidr: None,
-            pod_subnet: n.pod_subnet,
-            cluster_cidr_v6: None,
-            pod_subnet_v6: n.pod_subnet_v6,
-            bridge: n.bridge,
-            no_masquerade: n.no_masquerade,
-            random_fully: n.random_fully,
-            docker: n.docker,
-            mode: n.mode,
-            anchor: n.anchor,
-            masquerade_bit: n.masquerade_bit,
-        };
+        let node_raw = n.settings_onto(RawConfig {
+            pod_subnet: n.pod_subnet.clone(),
+            pod_subnet_v6: n.pod_subnet_v6.clone(),
+            ..RawConfig::default()
+        });
         let node_origin = format!("{origin}: node {}", name.as_str());
         let spec = config::node_spec(&node_origin, &for_node(&cluster, &node_raw), &node_raw)?;
         // A node's own unit files are those its `[nodes.unit]` (or its
