@@ -15,13 +15,12 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podsnat::config::{self, Sources};
-use podsnat::{render, rules_file, verify};
+use podsnat::Sources;
 use std::hint::black_box;
 use std::path::Path;
 
-fn table(spec: &config::NodeSpec, services: usize) -> String {
-    let rendered = render::nat_table(spec);
+fn table(spec: &podsnat::NodeSpec, services: usize) -> String {
+    let rendered = podsnat::nat_table(spec);
     let mut decls = String::from(
         ":KUBE-SERVICES - [0:0]\n:KUBE-POSTROUTING - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n",
     );
@@ -41,7 +40,7 @@ fn table(spec: &config::NodeSpec, services: usize) -> String {
               -A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN\n\
               -A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0\n\
               -A KUBE-POSTROUTING -m comment --comment \"kubernetes service traffic requiring SNAT\" -j MASQUERADE --random-fully\n";
-    let v6 = spec.family() == podsnat::family::Family::V6;
+    let v6 = spec.family() == podsnat::Family::V6;
     for i in 0..services {
         let dst = if v6 {
             format!("fd00:96::{:x}/128", i + 1)
@@ -58,7 +57,7 @@ fn table(spec: &config::NodeSpec, services: usize) -> String {
 fn bench(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let load = |file: &str| {
-        config::load(Sources {
+        podsnat::load(Sources {
             config: Some(&root.join(file)),
             ..Sources::default()
         })
@@ -71,16 +70,16 @@ fn bench(c: &mut Criterion) {
         ("parse + evaluate 20000 IPv6 rules", v6),
     ] {
         let text = table(&spec, 19_993);
-        let tables = rules_file::parse(&text).expect("parses");
+        let tables = podsnat::parse_rules(&text).expect("parses");
         assert!(tables[0].rules.len() >= 20_005);
         assert_eq!(
-            verify::evaluate(&spec, &tables[0]).unwrap().status,
-            verify::Status::Ok
+            podsnat::evaluate(&spec, &tables[0]).unwrap().status,
+            podsnat::Status::Ok
         );
         c.bench_function(name, |b| {
             b.iter(|| {
-                let tables = rules_file::parse(black_box(&text)).expect("parses");
-                verify::evaluate(&spec, &tables[0]).unwrap().status
+                let tables = podsnat::parse_rules(black_box(&text)).expect("parses");
+                podsnat::evaluate(&spec, &tables[0]).unwrap().status
             })
         });
     }

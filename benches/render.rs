@@ -12,13 +12,13 @@
 )]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podsnat::config::{self, RawConfig, Sources};
+use podsnat::{RawConfig, Sources};
 use std::hint::black_box;
 use std::path::Path;
 
-fn example() -> config::NodeSpec {
+fn example() -> podsnat::NodeSpec {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/flannel-docker.toml");
-    config::load(Sources {
+    podsnat::load(Sources {
         config: Some(&path),
         ..Sources::default()
     })
@@ -29,14 +29,14 @@ fn example() -> config::NodeSpec {
 
 /// 10,000 /32s two addresses apart, so none aggregate: 10,000 exclusion
 /// rules plus the cluster and the 5 fixed rules.
-fn many() -> config::NodeSpec {
+fn many() -> podsnat::NodeSpec {
     let cidrs = (0..10_000u32)
         .map(|i| {
             let a = 0x0a00_0000 + i * 2;
             format!("{}/32", std::net::Ipv4Addr::from(a))
         })
         .collect();
-    config::load(Sources {
+    podsnat::load(Sources {
         flags: RawConfig {
             cluster_cidr: Some("172.7.0.0/16".into()),
             pod_subnet: Some("172.7.21.0/24".into()),
@@ -53,15 +53,12 @@ fn many() -> config::NodeSpec {
 fn bench(c: &mut Criterion) {
     let small = example();
     c.bench_function("render example", |b| {
-        b.iter(|| podsnat::render::nat_table(black_box(&small)))
+        b.iter(|| podsnat::nat_table(black_box(&small)))
     });
     let big = many();
-    assert_eq!(
-        podsnat::render::rule_count(&podsnat::render::nat_table(&big)),
-        10_007
-    );
+    assert_eq!(podsnat::rule_count(&podsnat::nat_table(&big)), 10_007);
     c.bench_function("render 10000 no_masquerade", |b| {
-        b.iter(|| podsnat::render::nat_table(black_box(&big)))
+        b.iter(|| podsnat::nat_table(black_box(&big)))
     });
 }
 

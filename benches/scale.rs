@@ -24,17 +24,15 @@
     clippy::unreachable
 )]
 
+use podsnat::{Family, NodeSpec, RawConfig, Sources};
 use std::fmt::Write;
 use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use podsnat::config::{self, NodeSpec, RawConfig, Sources};
-use podsnat::family::Family;
-use podsnat::{render, rules_file, verify};
 
 fn spec(cluster: &str, pod: &str) -> NodeSpec {
-    config::load(Sources {
+    podsnat::load(Sources {
         flags: RawConfig {
             cluster_cidr: Some(cluster.into()),
             pod_subnet: Some(pod.into()),
@@ -52,7 +50,7 @@ fn spec(cluster: &str, pod: &str) -> NodeSpec {
 fn with_podsnat(spec: &NodeSpec, decls: &str, rules: &str) -> String {
     let mut own_decls = String::new();
     let mut own_rules = String::new();
-    for l in render::nat_table(spec).lines() {
+    for l in podsnat::nat_table(spec).lines() {
         if l.starts_with(':') {
             own_decls += l;
             own_decls.push('\n');
@@ -150,10 +148,10 @@ fn unreached(spec: &NodeSpec, chains: usize) -> String {
 }
 
 /// What `verify --file` does in process.
-fn verify_file(spec: &NodeSpec, text: &str, sets: &verify::Sets) -> verify::Status {
-    let tables = rules_file::parse(text).unwrap();
-    verify::check_all(&tables[0], Family::V4).unwrap();
-    verify::evaluate_with(spec, &tables[0], sets)
+fn verify_file(spec: &NodeSpec, text: &str, sets: &podsnat::Sets) -> podsnat::Status {
+    let tables = podsnat::parse_rules(text).unwrap();
+    podsnat::check_all(&tables[0], Family::V4).unwrap();
+    podsnat::evaluate_with(spec, &tables[0], sets)
         .unwrap()
         .status
 }
@@ -161,30 +159,30 @@ fn verify_file(spec: &NodeSpec, text: &str, sets: &verify::Sets) -> verify::Stat
 fn bench(c: &mut Criterion) {
     let flannel = spec("172.7.0.0/16", "172.7.21.0/24");
     let wide = spec("10.0.0.0/8", "10.0.0.0/16");
-    let none = verify::Sets::default();
+    let none = podsnat::Sets::default();
     // (name, spec, table, sets, what the cost is counted per, how many)
-    let mut cases: Vec<(String, NodeSpec, String, verify::Sets, &str, usize)> = Vec::new();
+    let mut cases: Vec<(String, NodeSpec, String, podsnat::Sets, &str, usize)> = Vec::new();
     for n in [500, 5_000] {
         let text = kube_proxy(&flannel, n);
-        let rules = render::rule_count(&text);
+        let rules = podsnat::rule_count(&text);
         let name = format!("kube-proxy {n} services");
         cases.push((name, flannel.clone(), text, none.clone(), "rule", rules));
     }
     for n in [4_000, 40_000] {
         let (table, sets) = ipvs(&wide, n);
-        let sets = verify::Sets::parse(&sets).unwrap();
+        let sets = podsnat::Sets::parse(&sets).unwrap();
         let name = format!("ipvs KUBE-LOOP-BACK {n} entries");
         cases.push((name, wide.clone(), table, sets, "set entry", n));
     }
     for n in [2_000, 20_000] {
         let text = unreached(&flannel, n);
-        let rules = render::rule_count(&text);
+        let rules = podsnat::rule_count(&text);
         let name = format!("{n} unreached chains");
         cases.push((name, flannel.clone(), text, none.clone(), "rule", rules));
     }
     for (name, spec, text, sets, unit, count) in &cases {
         // Every input is decided, and ok: the cost is that of a real answer.
-        assert_eq!(verify_file(spec, text, sets), verify::Status::Ok, "{name}");
+        assert_eq!(verify_file(spec, text, sets), podsnat::Status::Ok, "{name}");
         let t = Instant::now();
         verify_file(spec, text, sets);
         let took = t.elapsed();

@@ -154,7 +154,7 @@ pub const LINE_MAX: usize = 2000;
 /// stderr, text, and every string inside its JSON): control characters but
 /// the tab are escaped (`\u{1b}`), so no input byte can clear the screen, set the
 /// title or forge a line; a run of non-space characters longer than
-/// [`TOKEN_MAX`], and a line longer than [`LINE_MAX`], is cut, with a mark
+/// `TOKEN_MAX` (200), and a line longer than [`LINE_MAX`], is cut, with a mark
 /// that says how long it was. Text without either is returned unchanged.
 pub fn safe(text: &str) -> String {
     text.split('\n')

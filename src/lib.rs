@@ -35,18 +35,50 @@
     )
 )]
 
-pub mod atomic;
-pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod error;
-pub mod family;
-pub mod fleet;
-pub mod paths;
-pub mod pin;
-pub mod render;
-pub mod rules_file;
-pub mod system;
-pub mod unit;
-pub mod verify;
-pub mod write;
+mod atomic;
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod family;
+mod fleet;
+mod paths;
+mod pin;
+mod render;
+mod rules_file;
+mod system;
+mod unit;
+mod verify;
+mod write;
+
+// The library's surface: what `main`, the integration tests and the
+// benches use. Everything else stays inside the crate.
+
+/// The command line, and running it (what `main` does).
+pub use cli::{Cli, Command};
+pub use commands::{ExitStatus, load_spec, run};
+/// Printing: every line podsnat prints goes through [`safe`], cut at
+/// [`LINE_MAX`] bytes.
+pub use error::{Error, LINE_MAX, safe};
+
+/// A node's settings: the sources, and the checked node with a
+/// [`NodeSpec`] per family.
+pub use config::{Mode, Node, NodeSpec, RawConfig, Sources, load};
+pub use family::Family;
+
+/// The nat table podsnat renders for one family, and podsnat's own rules
+/// in it.
+pub use render::{exclusion, nat_table, own_chain, rule_count};
+/// The iptables-save format: read a file's tables, splice a nat table in.
+pub use rules_file::{Table, parse as parse_rules, splice};
+/// The systemd units: `install-unit`'s spec and the boot unit's text.
+pub use unit::{Files as UnitFiles, UnitSpec, render as render_unit};
+/// The digest `write` reports for a file.
+pub use write::sha256_hex;
+
+/// verify: judge a nat table (with its ipsets) against a node's spec,
+/// plan a `--noflush` repair, and the report.
+pub use verify::{
+    CheckName, Expect, Malformed, Report, RuleError, Sets, Status, check_all, evaluate,
+    evaluate_with, plan_repair, text as report_text,
+};

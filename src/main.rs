@@ -1,11 +1,10 @@
 //! The podsnat binary: parse the command line, run the command, map the
 //! outcome to an exit code (0 unchanged, 2 changed, 1 error).
 
+use podsnat::{Cli, ExitStatus};
 use std::process::ExitCode;
 
 use clap::Parser;
-use podsnat::cli::Cli;
-use podsnat::commands::{self, ExitStatus};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -18,14 +17,14 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             // A usage error quotes the argument it refuses: escaped and cut.
-            eprint!("{}", podsnat::error::safe(&e.render().to_string()));
+            eprint!("{}", podsnat::safe(&e.render().to_string()));
             return ExitCode::from(1);
         }
     };
-    match commands::run(cli) {
+    match podsnat::run(cli) {
         Ok(status) => status.into(),
         Err(e) => {
-            eprintln!("podsnat: {}", podsnat::error::safe(&e.to_string()));
+            eprintln!("podsnat: {}", podsnat::safe(&e.to_string()));
             ExitStatus::Failed.into()
         }
     }

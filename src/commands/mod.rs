@@ -19,8 +19,6 @@ use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::rules_file::{self, Table};
 
-pub use generate::{completion, man_page};
-
 /// What a command did, for the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {

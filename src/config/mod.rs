@@ -14,8 +14,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 pub use crate::family::Family;
-pub use files::{MAX_INPUT, read_any, read_limited, read_text, toml_message};
 use files::{load_config_file, load_flannel_env};
+pub use files::{read_any, read_limited, read_text, toml_message};
 pub use node::{Node, NodeSpec};
 pub use values::{
     Iface, MasqueradeMark, Mode, ValueError, parse_cidr, parse_cidr_any, parse_cidr6,

@@ -9,7 +9,7 @@
 
 mod files;
 
-pub use files::{NAT_SUFFIX, Report, check, render_all, render_to};
+pub use files::{Report, check, render_to};
 
 use std::collections::BTreeMap;
 use std::path::Path;

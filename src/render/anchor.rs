@@ -2,9 +2,8 @@
 //! chain at srcnat - 1 (`templates/anchor.nft`). Pure.
 
 use askama::Template;
-use ipnet::IpNet;
 
-use super::explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
+use super::explain::{Exclusion, NetTexts, RuleText, explain};
 use crate::config::{Family, Node, NodeSpec};
 
 /// The anchor's rule for one exclusion.
@@ -40,13 +39,6 @@ pub fn nft_family(family: Family) -> &'static str {
         Family::V4 => "ip",
         Family::V6 => "ip6",
     }
-}
-
-/// One anchor rule: identity SNAT of pod traffic to `net` that leaves
-/// through any interface but the bridge, exactly as `nft list ruleset`
-/// prints it.
-pub fn anchor_rule(spec: &NodeSpec, net: &IpNet) -> String {
-    rule_for(AnchorRule { spec }, net)
 }
 
 struct AnchorTable<'a> {

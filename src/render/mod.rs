@@ -9,7 +9,7 @@ use askama::Template;
 use ipnet::IpNet;
 
 use crate::config::{Family, Mode, NodeSpec};
-pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule, anchor_rule_count, nft_family};
+pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule_count, nft_family};
 use explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
 use rules::Commented;
 pub use rules::docker_broad;

@@ -12,9 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use files::{
-    ANCHOR_UNIT, Extras, RuntimeSpec, UNIT_NAME, UnitFile, flag_path, render, unit_files,
-};
+pub use files::{Extras, RuntimeSpec, UnitFile, flag_path, render, unit_files};
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;

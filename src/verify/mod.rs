@@ -29,7 +29,7 @@ pub use checks::{CheckName, Expect, Promise};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use repair::{Repair, RepairError, plan_repair};
+pub use repair::{RepairError, plan_repair};
 pub use report::text;
 
 use crate::config::NodeSpec;

@@ -88,7 +88,7 @@ fn cases() {
             );
             for t in tables {
                 assert!(t.starts_with("# podsnat "), "{name}: {t}");
-                let parsed = podsnat::rules_file::parse(t).unwrap();
+                let parsed = podsnat::parse_rules(t).unwrap();
                 assert_eq!(parsed.len(), 1, "{name}: one *nat table expected");
                 assert_eq!(parsed[0].name, "nat");
             }

@@ -10,6 +10,7 @@
 //! first runs' timings. The counts are printed.
 
 use crate::common;
+use podsnat::{RawConfig, Sources};
 
 use std::collections::HashSet;
 use std::fs;
@@ -18,9 +19,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use podsnat::config::{self, RawConfig, Sources};
-use podsnat::{render, rules_file};
 
 const EXISTING: &str = "\
 # hand-written filter rules that must survive
@@ -228,10 +226,10 @@ fn cidrs(base: u32, count: u32) -> Vec<String> {
 const BASES: [u32; 2] = [0x0a00_0000, 0x0b00_0000];
 const COUNT: u32 = 2000;
 
-fn spec(base: u32) -> config::NodeSpec {
+fn spec(base: u32) -> podsnat::NodeSpec {
     // Many /32s make the file large (hundreds of KiB), so the write itself
     // takes long enough for kills to land inside it.
-    config::load(Sources {
+    podsnat::load(Sources {
         flags: RawConfig {
             cluster_cidr: Some("172.7.0.0/16".into()),
             pod_subnet: Some("172.7.21.0/24".into()),
@@ -276,7 +274,7 @@ fn write_is_old_or_new_after_sigkill() {
     let contents: Vec<Vec<u8>> = [&a, &b]
         .iter()
         .map(|s| {
-            rules_file::splice(EXISTING, &render::nat_table(s))
+            podsnat::splice(EXISTING, &podsnat::nat_table(s))
                 .unwrap()
                 .into_bytes()
         })
@@ -345,18 +343,18 @@ fn install_unit_is_old_or_new_after_sigkill() {
     let unit = units.join("podsnat.service");
     let afters = ["flanneld.service", "flannel.service"];
     let render = |after: &str| {
-        let spec = podsnat::unit::UnitSpec::parse(
+        let spec = podsnat::UnitSpec::parse(
             &[after.to_owned(), "docker.service".to_owned()],
             &["kubelet.service".to_owned()],
-            podsnat::unit::Files {
-                families: &[podsnat::family::Family::V4],
+            podsnat::UnitFiles {
+                families: &[podsnat::Family::V4],
                 file: "/etc/sysconfig/iptables",
                 file6: "/etc/sysconfig/ip6tables",
                 restore: "/usr/sbin/iptables-restore",
             },
         )
         .unwrap();
-        podsnat::unit::render(&spec).into_bytes()
+        podsnat::render_unit(&spec).into_bytes()
     };
     let valid: HashSet<Vec<u8>> = afters.iter().map(|a| render(a)).collect();
     let r = root.clone();

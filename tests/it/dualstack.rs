@@ -13,12 +13,12 @@
 //! every start with stored state deletes its broad rule and inserts it on
 //! top, and the rule's source is `fixed-cidr-v6`, so that is the pod /64.
 
+use podsnat::Family;
 use std::path::Path;
 
 use crate::common::dockerd::{self, Dockerd};
 use crate::common::lab::Lab;
 use crate::common::{self, BACKENDS, Backend};
-use podsnat::family::Family;
 
 const RESTARTS: usize = 2;
 const HOST_PORT: &str = "8080";

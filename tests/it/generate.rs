@@ -1,11 +1,11 @@
 //! The man page, completions and --version come from the clap definitions.
 
 use crate::common;
+use podsnat::Cli;
 
 use std::process::Command;
 
 use clap::CommandFactory;
-use podsnat::cli::Cli;
 
 fn podsnat(args: &[&str]) -> String {
     let out = Command::new(common::podsnat_bin())

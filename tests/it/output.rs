@@ -2,7 +2,7 @@
 //! (rules files, ipset save, subnet.env, daemon.json, the TOML config, file
 //! names) and no byte of stdout or stderr, text or JSON, is a raw control
 //! character (a tab aside), and no line is longer than podsnat's bound (a longer line or
-//! token is cut, with a mark). The bound is `podsnat::error::LINE_MAX`.
+//! token is cut, with a mark). The bound is `podsnat::LINE_MAX`.
 
 use std::fs;
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::common;
 
 /// The bound plus the cut mark (`...(cut, N bytes)`).
-const BOUND: usize = podsnat::error::LINE_MAX + 40;
+const BOUND: usize = podsnat::LINE_MAX + 40;
 
 const ESC: &str = "\x1b]0;pwned\x07\x1b[2J\x01";
 

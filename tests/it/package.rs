@@ -223,9 +223,9 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
     assert!(!read("pin").contains("Result=exit-code"), "{}", read("pin"));
     // The rule is in force after the reboot: the table is the rendered one.
     let rendered = common::render_example(&[]);
-    let want = podsnat::rules_file::parse(&rendered).unwrap();
+    let want = podsnat::parse_rules(&rendered).unwrap();
     let nat = read("nat");
-    let got = podsnat::rules_file::parse(&nat).unwrap();
+    let got = podsnat::parse_rules(&nat).unwrap();
     assert_eq!(
         got[0].chain_rules("POSTROUTING"),
         want[0].chain_rules("POSTROUTING"),

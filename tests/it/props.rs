@@ -6,6 +6,7 @@
 //! bytes fed to the config, subnet.env and rules-file parsers never panic.
 
 use crate::common;
+use podsnat::{NodeSpec, RawConfig, Sources};
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -13,9 +14,6 @@ use std::process::{Command, Stdio};
 
 use ipnet::Ipv4Net;
 use proptest::prelude::*;
-
-use podsnat::config::{self, NodeSpec, RawConfig, Sources};
-use podsnat::{render, rules_file};
 
 /// A network of a given prefix length around a random address.
 fn net(addr: u32, prefix: u8) -> Ipv4Net {
@@ -63,7 +61,7 @@ prop_compose! {
 }
 
 fn load(raw: RawConfig) -> Result<NodeSpec, String> {
-    config::load(Sources {
+    podsnat::load(Sources {
         flags: raw,
         ..Sources::default()
     })
@@ -112,11 +110,11 @@ proptest! {
             .map(|s| s.parse().unwrap())
             .collect();
         let spec = load(raw).map_err(TestCaseError::fail)?;
-        let table = render::nat_table(&spec);
-        prop_assert_eq!(&table, &render::nat_table(&spec));
-        let parsed = rules_file::parse(&table).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let table = podsnat::nat_table(&spec);
+        prop_assert_eq!(&table, &podsnat::nat_table(&spec));
+        let parsed = podsnat::parse_rules(&table).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(parsed.len(), 1);
-        if spec.mode() == config::Mode::Guard {
+        if spec.mode() == podsnat::Mode::Guard {
             let out = rendered_exclusions(&table);
             // Every input address is covered, no other address is.
             prop_assert_eq!(intervals(&out), intervals(&inputs));
@@ -131,11 +129,11 @@ proptest! {
         let file = dir.path().join("input");
         std::fs::write(&file, &bytes).unwrap();
         // Errors are fine; a panic fails the test.
-        let _ = config::load(Sources { config: Some(&file), ..Sources::default() });
-        let _ = config::load(Sources { flannel_env: Some(&file), ..Sources::default() });
+        let _ = podsnat::load(Sources { config: Some(&file), ..Sources::default() });
+        let _ = podsnat::load(Sources { flannel_env: Some(&file), ..Sources::default() });
         let text = String::from_utf8_lossy(&bytes);
-        let _ = rules_file::parse(&text);
-        let _ = rules_file::splice(&text, "*nat\nCOMMIT\n");
+        let _ = podsnat::parse_rules(&text);
+        let _ = podsnat::splice(&text, "*nat\nCOMMIT\n");
     }
 
     #[test]
@@ -153,7 +151,7 @@ proptest! {
             format!("cluster_cidr = \"172.7.0.0/16\"\npod_subnet = \"172.7.21.0/24\"\n{key} = \"{escaped}\"\n")
         };
         std::fs::write(&file, body).unwrap();
-        if let Err(e) = config::load(Sources { config: Some(&file), ..Sources::default() }) {
+        if let Err(e) = podsnat::load(Sources { config: Some(&file), ..Sources::default() }) {
             let msg = e.to_string();
             prop_assert!(!msg.contains('\n') && !msg.chars().any(|c| c.is_control()), "unescaped: {:?}", msg);
         }
@@ -203,7 +201,7 @@ fn random_configs_load_in_real_iptables_restore() {
     runner
         .run(&spec_input(), |raw| {
             let spec = load(raw).map_err(TestCaseError::fail)?;
-            let table = render::nat_table(&spec);
+            let table = podsnat::nat_table(&spec);
             restore_test(&namespaces, &table)
         })
         .unwrap();
@@ -270,10 +268,10 @@ fn random_ipv6_configs_load_in_real_ip6tables_restore() {
     runner
         .run(&spec6_input(), |raw| {
             let spec = load(raw.clone()).map_err(TestCaseError::fail)?;
-            let table = render::nat_table(&spec);
+            let table = podsnat::nat_table(&spec);
             prop_assert_eq!(
                 &table,
-                &render::nat_table(&load(raw).map_err(TestCaseError::fail)?)
+                &podsnat::nat_table(&load(raw).map_err(TestCaseError::fail)?)
             );
             restore_test(&namespaces, &table)
         })

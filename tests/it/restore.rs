@@ -4,16 +4,13 @@
 //! must not put its broad rule above the exclusion in guard mode.
 
 use crate::common;
+use podsnat::{Cli, Command, Family, Mode, Node, NodeSpec};
 
 use std::fs;
 use std::path::Path;
 
 use crate::common::{BACKENDS, Backend, Netns};
 use clap::Parser;
-use podsnat::cli::{Cli, Command};
-use podsnat::config::{Mode, Node, NodeSpec};
-use podsnat::family::Family;
-use podsnat::{rules_file, verify};
 
 /// Loads a case's node through the real CLI parser, with the case's
 /// relative file arguments resolved against its folder.
@@ -39,7 +36,7 @@ fn case_spec(dir: &Path) -> Option<Node> {
     let Command::Render(args) = Cli::try_parse_from(resolved).unwrap().command else {
         return None;
     };
-    Some(podsnat::commands::load_spec(&args.spec).unwrap())
+    Some(podsnat::load_spec(&args.spec).unwrap())
 }
 
 /// Every good case's tables: one entry per family of the node, named
@@ -77,7 +74,7 @@ fn good_cases() -> Vec<(String, NodeSpec)> {
 fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     let backend = &backend.of(spec.family());
     let ctx = format!("{name} on {}", backend.iptables);
-    let rendered = podsnat::render::nat_table(spec);
+    let rendered = podsnat::nat_table(spec);
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("iptables");
     fs::write(&file, &rendered).unwrap();
@@ -89,17 +86,17 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
     );
     let saved = ns.ok(backend.save, &["-t", "nat"]);
 
-    let want = &rules_file::parse(&rendered).unwrap()[0];
-    let got = &rules_file::parse(&saved).unwrap()[0];
+    let want = &podsnat::parse_rules(&rendered).unwrap()[0];
+    let got = &podsnat::parse_rules(&saved).unwrap()[0];
     // The offline evaluator agrees with every golden table, before and after
     // the real restore.
     for (what, t) in [("rendered", want), ("restored", got)] {
-        let report = verify::evaluate(spec, t).unwrap();
+        let report = podsnat::evaluate(spec, t).unwrap();
         assert_eq!(
             report.status,
-            verify::Status::Ok,
+            podsnat::Status::Ok,
             "{ctx}: verify on the {what} table:\n{}",
-            verify::text(&report)
+            podsnat::report_text(&report)
         );
     }
     let (mut want_chains, mut got_chains) = (want.chains.clone(), got.chains.clone());
@@ -145,19 +142,19 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
         let owner = spec.mode() == Mode::Owner;
         common::docker_standin(&ns.name, backend, "start", &subnet, bridge, !owner);
         let after = ns.ok(backend.save, &["-t", "nat"]);
-        let after = &rules_file::parse(&after).unwrap()[0];
+        let after = &podsnat::parse_rules(&after).unwrap()[0];
         let post = after.chain_rules("POSTROUTING");
-        let verdict = verify::evaluate(spec, after).unwrap().status;
+        let verdict = podsnat::evaluate(spec, after).unwrap().status;
         if owner {
             assert_eq!(
                 verdict,
-                verify::Status::Ok,
+                podsnat::Status::Ok,
                 "{ctx}: owner mode after docker's start"
             );
         } else {
             assert_eq!(
                 verdict,
-                verify::Status::Drift,
+                podsnat::Status::Drift,
                 "{ctx}: docker's rule must win before the pin"
             );
             assert_eq!(post[0], broad, "{ctx}: docker inserts on top");
@@ -170,10 +167,10 @@ fn check_case(name: &str, spec: &NodeSpec, backend: &Backend) {
             String::from_utf8_lossy(&pin.stderr)
         );
         let pinned = ns.ok(backend.save, &["-t", "nat"]);
-        let pinned = &rules_file::parse(&pinned).unwrap()[0];
+        let pinned = &podsnat::parse_rules(&pinned).unwrap()[0];
         assert_eq!(
-            verify::evaluate(spec, pinned).unwrap().status,
-            verify::Status::Ok,
+            podsnat::evaluate(spec, pinned).unwrap().status,
+            podsnat::Status::Ok,
             "{ctx}: after the pin"
         );
         let ours = want.chain_rules("POSTROUTING");

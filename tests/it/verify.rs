@@ -4,10 +4,7 @@
 //! user chain, gotos and negated matches.
 
 use crate::common;
-use podsnat::config::{self, NodeSpec, RawConfig, Sources};
-use podsnat::render;
-use podsnat::rules_file;
-use podsnat::verify::{self, CheckName, Report, Status};
+use podsnat::{CheckName, NodeSpec, RawConfig, Report, Sources, Status};
 
 fn spec_raw(mode: &str) -> RawConfig {
     RawConfig {
@@ -36,7 +33,7 @@ fn settings(mode: &str, no_masquerade: &[&str]) -> RawConfig {
 
 /// A single-family node's spec.
 fn load(flags: RawConfig) -> NodeSpec {
-    config::load(Sources {
+    podsnat::load(Sources {
         flags,
         ..Sources::default()
     })
@@ -46,8 +43,8 @@ fn load(flags: RawConfig) -> NodeSpec {
 }
 
 fn eval(spec: &NodeSpec, table: &str) -> Report {
-    let tables = rules_file::parse(table).unwrap();
-    verify::evaluate(spec, &tables[0]).unwrap()
+    let tables = podsnat::parse_rules(table).unwrap();
+    podsnat::evaluate(spec, &tables[0]).unwrap()
 }
 
 /// A nat table from chain declarations and rules.
@@ -67,7 +64,7 @@ fn table(chains: &[&str], rules: &[&str]) -> String {
 
 /// podsnat's rendered rules with `extra` inserted at the top of POSTROUTING.
 fn ours_with_top(spec: &NodeSpec, chains: &[&str], extra: &[&str]) -> String {
-    let rendered = render::nat_table(spec);
+    let rendered = podsnat::nat_table(spec);
     let mut decls: Vec<String> = chains.iter().map(|c| format!(":{c} - [0:0]")).collect();
     let mut rules: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
     for l in rendered.lines() {
@@ -110,12 +107,12 @@ const BROAD: &str = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE"
 fn podsnat_tables_are_ok_in_both_modes() {
     for mode in ["guard", "classic"] {
         let s = spec(mode, &[]);
-        let r = eval(&s, &render::nat_table(&s));
-        assert_eq!(r.status, Status::Ok, "{mode}: {}", verify::text(&r));
+        let r = eval(&s, &podsnat::nat_table(&s));
+        assert_eq!(r.status, Status::Ok, "{mode}: {}", podsnat::report_text(&r));
     }
     let s = spec("guard", &["10.96.0.0/12", "192.168.0.0/16"]);
-    let r = eval(&s, &render::nat_table(&s));
-    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    let r = eval(&s, &podsnat::nat_table(&s));
+    assert_eq!(r.status, Status::Ok, "{}", podsnat::report_text(&r));
 }
 
 #[test]
@@ -131,7 +128,7 @@ fn docker_broad_rule_above_classic_is_drift() {
         c.note.as_deref(),
         Some("inserted above podsnat's exclusion")
     );
-    let line = verify::text(&r);
+    let line = podsnat::report_text(&r);
     assert!(
         line.starts_with(&format!("drift: pod→cluster traffic is masqueraded by POSTROUTING rule 1: {BROAD} (inserted above podsnat's exclusion)")),
         "{line}"
@@ -147,9 +144,9 @@ fn docker_broad_rule_above_classic_is_drift() {
     assert_eq!(r.check(CheckName::PodToCluster).unwrap().note, None);
     // Where its chain is there but the jump is gone, the note says so.
     let jumpless =
-        ours_with_top(&g, &[], &[]).replace(&format!("{}\n", podsnat::render::exclusion(&g)), "");
+        ours_with_top(&g, &[], &[]).replace(&format!("{}\n", podsnat::exclusion(&g)), "");
     let r = eval(&g, &jumpless);
-    assert_eq!(r.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(r.status, Status::Drift, "{}", podsnat::report_text(&r));
     assert_eq!(
         r.check(CheckName::PodToCluster).unwrap().note.as_deref(),
         Some("podsnat's exclusion is missing")
@@ -170,7 +167,7 @@ fn docker_skeleton_is_understood() {
     // A docker hairpin rule for one container: its destination is in the
     // node's own subnet (leaves through the bridge), so it decides nothing.
     let r = eval(&s, &t);
-    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    assert_eq!(r.status, Status::Ok, "{}", podsnat::report_text(&r));
 }
 
 const FLANNEL: [&str; 6] = [
@@ -192,7 +189,7 @@ fn flannel_ip_masq_chain() {
         status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
-        verify::text(&r)
+        podsnat::report_text(&r)
     );
     assert_eq!(status(&r, CheckName::PodToOutside), Status::Ok);
     assert_eq!(rule_text(&r, CheckName::PodToOutside), FLANNEL[3]);
@@ -229,14 +226,14 @@ fn kube_proxy_mark_is_modeled() {
     let s = spec("guard", &[]);
     let t = ours_with_top(&s, &["KUBE-POSTROUTING", "KUBE-MARK-MASQ"], &KUBE);
     let r = eval(&s, &t);
-    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    assert_eq!(r.status, Status::Ok, "{}", podsnat::report_text(&r));
     // A rule that marks pod traffic makes kube-proxy masquerade it.
     let mut marked = vec!["-A POSTROUTING -s 172.7.21.0/24 -j KUBE-MARK-MASQ"];
     marked.extend(KUBE);
     let t = ours_with_top(&s, &["KUBE-POSTROUTING", "KUBE-MARK-MASQ"], &marked);
     let r = eval(&s, &t);
     let c = r.check(CheckName::PodToCluster).unwrap();
-    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(c.status, Status::Drift, "{}", podsnat::report_text(&r));
     let rule = c.rule.as_ref().unwrap();
     assert_eq!(
         (rule.chain.as_str(), rule.position),
@@ -272,35 +269,40 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
                 c.status,
                 Status::Ok,
                 "{mode} kube on top={top}: {}",
-                verify::text(&r)
+                podsnat::report_text(&r)
             );
-            assert_eq!(c.expect, verify::Expect::NotKept);
+            assert_eq!(c.expect, podsnat::Expect::NotKept);
             assert!(c.packet.ends_with("mark 0x4000"), "{}", c.packet);
             assert!(
-                verify::text(&r)
+                podsnat::report_text(&r)
                     .contains("traffic with the masquerade mark (kube-proxy's) is masqueraded by"),
                 "{mode} {top}: {}",
-                verify::text(&r)
+                podsnat::report_text(&r)
             );
-            assert_eq!(r.status, Status::Ok, "{mode} {top}: {}", verify::text(&r));
+            assert_eq!(
+                r.status,
+                Status::Ok,
+                "{mode} {top}: {}",
+                podsnat::report_text(&r)
+            );
         }
     }
     // podsnat's chain from before the mark's RETURN keeps marked traffic
     // from kube-proxy's MASQUERADE below it.
     let s = spec("guard", &[]);
-    let mark_return = render::own_chain(&s)[0].clone();
+    let mark_return = podsnat::own_chain(&s)[0].clone();
     assert!(mark_return.contains("-m mark --mark 0x4000/0x4000 -j RETURN"));
     let t = kube_at(&s, false).replace(&format!("{mark_return}\n"), "");
     let r = eval(&s, &t);
     let c = r.check(CheckName::MarkedToCluster).unwrap();
-    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(c.status, Status::Drift, "{}", podsnat::report_text(&r));
     assert_eq!(
         rule_text(&r, CheckName::MarkedToCluster),
         "-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT"
     );
-    assert!(verify::text(&r).contains("kube-proxy's MASQUERADE never sees it"));
+    assert!(podsnat::report_text(&r).contains("kube-proxy's MASQUERADE never sees it"));
     // Its repair rewrites the chain with the RETURN first.
-    let plan = verify::plan_repair(&s, &rules_file::parse(&t).unwrap()[0])
+    let plan = podsnat::plan_repair(&s, &podsnat::parse_rules(&t).unwrap()[0])
         .unwrap()
         .unwrap();
     assert!(
@@ -314,13 +316,13 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
         ..spec_raw("guard")
     });
     assert_eq!(
-        render::own_chain(&s)[0],
+        podsnat::own_chain(&s)[0],
         "-A PODSNAT-POSTROUTING -m mark --mark 0x20/0x20 -j RETURN"
     );
     let r = eval(&s, &kube_at(&s, false));
     let c = r.check(CheckName::MarkedToCluster).unwrap();
     assert!(c.packet.ends_with("mark 0x20"), "{}", c.packet);
-    assert_eq!(c.status, Status::Ok, "{}", verify::text(&r));
+    assert_eq!(c.status, Status::Ok, "{}", podsnat::report_text(&r));
 }
 
 /// docker's per-port hairpin rule for a container at 172.7.21.128.
@@ -334,7 +336,7 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         let t = ours_with_top(&s, &[], &[]).replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
         let r = eval(&s, &t);
         let c = r.check(CheckName::PodViaBridge).unwrap();
-        assert_eq!(c.status, Status::Ok, "{mode}: {}", verify::text(&r));
+        assert_eq!(c.status, Status::Ok, "{mode}: {}", podsnat::report_text(&r));
         assert_eq!(rule_text(&r, CheckName::PodViaBridge), HAIRPIN, "{mode}");
         assert_eq!(
             c.packet,
@@ -346,29 +348,29 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
     let s = spec("guard", &[]);
     let old = "-A POSTROUTING -s 172.7.21.0/24 -j PODSNAT-POSTROUTING";
     let t = ours_with_top(&s, &[], &[])
-        .replace(&render::exclusion(&s), old)
+        .replace(&podsnat::exclusion(&s), old)
         .replace("COMMIT\n", &format!("{HAIRPIN}\nCOMMIT\n"));
     let r = eval(&s, &t);
     assert_eq!(
         status(&r, CheckName::PodViaBridge),
         Status::Drift,
         "{}",
-        verify::text(&r)
+        podsnat::report_text(&r)
     );
     assert_eq!(status(&r, CheckName::PodToCluster), Status::Ok);
-    let text = verify::text(&r);
+    let text = podsnat::report_text(&r);
     assert!(
         text.contains(&format!("reached through POSTROUTING rule 1: {old}")),
         "{text}"
     );
     // The repair takes it out and puts the jump with `! -o docker0` back.
-    let plan = verify::plan_repair(&s, &rules_file::parse(&t).unwrap()[0])
+    let plan = podsnat::plan_repair(&s, &podsnat::parse_rules(&t).unwrap()[0])
         .unwrap()
         .unwrap();
     assert_eq!(plan.removed, [old.to_owned()]);
     assert!(plan.transaction.contains(&format!(
         "-I POSTROUTING 1 {}",
-        &render::exclusion(&s)[15..]
+        &podsnat::exclusion(&s)[15..]
     )));
     // Without podsnat's rules nothing of podsnat's decides bridge traffic.
     let t = table(&[], &[BROAD, HAIRPIN]);
@@ -400,7 +402,7 @@ fn ip_masq_agent_chain() {
         status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
-        verify::text(&r)
+        podsnat::report_text(&r)
     );
     assert_eq!(
         rule_text(&r, CheckName::PodToCluster),
@@ -418,7 +420,7 @@ fn ip_masq_agent_chain() {
     // Egress to 10.0.0.0/8 is not masqueraded by ip-masq-agent's defaults:
     // the check finds that atom and names the RETURN that decides it.
     let c = r.check(CheckName::PodToOutside).unwrap();
-    assert_eq!(c.status, Status::Drift, "{}", verify::text(&r));
+    assert_eq!(c.status, Status::Drift, "{}", podsnat::report_text(&r));
     assert_eq!(c.rule.as_ref().unwrap().text, chain[2]);
 }
 
@@ -445,7 +447,7 @@ fn goto_returns_to_the_callers_caller() {
         status(&r, CheckName::PodToCluster),
         Status::Ok,
         "{}",
-        verify::text(&r)
+        podsnat::report_text(&r)
     );
     assert_eq!(status(&r, CheckName::PodToOutside), Status::Drift);
 }
@@ -487,10 +489,15 @@ fn unknown_matches_are_not_guessed() {
         "-A POSTROUTING -j CONNMARK --restore-mark",
     ] {
         let r = eval(&s, &ours_with_top(&s, &[], &[rule]));
-        assert_eq!(r.status, Status::Undecided, "{rule}: {}", verify::text(&r));
+        assert_eq!(
+            r.status,
+            Status::Undecided,
+            "{rule}: {}",
+            podsnat::report_text(&r)
+        );
         let c = r.check(CheckName::PodToCluster).unwrap();
         assert_eq!(c.rule.as_ref().unwrap().text, rule);
-        assert!(verify::text(&r).contains("warning: cannot decide"));
+        assert!(podsnat::report_text(&r).contains("warning: cannot decide"));
     }
     // A module the evaluator does not model decides nothing when another
     // part of the rule already excludes pod traffic.
@@ -505,7 +512,7 @@ fn unknown_matches_are_not_guessed() {
 #[test]
 fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     let s = spec("classic", &[]);
-    let classic = render::exclusion(&s);
+    let classic = podsnat::exclusion(&s);
     let t = ours_with_top(
         &s,
         &[],
@@ -514,8 +521,8 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
             BROAD,
         ],
     );
-    let tables = rules_file::parse(&t).unwrap();
-    let plan = verify::plan_repair(&s, &tables[0]).unwrap().unwrap();
+    let tables = podsnat::parse_rules(&t).unwrap();
+    let plan = podsnat::plan_repair(&s, &tables[0]).unwrap().unwrap();
     // Classic mode: the hand fix replaces docker's rule, which goes again.
     assert_eq!(plan.removed, [BROAD.to_owned(), classic.clone()]);
     assert_eq!(plan.position, 2);
@@ -530,10 +537,10 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     );
     // Guard: duplicate jumps go, PODSNAT-POSTROUTING is rewritten.
     let g = spec("guard", &[]);
-    let jump = render::exclusion(&g);
+    let jump = podsnat::exclusion(&g);
     let t = ours_with_top(&g, &[], &[BROAD, &jump]);
-    let tables = rules_file::parse(&t).unwrap();
-    let plan = verify::plan_repair(&g, &tables[0]).unwrap().unwrap();
+    let tables = podsnat::parse_rules(&t).unwrap();
+    let plan = podsnat::plan_repair(&g, &tables[0]).unwrap().unwrap();
     assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
     assert!(
         plan.transaction.starts_with(
@@ -543,9 +550,9 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
         plan.transaction
     );
     // No drift, no plan.
-    let ok = render::nat_table(&g);
+    let ok = podsnat::nat_table(&g);
     assert!(
-        verify::plan_repair(&g, &rules_file::parse(&ok).unwrap()[0])
+        podsnat::plan_repair(&g, &podsnat::parse_rules(&ok).unwrap()[0])
             .unwrap()
             .is_none()
     );
@@ -620,8 +627,8 @@ fn ipv6_tables_are_decided_exactly() {
         ("owner", &["fd00:96::/108"][..]),
     ] {
         let spec = spec6(mode, extra);
-        let r = eval(&spec, &render::nat_table(&spec));
-        assert_eq!(r.status, Status::Ok, "{mode}: {}", verify::text(&r));
+        let r = eval(&spec, &podsnat::nat_table(&spec));
+        assert_eq!(r.status, Status::Ok, "{mode}: {}", podsnat::report_text(&r));
     }
     let spec = spec6("guard", &[]);
     let broad = "-A POSTROUTING -s fd00:7:0:21::/64 ! -o docker0 -j MASQUERADE";
@@ -629,9 +636,9 @@ fn ipv6_tables_are_decided_exactly() {
     assert_eq!(status(&r, CheckName::PodToCluster), Status::Drift);
     assert!(rule_text(&r, CheckName::PodToCluster).contains(broad));
     assert!(
-        verify::text(&r).contains("(inserted above podsnat's exclusion)"),
+        podsnat::report_text(&r).contains("(inserted above podsnat's exclusion)"),
         "{}",
-        verify::text(&r)
+        podsnat::report_text(&r)
     );
 
     // Half the pod subnet is excluded by a hand rule above docker's.
@@ -645,7 +652,12 @@ fn ipv6_tables_are_decided_exactly() {
     let r = eval(&spec, &t);
     let c = r.check(CheckName::PodToCluster).unwrap();
     assert_eq!(c.status, Status::Drift);
-    assert_eq!(c.sources, ["fd00:7:0:21:8000::/65"], "{}", verify::text(&r));
+    assert_eq!(
+        c.sources,
+        ["fd00:7:0:21:8000::/65"],
+        "{}",
+        podsnat::report_text(&r)
+    );
     assert_eq!(status(&r, CheckName::PodToOutside), Status::Ok);
 
     // flannel's IPv6 chain (FLANNEL-POSTRTG in ip6tables), with its mark.
@@ -660,17 +672,17 @@ fn ipv6_tables_are_decided_exactly() {
         ],
     );
     let r = eval(&spec, &t);
-    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    assert_eq!(r.status, Status::Ok, "{}", podsnat::report_text(&r));
 
     // Unmodeled matches are "cannot decide" on IPv6 too; an IPv6 set's
     // contents (`ipset save`, `family inet6`) are modeled like IPv4's.
     let conntrack = "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE";
     let r = eval(&spec, &ours_with_top(&spec, &[], &[conntrack]));
-    assert_eq!(r.status, Status::Undecided, "{}", verify::text(&r));
+    assert_eq!(r.status, Status::Undecided, "{}", podsnat::report_text(&r));
     assert_eq!(rule_text(&r, CheckName::PodToCluster), conntrack);
     let by_set = "-A POSTROUTING -m set --match-set pods6 src -m set ! --match-set cluster6 dst -j MASQUERADE";
     let t = table(&[], &[by_set]);
-    let sets = verify::Sets::parse(
+    let sets = podsnat::Sets::parse(
         "create pods6 hash:net family inet6 hashsize 1024 maxelem 65536
          add pods6 fd00:7::/48
          create cluster6 hash:net family inet6 hashsize 1024 maxelem 65536
@@ -678,18 +690,18 @@ fn ipv6_tables_are_decided_exactly() {
 ",
     )
     .unwrap();
-    let tables = rules_file::parse(&t).unwrap();
-    let r = verify::evaluate_with(&spec, &tables[0], &sets).unwrap();
-    assert_eq!(r.status, Status::Ok, "{}", verify::text(&r));
+    let tables = podsnat::parse_rules(&t).unwrap();
+    let r = podsnat::evaluate_with(&spec, &tables[0], &sets).unwrap();
+    assert_eq!(r.status, Status::Ok, "{}", podsnat::report_text(&r));
     assert_eq!(rule_text(&r, CheckName::PodToOutside), by_set);
 
     // An IPv4 address in an IPv6 table is malformed, never a verdict.
     let t = table(&[], &["-A POSTROUTING -s 172.7.21.0/24 -j MASQUERADE"]);
-    let tables = rules_file::parse(&t).unwrap();
-    let err = verify::evaluate(&spec, &tables[0]).unwrap_err();
+    let tables = podsnat::parse_rules(&t).unwrap();
+    let err = podsnat::evaluate(&spec, &tables[0]).unwrap_err();
     assert_eq!(
         err.why,
-        verify::RuleError::NotIpv6("172.7.21.0/24".into()),
+        podsnat::RuleError::NotIpv6("172.7.21.0/24".into()),
         "{err}"
     );
 }

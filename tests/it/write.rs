@@ -344,7 +344,7 @@ fn diff_and_json_report() {
     assert_eq!(v["changed"], true);
     assert_eq!(v["rules"], 7);
     let written = fs::read(&path).unwrap();
-    assert_eq!(v["sha256"], podsnat::write::sha256_hex(&written));
+    assert_eq!(v["sha256"], podsnat::sha256_hex(&written));
     assert_eq!(v["sha256"].as_str().unwrap().len(), 64);
 
     let out = write_json();
@@ -403,7 +403,7 @@ fn dual_stack_write_is_all_or_nothing() {
     let broken6 =
         "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 99999 -j ACCEPT\nCOMMIT\n";
     for backend in &BACKENDS {
-        let six = backend.of(podsnat::family::Family::V6);
+        let six = backend.of(podsnat::Family::V6);
         let ns = Netns::new();
         let tmp = tempfile::tempdir().unwrap();
         let (v4, v6) = (tmp.path().join("rules.v4"), tmp.path().join("rules.v6"));

@@ -59,7 +59,7 @@ impl Dockerd {
         let shim = dir.path().join("shim");
         fs::create_dir(&shim).unwrap();
         // ip6tables too, for dockerd --ip6tables.
-        let six = backend.of(podsnat::family::Family::V6);
+        let six = backend.of(podsnat::Family::V6);
         for (name, real) in [
             ("iptables", backend.iptables),
             ("iptables-save", backend.save),

@@ -51,10 +51,10 @@ pub const BACKENDS6: [Backend; 2] = [
 
 impl Backend {
     /// This backend's programs for `family`.
-    pub fn of(&self, family: podsnat::family::Family) -> Backend {
+    pub fn of(&self, family: podsnat::Family) -> Backend {
         let all = match family {
-            podsnat::family::Family::V4 => &BACKENDS,
-            podsnat::family::Family::V6 => &BACKENDS6,
+            podsnat::Family::V4 => &BACKENDS,
+            podsnat::Family::V6 => &BACKENDS6,
         };
         all.iter()
             .find(|b| b.name == self.name)
