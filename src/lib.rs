@@ -42,6 +42,7 @@ mod config;
 mod error;
 mod family;
 mod fleet;
+mod metrics;
 mod paths;
 mod pin;
 mod render;

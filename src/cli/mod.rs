@@ -183,6 +183,15 @@ pub enum Format {
     Json,
 }
 
+/// verify's reports: text, JSON, or the Prometheus text exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    Text,
+    Json,
+    /// The metrics `--textfile` writes, for node_exporter's textfile collector.
+    Prometheus,
+}
+
 #[derive(Debug, Args)]
 pub struct WriteArgs {
     #[command(flatten)]
@@ -312,6 +321,12 @@ pub struct InstallUnitArgs {
     /// With --verify-timer: the node's podsnat config.
     #[arg(long, value_name = "PATH", default_value = paths::CONFIG)]
     pub config: String,
+    /// Write metrics for node_exporter's textfile collector into DIR
+    /// (absolute; Debian's node_exporter reads /var/lib/prometheus/node-exporter):
+    /// the verify service and its timer (installed with this) write
+    /// podsnat.prom, the pin podsnat-pin.prom.
+    #[arg(long, value_name = "DIR")]
+    pub metrics: Option<String>,
     #[command(flatten)]
     pub change: ChangeArgs,
 }
@@ -331,6 +346,10 @@ pub struct PinArgs {
     pub check: bool,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Also write the pin's metrics to DIR/podsnat-pin.prom, atomically, for
+    /// node_exporter's textfile collector.
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
     #[command(flatten)]
     pub save: SavePrograms,
     #[command(flatten)]
@@ -370,7 +389,12 @@ pub struct VerifyArgs {
     #[arg(long, requires = "repair")]
     pub check: bool,
     #[arg(long, value_enum, default_value = "text")]
-    pub format: Format,
+    pub format: VerifyFormat,
+    /// Also write the metrics to DIR/podsnat.prom, atomically (a temp file in
+    /// DIR, then a rename), for node_exporter's textfile collector; the
+    /// repair counter goes on from the file's last value.
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
     /// The ipsets `-m set` rules match: the output of `ipset save` [default:
     /// `ipset save` itself when verifying the live table].
     #[arg(long, value_name = "FILE")]

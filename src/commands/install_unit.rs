@@ -14,15 +14,21 @@ use crate::{paths, write};
 
 pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let spec = unit_spec(args)?;
-    let extras = if args.no_pin && !args.verify_timer {
+    // --metrics comes with the verify units: they write podsnat.prom.
+    let verify = args.verify_timer || args.metrics.is_some();
+    let extras = if args.no_pin && !verify {
         None
     } else {
         Some(Extras {
             runtime: RuntimeSpec::parse(&args.podsnat, &spec.tables)?,
             pin: !args.no_pin,
-            verify_config: args
-                .verify_timer
+            verify_config: verify
                 .then(|| unit::flag_path("--config", &args.config))
+                .transpose()?,
+            metrics: args
+                .metrics
+                .as_deref()
+                .map(|d| unit::flag_path("--metrics", d))
                 .transpose()?,
         })
     };

@@ -7,6 +7,7 @@ mod generate;
 mod install_unit;
 mod pin;
 mod render;
+mod textfile;
 mod verify;
 mod write;
 

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, nat_table, program};
+use super::{ExitStatus, emit, json, nat_table, program, textfile};
 use crate::cli::{Format, PinArgs};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::{config, paths, pin, system};
+use crate::{config, metrics, paths, pin, system};
 
 /// A rules file holds every table of the node; podsnat's own is small, but
 /// the file may carry a large filter table beside it.
@@ -24,6 +24,7 @@ const MAX_RULES_FILE: u64 = 256 * 1024 * 1024;
 const ATTEMPTS: usize = 3;
 
 pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let clock = textfile::Stopwatch::start();
     // The files given; without any, the IPv4 rules file at its default place.
     let mut files: Vec<(Family, PathBuf)> = [(Family::V4, &args.file), (Family::V6, &args.file6)]
         .into_iter()
@@ -38,12 +39,25 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let titled = files.len() > 1;
     let mut shown = Vec::new();
     let mut status = ExitStatus::Unchanged;
+    let mut runs = Vec::new();
     for (family, path) in &files {
         let (changed, value, text) = pin_one(args, *family, path)?;
         if changed {
             status = ExitStatus::Changed;
         }
+        runs.push(metrics::PinRun {
+            family: *family,
+            pinned: changed && !args.check,
+        });
         shown.push((family, value, text));
+    }
+    if let Some(dir) = &args.textfile {
+        textfile::write(dir, metrics::PIN_FILE, |previous| {
+            metrics::pin(&runs, clock.read(), previous).map_err(|e| Error::Output {
+                what: "write the metrics",
+                message: e.to_string(),
+            })
+        })?;
     }
     let text = match (args.format, shown.as_slice()) {
         (Format::Json, [(_, value, _)]) => json(value)?,

@@ -109,6 +109,7 @@ impl RawUnit {
                 runtime,
                 pin,
                 verify_config: None,
+                metrics: None,
             })
         } else {
             None

@@ -42,6 +42,8 @@ struct VerifyService<'a> {
     /// `--iptables-save S --iptables-restore R`, and IPv6's pair.
     programs: String,
     ipv6: bool,
+    /// The textfile directory verify writes its metrics to.
+    metrics: Option<&'a UnitPath>,
 }
 
 #[derive(Template)]
@@ -59,6 +61,8 @@ struct PinService<'a> {
     /// Each family's `--file F --iptables-save S --iptables-restore R`.
     args: String,
     ipv6: bool,
+    /// The textfile directory the pin writes its metrics to.
+    metrics: Option<&'a UnitPath>,
 }
 
 #[derive(Template)]
@@ -85,6 +89,9 @@ pub struct Extras {
     pub runtime: RuntimeSpec,
     pub pin: bool,
     pub verify_config: Option<UnitPath>,
+    /// node_exporter's textfile directory, where the pin and verify write
+    /// their metrics (`install-unit --metrics`).
+    pub metrics: Option<UnitPath>,
 }
 
 /// A path given with `flag` on the command line.
@@ -231,6 +238,7 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                     tables: &spec.tables,
                     args: table_args(spec, rt, true),
                     ipv6: spec.has_ipv6(),
+                    metrics: x.metrics.as_ref(),
                 }
                 .to_string(),
             ),
@@ -252,6 +260,7 @@ pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
                     config,
                     programs: table_args(spec, rt, false),
                     ipv6: spec.has_ipv6(),
+                    metrics: x.metrics.as_ref(),
                 }
                 .to_string(),
             ),

@@ -404,3 +404,96 @@ fn install_unit_is_old_or_new_after_sigkill() {
         "the test exercised nothing: {counts:?}"
     );
 }
+
+/// `verify --textfile`: node_exporter must never read half a metrics file.
+/// Runs alternate a table that holds and one that drifts; after every kill
+/// the file is one of the two runs' whole output (its clock readings aside).
+#[test]
+fn metrics_textfile_is_old_or_new_after_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("textfile");
+    // The example node: a run is quick, so kills spread over all of it.
+    let config = Path::new(common::EXAMPLE).to_owned();
+    let table = podsnat::nat_table(
+        &podsnat::load(Sources {
+            config: Some(&config),
+            ..Sources::default()
+        })
+        .unwrap()
+        .specs()[0],
+    );
+    let tables = [tmp.path().join("ok.rules"), tmp.path().join("drift.rules")];
+    fs::write(&tables[0], &table).unwrap();
+    let broad = "-A POSTROUTING -s 172.7.21.0/24 ! -o docker0 -j MASQUERADE";
+    fs::write(
+        &tables[1],
+        table.replacen("-A POSTROUTING", &format!("{broad}\n-A POSTROUTING"), 1),
+    )
+    .unwrap();
+    let (d, c) = (dir.display().to_string(), config.display().to_string());
+    let args = move |i: usize| -> Vec<String> {
+        [
+            "verify",
+            "--config",
+            &c,
+            "--no-test",
+            "--format",
+            "prometheus",
+            "--textfile",
+            &d,
+            "--file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([tables[i % 2].display().to_string()])
+        .collect()
+    };
+    // The clock's readings differ from run to run; the rest may not.
+    let normal = |text: &[u8]| -> String {
+        String::from_utf8_lossy(text)
+            .lines()
+            .map(|l| match l.split_once(' ') {
+                Some((name, _)) if name.starts_with("podsnat_last_run_") => format!("{name} X"),
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let valid: HashSet<String> = (0..2)
+        .map(|i| {
+            let out = Command::new(common::podsnat_bin())
+                .args(args(i))
+                .output()
+                .unwrap();
+            assert!(matches!(out.status.code(), Some(0 | 2)), "{out:?}");
+            normal(&out.stdout)
+        })
+        .collect();
+    assert_eq!(valid.len(), 2, "the two runs must write different metrics");
+    let file = dir.join("podsnat.prom");
+    let counts = torture(
+        "metrics textfile",
+        args,
+        || {
+            let now = fs::read(&file).unwrap();
+            assert!(
+                valid.contains(&normal(&now)),
+                "torn metrics file ({} bytes):\n{}",
+                now.len(),
+                String::from_utf8_lossy(&now)
+            );
+            normal(&now).into_bytes()
+        },
+        || {
+            assert_eq!(
+                fs::metadata(&file).unwrap().permissions().mode() & 0o7777,
+                0o644
+            )
+        },
+        std::slice::from_ref(&dir),
+    );
+    assert!(
+        counts.killed > 0 && counts.new > 0,
+        "the test exercised nothing: {counts:?}"
+    );
+}

@@ -30,6 +30,7 @@ mod fleet;
 mod generate;
 mod hostile;
 mod kube_proxy;
+mod metrics;
 mod output;
 mod package;
 mod props;

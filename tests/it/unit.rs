@@ -195,6 +195,8 @@ fn systemd_accepts_the_unit() {
         tmp.path(),
         &[
             "--verify-timer",
+            "--metrics",
+            "/var/lib/prometheus/node-exporter",
             "--podsnat",
             bin.to_str().unwrap(),
             "--family",
@@ -222,6 +224,31 @@ fn systemd_accepts_the_unit() {
             Path::new("/etc/systemd/system").join(unit)
         );
     }
+    // --metrics: both write to the textfile directory, and may.
+    for unit in ["podsnat-pin.service", "podsnat-verify.service"] {
+        let body = fs::read_to_string(dir.join(unit)).unwrap();
+        let exec = body.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+        assert!(
+            exec.ends_with(" --textfile /var/lib/prometheus/node-exporter"),
+            "{unit}: {exec}"
+        );
+        assert!(
+            body.contains("\nReadWritePaths=-/var/lib/prometheus/node-exporter\n"),
+            "{unit}:\n{body}"
+        );
+    }
+    // --metrics alone brings the verify units that write podsnat.prom.
+    let only = tempfile::tempdir().unwrap();
+    let out = install(
+        only.path(),
+        &["--metrics", "/var/lib/prometheus/node-exporter"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        only.path()
+            .join("etc/systemd/system/podsnat-verify.timer")
+            .is_file()
+    );
     for unit in ["podsnat-pin.service", "podsnat-verify.service"] {
         let security = Command::new("systemd-analyze")
             .args(["security", "--offline=yes"])

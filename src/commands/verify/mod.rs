@@ -7,13 +7,16 @@ mod inputs;
 
 use inputs::{docker_settings, ipsets, test_file};
 
+use super::textfile;
+
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::json as object;
 
 use super::{ExitStatus, emit, json, load_spec, nat_table, program};
-use crate::cli::{Format, VerifyArgs};
+use crate::cli::{Format, VerifyArgs, VerifyFormat};
+use crate::metrics;
 
 use crate::config::NodeSpec;
 use crate::error::{Error, Result};
@@ -24,6 +27,7 @@ use crate::verify::{self, Report, Status};
 use crate::{config, rules_file};
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
+    let clock = textfile::Stopwatch::start();
     let node = load_spec(&args.spec)?;
     let live = args.file.is_none() && args.file6.is_none();
     for (family, flag, given) in [
@@ -57,14 +61,18 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     // The nftables layer, read once for both families.
     let mut ruleset = nft_ruleset(args, live)?;
     let mut anchor_note = String::new();
-    if let Some(rs) = &ruleset
-        && args.repair
-        && node.anchor()
-        && node
+    // The families whose missing anchor this run loaded, for the metrics.
+    let mut anchor_loaded: Vec<Family> = Vec::new();
+    let missing: Vec<Family> = match &ruleset {
+        Some(rs) if args.repair && node.anchor() => node
             .specs()
             .iter()
-            .any(|s| rs.anchor_priority(s.family()).is_none())
-    {
+            .map(|s| s.family())
+            .filter(|f| rs.anchor_priority(*f).is_none())
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !missing.is_empty() {
         let file = args.anchor_file.display();
         if args.check {
             anchor_note = format!("would load the anchor with `{} -f {file}`\n", args.nft);
@@ -72,6 +80,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             system::nft_load(&args.nft, &args.anchor_file)?;
             anchor_note = format!("loaded the anchor with `{} -f {file}`\n", args.nft);
             ruleset = nft_ruleset(args, live)?;
+            anchor_loaded = missing;
         }
     }
     let mut results = Vec::new();
@@ -87,10 +96,34 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         results.push(r);
     }
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
+    let runs: Vec<metrics::VerifyRun<'_>> = results
+        .iter()
+        .map(|r| metrics::VerifyRun {
+            family: r.family,
+            report: &r.report,
+            repaired: r.repaired,
+            anchor_loaded: anchor_loaded.contains(&r.family),
+        })
+        .collect();
+    let metrics = |previous: &str| {
+        metrics::verify(&runs, clock.read(), previous).map_err(|e| Error::Output {
+            what: "write the metrics",
+            message: e.to_string(),
+        })
+    };
+    let textfile = match &args.textfile {
+        Some(dir) => Some(textfile::write(dir, metrics::VERIFY_FILE, metrics)?),
+        None => None,
+    };
     let shown = match (args.format, results.as_slice()) {
-        (Format::Json, [one]) => json(&one.json)?,
+        // The file's text where one was written: the counters go on from it.
+        (VerifyFormat::Prometheus, _) => match textfile {
+            Some(text) => text,
+            None => metrics("")?,
+        },
+        (VerifyFormat::Json, [one]) => json(&one.json)?,
         // Each family's report as it is alone, under "ipv4" and "ipv6".
-        (Format::Json, all) => {
+        (VerifyFormat::Json, all) => {
             let mut both = serde_json::Map::new();
             both.insert("status".into(), object!(worst(all)));
             for r in all {
@@ -98,7 +131,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             }
             json(&both)?
         }
-        (Format::Text, all) => all
+        (VerifyFormat::Text, all) => all
             .iter()
             .map(|r| {
                 if titled {
@@ -109,7 +142,11 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             })
             .collect(),
     };
-    emit(out, args.format, &shown)?;
+    match args.format {
+        VerifyFormat::Text => emit(out, Format::Text, &shown)?,
+        // The metrics' label values are podsnat's own words.
+        VerifyFormat::Json | VerifyFormat::Prometheus => emit(out, Format::Json, &shown)?,
+    }
     // As within one table, drift outranks "cannot decide" (exit 2 over 1);
     // with --repair a repair that failed outranks one that worked.
     Ok(results
@@ -142,6 +179,10 @@ struct Outcome {
     text: String,
     /// The report, for `--format json`.
     json: serde_json::Value,
+    /// The last verdict: after the repair, where one was applied.
+    report: Report,
+    /// A `--noflush` repair was applied.
+    repaired: bool,
 }
 
 /// The nftables ruleset: the live one, or `--nft-file` with `--file`;
@@ -253,15 +294,24 @@ fn one(
         })
     };
     let report = judge(&table)?;
-    let done = |exit, text: String, value: serde_json::Value| Outcome {
+    let done = |exit, text: String, value: serde_json::Value, report: Report, repaired| Outcome {
         family,
         source: source.clone(),
         exit,
         text,
         json: value,
+        report,
+        repaired,
     };
     if !args.repair {
-        return Ok(done(exit(&report), verify::text(&report), object!(report)));
+        let json = object!(report);
+        return Ok(done(
+            exit(&report),
+            verify::text(&report),
+            json,
+            report,
+            false,
+        ));
     }
 
     // A malformed rule stays that error; the rest cannot be repaired.
@@ -281,7 +331,7 @@ fn one(
             format!("{}repair: nothing to do\n", verify::text(&report))
         };
         let json = object!({"before": report, "repair": null});
-        return Ok(done(exit(&report), text, json));
+        return Ok(done(exit(&report), text, json, report, false));
     };
     if args.check {
         let text = format!(
@@ -290,7 +340,7 @@ fn one(
             repair.transaction
         );
         let json = object!({"before": report, "repair": repair, "applied": false});
-        return Ok(done(ExitStatus::Changed, text, json));
+        return Ok(done(ExitStatus::Changed, text, json, report, false));
     }
 
     system::restore_noflush(restore, &repair.transaction)?;
@@ -303,14 +353,11 @@ fn one(
         verify::text(&after)
     );
     let json = object!({"before": report, "repair": repair, "applied": true, "after": after});
-    Ok(done(
-        match after.status {
-            Status::Ok => ExitStatus::Changed,
-            _ => ExitStatus::Failed,
-        },
-        shown,
-        json,
-    ))
+    let exit = match after.status {
+        Status::Ok => ExitStatus::Changed,
+        _ => ExitStatus::Failed,
+    };
+    Ok(done(exit, shown, json, after, true))
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.
