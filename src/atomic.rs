@@ -144,8 +144,14 @@ pub fn write(
     tmp.as_file()
         .set_permissions(Permissions::from_mode(mode))
         .map_err(io)?;
+    // Only where the owner differs: a sandbox without chown (systemd's
+    // `~@privileged` filter, which podsnat's units use) can still replace
+    // a file it owns.
     if let Some(p) = previous {
-        std::os::unix::fs::fchown(tmp.as_file(), Some(p.uid), Some(p.gid)).map_err(io)?;
+        let own = tmp.as_file().metadata().map_err(io)?;
+        if (own.uid(), own.gid()) != (p.uid, p.gid) {
+            std::os::unix::fs::fchown(tmp.as_file(), Some(p.uid), Some(p.gid)).map_err(io)?;
+        }
     }
     tmp.write_all(bytes).map_err(io)?;
     if fsync {

@@ -59,6 +59,9 @@ struct Moment {
     show: HashMap<String, HashMap<String, String>>,
     /// `podsnat verify`'s exit code and output.
     verify: (String, String),
+    /// The textfile directory's podsnat.prom and podsnat-pin.prom
+    /// (`install-unit --metrics`), as the units left them.
+    metrics: (String, String),
 }
 
 /// What the collector brought out of the container.
@@ -139,6 +142,9 @@ fn stand_in_units(ipt: &str, ipt6: Option<&str>) -> [(&'static str, String); 2] 
     ]
 }
 
+/// node_exporter's textfile directory in the booted node (Debian's).
+const TEXTFILE: &str = "/var/lib/prometheus/node-exporter";
+
 const UNITS: &str = "podsnat.service podsnat-anchor.service flanneld.service docker.service podsnat-pin.service podsnat-verify.service";
 
 /// The collector's script: record at boot, restart docker, record again.
@@ -157,6 +163,8 @@ record() {{
   systemctl show -p {props} {UNITS} > /podsnat-out/$1.show
   /usr/sbin/podsnat verify --config /etc/podsnat/config.toml {verify} --iptables-save {save} --ip6tables-save {save6} > /podsnat-out/$1.verify 2>&1
   echo $? > /podsnat-out/$1.rc
+  cat {TEXTFILE}/podsnat.prom > /podsnat-out/$1.prom 2>/dev/null || true
+  cat {TEXTFILE}/podsnat-pin.prom > /podsnat-out/$1.pin.prom 2>/dev/null || true
 }}
 systemctl is-system-running --wait
 settle
@@ -226,7 +234,8 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
          mount -t overlay overlay -o lowerdir={rootfs},upperdir={upper},workdir={work} {m}\n\
          install -D -m 0755 {bin} {m}/usr/sbin/podsnat\n\
          install -D -m 0644 {ex} {m}/etc/podsnat/config.toml\n\
-         install -m 0755 {sbin}/* {m}/usr/local/sbin/\n",
+         install -m 0755 {sbin}/* {m}/usr/local/sbin/\n\
+         mkdir -p {m}{TEXTFILE}\n",
         rootfs = rootfs.display(),
         upper = t.join("upper").display(),
         work = t.join("work").display(),
@@ -288,6 +297,10 @@ fn boot(rootfs: &Path, s: &Scenario) -> Boot {
         verify: (
             read(&format!("{name}.rc")).trim().to_owned(),
             read(&format!("{name}.verify")),
+        ),
+        metrics: (
+            read(&format!("{name}.prom")),
+            read(&format!("{name}.pin.prom")),
         ),
     };
     Boot {
@@ -424,8 +437,11 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
             ..scenario("classic, nft (the pin deletes docker's rule)", "nft")
         },
         Scenario {
-            install: &["--verify-timer"],
-            ..scenario("guard, nft, with podsnat-verify.service", "nft")
+            install: &["--verify-timer", "--metrics", TEXTFILE],
+            ..scenario(
+                "guard, nft, with podsnat-verify.service writing metrics",
+                "nft",
+            )
         },
         // Dual stack: podsnat.service restores both files, the pin pins
         // both, and verify judges both tables (exit 0 only if both hold).
@@ -508,6 +524,31 @@ fn default_install_keeps_the_exclusion_at_boot_and_after_a_docker_restart() {
                     "{when}: verify ran before the pin finished"
                 );
             }
+        }
+        if s.install.contains(&"--metrics") {
+            // The units wrote node_exporter's files from their sandbox, at
+            // boot and again after docker's restart (the run's duration
+            // makes every verify's file differ).
+            for (when, m) in [("at boot", &b.boot), ("after a docker restart", &b.restart)] {
+                let (verify, pin) = &m.metrics;
+                assert!(
+                    verify.contains("\npodsnat_exclusion_ok{family=\"ipv4\"} 1\n")
+                        && verify.contains("\npodsnat_status{family=\"ipv4\",status=\"ok\"} 1\n"),
+                    "{} {when}: podsnat.prom:\n{verify}\n{}",
+                    s.name,
+                    ctx(s.name, &b)
+                );
+                assert!(
+                    pin.contains("\npodsnat_pins_total{family=\"ipv4\"} "),
+                    "{} {when}: podsnat-pin.prom:\n{pin}",
+                    s.name
+                );
+            }
+            assert_ne!(
+                b.boot.metrics.0, b.restart.metrics.0,
+                "{}: docker's restart did not rewrite podsnat.prom",
+                s.name
+            );
         }
         eprintln!(
             "{}: docker's rule stood above the exclusion for {} µs at boot, {} µs after the restart",
