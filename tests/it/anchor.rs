@@ -199,22 +199,7 @@ fn anchor_keeps_the_pod_ip_whatever_masquerades_after_it() {
         common::ok_in(
             &a,
             backend.iptables,
-            &[
-                "-w",
-                "5",
-                "-t",
-                "nat",
-                "-I",
-                "POSTROUTING",
-                "1",
-                "-s",
-                "172.7.21.0/24",
-                "!",
-                "-o",
-                "docker0",
-                "-j",
-                "MASQUERADE",
-            ],
+            &common::example_broad(&["-I", "POSTROUTING", "1"]),
         );
         assert_eq!(
             lab.seen("pa", "pb", "172.7.22.2"),
@@ -241,21 +226,7 @@ fn anchor_keeps_the_pod_ip_whatever_masquerades_after_it() {
         );
 
         // Each native shape on its own, without the anchor and with it.
-        let broad = [
-            "-w",
-            "5",
-            "-t",
-            "nat",
-            "-A",
-            "POSTROUTING",
-            "-s",
-            "172.7.21.0/24",
-            "!",
-            "-o",
-            "docker0",
-            "-j",
-            "MASQUERADE",
-        ];
+        let broad = common::example_broad(&["-A", "POSTROUTING"]);
         for shape in &SHAPES {
             let ctx = format!("{ctx}, {}", shape.name);
             common::ok_in(

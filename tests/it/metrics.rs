@@ -8,28 +8,17 @@
 
 use crate::common::{self, Netns};
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/prometheus");
 
 /// `promtool check metrics` on `text`; panics with promtool's words.
 fn promtool_accepts(what: &str, text: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::with_stdin(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics refused {what}:\n{}{}\n--- the metrics:\n{text}",
@@ -247,20 +236,7 @@ fn textfile_follows_drift_repair_and_pin() {
 
     let ns = Netns::new();
     ns.ok("iptables-restore", &["-w", "5", "-T", "nat", &s(&rules)]);
-    let broad = [
-        "-t",
-        "nat",
-        "-I",
-        "POSTROUTING",
-        "1",
-        "-s",
-        "172.7.21.0/24",
-        "!",
-        "-o",
-        "docker0",
-        "-j",
-        "MASQUERADE",
-    ];
+    let broad = common::example_broad(&["-I", "POSTROUTING", "1"]);
     ns.ok("iptables", &broad);
     let verify = |extra: &[&str]| -> String {
         let mut args = vec![

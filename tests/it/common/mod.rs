@@ -194,6 +194,42 @@ pub fn podsnat_in(ns: &str, args: &[&str]) -> (i32, String) {
     )
 }
 
+/// docker's broad rule for the example node as iptables arguments, with
+/// `op` in place (`["-A", "POSTROUTING"]`, `["-I", "POSTROUTING", "1"]`).
+pub fn example_broad<'a>(op: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-w", "5", "-t", "nat"];
+    args.extend_from_slice(op);
+    args.extend([
+        "-s",
+        "172.7.21.0/24",
+        "!",
+        "-o",
+        "docker0",
+        "-j",
+        "MASQUERADE",
+    ]);
+    args
+}
+
+/// Runs `cmd` with `input` on its stdin; its output.
+pub fn with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
 /// The shipped example config, by absolute path.
 pub const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/flannel-docker.toml");
 
