@@ -142,10 +142,11 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             })
             .collect(),
     };
+    // The metrics hold no input text, but they are printed lines like any
+    // report's, so they go through the same function.
     match args.format {
-        VerifyFormat::Text => emit(out, Format::Text, &shown)?,
-        // The metrics' label values are podsnat's own words.
-        VerifyFormat::Json | VerifyFormat::Prometheus => emit(out, Format::Json, &shown)?,
+        VerifyFormat::Text | VerifyFormat::Prometheus => emit(out, Format::Text, &shown)?,
+        VerifyFormat::Json => emit(out, Format::Json, &shown)?,
     }
     // As within one table, drift outranks "cannot decide" (exit 2 over 1);
     // with --repair a repair that failed outranks one that worked.
