@@ -53,10 +53,7 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
     }
     if let Some(dir) = &args.textfile {
         textfile::write(dir, metrics::PIN_FILE, |previous| {
-            metrics::pin(&runs, clock.read(), previous).map_err(|e| Error::Output {
-                what: "write the metrics",
-                message: e.to_string(),
-            })
+            metrics::pin(&runs, clock.read(), previous)
         })?;
     }
     let text = match (args.format, shown.as_slice()) {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::atomic;
-use crate::error::Result;
-use crate::metrics::Clock;
+use crate::error::{Error, Result};
+use crate::metrics::{Clock, MetricsError};
 
 /// When a run started, to say so and how long it took. The clock is read
 /// here, at the edge; the metrics themselves are made from plain numbers.
@@ -36,10 +36,22 @@ impl Stopwatch {
     }
 }
 
+/// The metrics' error, as podsnat reports it.
+pub fn unmade(e: MetricsError) -> Error {
+    Error::Output {
+        what: "write the metrics",
+        message: e.to_string(),
+    }
+}
+
 /// Writes `dir/name` with what `make` returns for the file's previous
 /// text ("" when there is none), under the directory's lock, so two runs
 /// cannot lose each other's counts. Returns what it wrote.
-pub fn write(dir: &Path, name: &str, make: impl FnOnce(&str) -> Result<String>) -> Result<String> {
+pub fn write(
+    dir: &Path,
+    name: &str,
+    make: impl FnOnce(&str) -> std::result::Result<String, MetricsError>,
+) -> Result<String> {
     let _lock = atomic::lock_and_clean(dir)?;
     let path = dir.join(name);
     let previous = atomic::read(&path)?;
@@ -47,7 +59,7 @@ pub fn write(dir: &Path, name: &str, make: impl FnOnce(&str) -> Result<String>) 
         .as_ref()
         .map(|p| String::from_utf8_lossy(&p.bytes).into_owned())
         .unwrap_or_default();
-    let text = make(&old)?;
+    let text = make(&old).map_err(unmade)?;
     // Readable by node_exporter, which runs as its own user.
     atomic::write(&path, text.as_bytes(), previous.as_ref(), 0o644, true)?;
     Ok(text)

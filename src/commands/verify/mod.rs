@@ -105,12 +105,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             anchor_loaded: anchor_loaded.contains(&r.family),
         })
         .collect();
-    let metrics = |previous: &str| {
-        metrics::verify(&runs, clock.read(), previous).map_err(|e| Error::Output {
-            what: "write the metrics",
-            message: e.to_string(),
-        })
-    };
+    let metrics = |previous: &str| metrics::verify(&runs, clock.read(), previous);
     let textfile = match &args.textfile {
         Some(dir) => Some(textfile::write(dir, metrics::VERIFY_FILE, metrics)?),
         None => None,
@@ -119,7 +114,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         // The file's text where one was written: the counters go on from it.
         (VerifyFormat::Prometheus, _) => match textfile {
             Some(text) => text,
-            None => metrics("")?,
+            None => metrics("").map_err(textfile::unmade)?,
         },
         (VerifyFormat::Json, [one]) => json(&one.json)?,
         // Each family's report as it is alone, under "ipv4" and "ipv6".
