@@ -76,6 +76,19 @@ pub enum Status {
     Undecided,
 }
 
+impl Status {
+    /// The worst of several verdicts: drift outranks "cannot decide", which
+    /// outranks ok. One node's verdict over its checks and over its families.
+    pub fn worst(all: impl IntoIterator<Item = Status>) -> Status {
+        all.into_iter()
+            .fold(Status::Ok, |worst, s| match (worst, s) {
+                (Status::Drift, _) | (_, Status::Drift) => Status::Drift,
+                (Status::Undecided, _) | (_, Status::Undecided) => Status::Undecided,
+                _ => Status::Ok,
+            })
+    }
+}
+
 /// The outcome for one class of packets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -238,11 +251,7 @@ pub fn evaluate_layers(
         .iter()
         .map(|c| c.status)
         .chain(anchor.iter().map(|a| a.status));
-    let status = statuses.fold(Status::Ok, |worst, s| match (worst, s) {
-        (Status::Drift, _) | (_, Status::Drift) => Status::Drift,
-        (Status::Undecided, _) | (_, Status::Undecided) => Status::Undecided,
-        _ => Status::Ok,
-    });
+    let status = Status::worst(statuses);
     Ok(Report {
         status,
         checks,

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{CheckName, Malformed, Status, evaluate, text};
+use super::{CheckName, Malformed, Sets, Status, evaluate_with, text};
 use crate::config::{Mode, NodeSpec};
 use crate::render;
 use crate::rules_file::{self, Table};
@@ -63,8 +63,16 @@ pub struct Repair {
 /// that shadows it and removes duplicate copies of podsnat's own rules.
 /// Everything else in the table stays as it is. `None` when there is no
 /// pod→cluster drift to repair.
-pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>, RepairError> {
-    let report = evaluate(spec, table)?;
+///
+/// `sets` are the ipsets the table's `-m set` rules match, the same ones the
+/// report was judged with: without them such a rule cannot be decided, and
+/// a drift the report names would read as nothing to repair.
+pub fn plan_repair(
+    spec: &NodeSpec,
+    table: &Table<'_>,
+    sets: &Sets,
+) -> Result<Option<Repair>, RepairError> {
+    let report = evaluate_with(spec, table, sets)?;
     if !drifts(&report) {
         return Ok(None);
     }
@@ -142,14 +150,14 @@ pub fn plan_repair(spec: &NodeSpec, table: &Table<'_>) -> Result<Option<Repair>,
         text + "COMMIT\n"
     };
     let without = candidate(&post);
-    let at = match evaluate(spec, &nat_of(&without)?)?.check(CheckName::PodToCluster) {
+    let at = match evaluate_with(spec, &nat_of(&without)?, sets)?.check(CheckName::PodToCluster) {
         Some(c) if c.status == Status::Drift => c.top.max(1),
         _ => was_at.unwrap_or(post.len() + 1),
     }
     .min(post.len() + 1);
     post.insert(at - 1, &exclusion);
     let with = candidate(&post);
-    let after = evaluate(spec, &nat_of(&with)?)?;
+    let after = evaluate_with(spec, &nat_of(&with)?, sets)?;
     if drifts(&after) || after.check(CheckName::PodToCluster).map(|c| c.status) != Some(Status::Ok)
     {
         return Err(RepairError::NotFixed {

@@ -302,9 +302,13 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
     );
     assert!(podsnat::report_text(&r).contains("kube-proxy's MASQUERADE never sees it"));
     // Its repair rewrites the chain with the RETURN first.
-    let plan = podsnat::plan_repair(&s, &podsnat::parse_rules(&t).unwrap()[0])
-        .unwrap()
-        .unwrap();
+    let plan = podsnat::plan_repair(
+        &s,
+        &podsnat::parse_rules(&t).unwrap()[0],
+        &podsnat::Sets::default(),
+    )
+    .unwrap()
+    .unwrap();
     assert!(
         plan.transaction.contains(&mark_return),
         "{}",
@@ -364,9 +368,13 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         "{text}"
     );
     // The repair takes it out and puts the jump with `! -o docker0` back.
-    let plan = podsnat::plan_repair(&s, &podsnat::parse_rules(&t).unwrap()[0])
-        .unwrap()
-        .unwrap();
+    let plan = podsnat::plan_repair(
+        &s,
+        &podsnat::parse_rules(&t).unwrap()[0],
+        &podsnat::Sets::default(),
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(plan.removed, [old.to_owned()]);
     assert!(plan.transaction.contains(&format!(
         "-I POSTROUTING 1 {}",
@@ -522,7 +530,9 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
         ],
     );
     let tables = podsnat::parse_rules(&t).unwrap();
-    let plan = podsnat::plan_repair(&s, &tables[0]).unwrap().unwrap();
+    let plan = podsnat::plan_repair(&s, &tables[0], &podsnat::Sets::default())
+        .unwrap()
+        .unwrap();
     // Classic mode: the hand fix replaces docker's rule, which goes again.
     assert_eq!(plan.removed, [BROAD.to_owned(), classic.clone()]);
     assert_eq!(plan.position, 2);
@@ -540,7 +550,9 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     let jump = podsnat::exclusion(&g);
     let t = ours_with_top(&g, &[], &[BROAD, &jump]);
     let tables = podsnat::parse_rules(&t).unwrap();
-    let plan = podsnat::plan_repair(&g, &tables[0]).unwrap().unwrap();
+    let plan = podsnat::plan_repair(&g, &tables[0], &podsnat::Sets::default())
+        .unwrap()
+        .unwrap();
     assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
     assert!(
         plan.transaction.starts_with(
@@ -552,9 +564,13 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     // No drift, no plan.
     let ok = podsnat::nat_table(&g);
     assert!(
-        podsnat::plan_repair(&g, &podsnat::parse_rules(&ok).unwrap()[0])
-            .unwrap()
-            .is_none()
+        podsnat::plan_repair(
+            &g,
+            &podsnat::parse_rules(&ok).unwrap()[0],
+            &podsnat::Sets::default()
+        )
+        .unwrap()
+        .is_none()
     );
 }
 
@@ -703,5 +719,43 @@ fn ipv6_tables_are_decided_exactly() {
         err.why,
         podsnat::RuleError::NotIpv6("172.7.21.0/24".into()),
         "{err}"
+    );
+}
+
+/// The repair judges the table with the same ipsets as the report: a
+/// masquerade by set above podsnat's exclusion is drift in both, and the
+/// plan puts the exclusion above it (before, the plan read the table
+/// without the sets, could not decide that rule and planned nothing).
+#[test]
+fn repair_plan_reads_the_ipsets_the_report_read() {
+    let g = spec("guard", &[]);
+    let by_set = "-A POSTROUTING -m set --match-set pods src ! -o docker0 -j MASQUERADE";
+    let t = ours_with_top(&g, &[], &[by_set]);
+    let sets = podsnat::Sets::parse(
+        "create pods hash:net family inet hashsize 1024 maxelem 65536
+         add pods 172.7.21.0/24
+",
+    )
+    .unwrap();
+    let tables = podsnat::parse_rules(&t).unwrap();
+    let r = podsnat::evaluate_with(&g, &tables[0], &sets).unwrap();
+    assert_eq!(
+        r.check(CheckName::PodToCluster).unwrap().status,
+        Status::Drift,
+        "{}",
+        podsnat::report_text(&r)
+    );
+    let plan = podsnat::plan_repair(&g, &tables[0], &sets)
+        .unwrap()
+        .expect("the drift the report names is repaired");
+    assert_eq!(plan.position, 1, "{}", plan.transaction);
+    let exclusion = podsnat::exclusion(&g);
+    assert!(
+        plan.transaction.contains(&format!(
+            "-I POSTROUTING 1 {}",
+            &exclusion["-A POSTROUTING ".len()..]
+        )),
+        "{}",
+        plan.transaction
     );
 }

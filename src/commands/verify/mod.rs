@@ -4,8 +4,10 @@
 //! gathers what the evaluation reads besides the table.
 
 mod inputs;
+mod outcome;
 
 use inputs::{docker_settings, ipsets, test_file};
+use outcome::{Outcome, worst};
 
 use super::textfile;
 
@@ -156,31 +158,6 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         .unwrap_or(ExitStatus::Unchanged))
 }
 
-/// The worst verdict of several families: drift, then cannot decide.
-fn worst(all: &[Outcome]) -> Status {
-    if all.iter().any(|r| r.exit == ExitStatus::Changed) {
-        Status::Drift
-    } else if all.iter().any(|r| r.exit == ExitStatus::Failed) {
-        Status::Undecided
-    } else {
-        Status::Ok
-    }
-}
-
-/// One family's verdict, shown.
-struct Outcome {
-    family: Family,
-    source: String,
-    exit: ExitStatus,
-    text: String,
-    /// The report, for `--format json`.
-    json: serde_json::Value,
-    /// The last verdict: after the repair, where one was applied.
-    report: Report,
-    /// A `--noflush` repair was applied.
-    repaired: bool,
-}
-
 /// The nftables ruleset: the live one, or `--nft-file` with `--file`;
 /// `None` when a file is judged alone.
 ///
@@ -311,7 +288,7 @@ fn one(
     }
 
     // A malformed rule stays that error; the rest cannot be repaired.
-    let repair = verify::plan_repair(spec, &table).map_err(|e| match e {
+    let repair = verify::plan_repair(spec, &table, &sets).map_err(|e| match e {
         verify::RepairError::Malformed(m) => malformed(m),
         other => Error::CannotRepair(other.to_string()),
     })?;
