@@ -96,7 +96,7 @@ pub fn require(test: &str, root: bool, progs: &[&str]) {
     }
     assert!(
         missing.is_empty(),
-        "{test} needs {}, which this machine lacks; `sudo bash scripts/test` installs every test dependency and runs every test",
+        "{test} needs {}, which this machine lacks; `bash scripts/test` installs every test dependency and runs every test",
         missing.join(", ")
     );
 }
