@@ -61,14 +61,6 @@ pub struct Table<'a> {
 }
 
 impl Table<'_> {
-    /// The policy of a built-in chain (`ACCEPT`), `-` for user chains.
-    pub fn policy(&self, chain: &str) -> Option<&str> {
-        self.chain_decls.iter().find_map(|d| {
-            let mut words = d.strip_prefix(':')?.split_whitespace();
-            (words.next()? == chain).then(|| words.next()).flatten()
-        })
-    }
-
     /// Whether podsnat wrote this table: its header comment is part of the span.
     pub fn is_podsnats(&self, text: &str) -> bool {
         text.get(self.span.clone())

@@ -3,7 +3,6 @@
 //! each checked so that nothing read can change what the unit means.
 
 use std::fmt;
-use std::path::Path;
 
 /// What is wrong with a unit name or a unit path; the text follows the
 /// field and the quoted value in the message.
@@ -96,10 +95,6 @@ impl UnitPath {
             return Err(NameError::DotDot);
         }
         Ok(UnitPath(s.to_owned()))
-    }
-
-    pub fn as_path(&self) -> &Path {
-        Path::new(&self.0)
     }
 
     pub fn as_str(&self) -> &str {
