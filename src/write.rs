@@ -1,6 +1,8 @@
 //! Updating a file the way config management expects: compute the new
-//! content, compare, diff, test, and write only when it changed. The
-//! decision is pure; the edges are `atomic` (files) and `system` (programs).
+//! content, compare, diff, test, and write only when it changed. Comparing
+//! and diffing are pure; the test runs `iptables-restore --test` (through
+//! `system`, the edge that runs programs) and the write goes through
+//! `atomic`, the edge that writes files.
 
 use std::path::{Path, PathBuf};
 

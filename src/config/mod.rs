@@ -54,8 +54,10 @@ struct Layer {
 /// a node can give (`bridge` to `masquerade_bit`) between fields of its own,
 /// and `settings_onto`, which copies them into a [`RawConfig`]. The config
 /// file, the fleet inventory and each of its nodes are declared with it, so
-/// the shared keys are listed once. (serde's `flatten` would do it too, but
-/// it loses the line and the list of expected keys in TOML errors.)
+/// those three raw sources share one list of the keys. The merge still names
+/// each key again (`Layer`, `node_spec`, `Shared`, `load_spec`): a new key
+/// is added there too. (serde's `flatten` would share the declaration as
+/// well, but it loses the line and the list of expected keys in TOML errors.)
 macro_rules! raw_with_settings {
     (
         $(#[$meta:meta])*

@@ -286,6 +286,52 @@ fn ends_elsewhere(stmts: &[Stmt]) -> bool {
         })
 }
 
+impl Hook<'_, '_, '_> {
+    /// What decides a drift that a rule of another nftables table decided:
+    /// its chain's priority against iptables' nat table, never a position in
+    /// iptables' POSTROUTING (nothing was inserted above anything there).
+    /// `ours_in_iptables`: podsnat's rules are in iptables' table, where
+    /// they bind no NAT for this packet, so they end only that table's walk.
+    /// `None` where an iptables rule decided.
+    pub(super) fn priority_note(&self, rule: &RuleRef, ours_in_iptables: bool) -> Option<String> {
+        let chain = self
+            .chains
+            .iter()
+            .find(|c| rule_ref(c, 0, "").chain == rule.chain)
+            .map(|c| (c, c.hook_prio.unwrap_or(0)))
+            .or_else(|| {
+                // A rule in a regular chain: the table's base chain decided.
+                let mut words = rule.chain.strip_prefix("table ")?.split(' ');
+                let (family, table) = (words.next()?, words.next()?);
+                self.chains
+                    .iter()
+                    .filter(|c| c.family == family && c.table == table)
+                    .map(|c| (c, c.hook_prio.unwrap_or(0)))
+                    .min_by_key(|(_, prio)| *prio)
+            });
+        let (chain, prio) = chain?;
+        let order = match prio.cmp(&IPTABLES_PRIO) {
+            std::cmp::Ordering::Less => "before",
+            std::cmp::Ordering::Equal => "at the same priority as",
+            std::cmp::Ordering::Greater => "after",
+        };
+        let mut note = format!(
+            "table {} {} runs at priority {prio}, {order} iptables' nat table ({IPTABLES_PRIO})",
+            chain.family, chain.table
+        );
+        // The first NAT binding ends the walk at the hook; podsnat's
+        // exclusion in iptables' table keeps the source without binding.
+        if ours_in_iptables {
+            note += if prio < IPTABLES_PRIO {
+                ", so podsnat's exclusion there never sees the packet"
+            } else {
+                ", where podsnat's exclusion binds no NAT and so ends only that table's walk"
+            };
+        }
+        Some(note)
+    }
+}
+
 fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {
     RuleRef {
         chain: format!(

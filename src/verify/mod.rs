@@ -229,7 +229,14 @@ pub fn evaluate_layers(
             checks::run(spec, &hook, class, packets)
         };
         let mut check = check.unwrap_or_else(|| checks::empty(spec, class));
-        check.note = checks::note(spec, table, &check).or(check.note);
+        let nft_decided = check
+            .rule
+            .as_ref()
+            .filter(|_| check.status == Status::Drift && check.name == CLUSTER.name)
+            .and_then(|r| hook.priority_note(r, podsnat_present(spec, table, None)));
+        check.note = nft_decided
+            .or_else(|| checks::note(spec, table, &check))
+            .or(check.note);
         checks.push(check);
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {

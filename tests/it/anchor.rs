@@ -507,3 +507,53 @@ fn an_anchor_nft_rejects_changes_no_file() {
     );
     assert!(!out.exists(), "an anchor was written");
 }
+
+/// Offline, no root: docker 29's `docker-bridges` masquerades at srcnat,
+/// the priority of iptables' nat table, where podsnat's exclusion is. The
+/// drift line names that table, its priority and the order, not a position
+/// in iptables' POSTROUTING ("inserted above" was said before, though
+/// nothing was inserted above anything); a table before srcnat is named so.
+#[test]
+fn drift_from_another_nft_table_names_its_priority() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.v4");
+    fs::write(&rules, common::render_example(&[])).unwrap();
+    let run = |prio: i64| {
+        let json = tmp.path().join("ruleset.json");
+        let items = [
+            format!(
+                r#"{{"chain": {{"family": "ip", "table": "docker-bridges", "name": "nat-POSTROUTING", "handle": 1, "type": "nat", "hook": "postrouting", "prio": {prio}, "policy": "accept"}}}}"#
+            ),
+            r#"{"rule": {"family": "ip", "table": "docker-bridges", "chain": "nat-POSTROUTING", "handle": 2, "expr": [{"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.7.21.0", "len": 24}}}}, {"masquerade": null}]}}"#.to_owned(),
+        ];
+        fs::write(&json, format!(r#"{{"nftables": [{}]}}"#, items.join(", "))).unwrap();
+        let out = std::process::Command::new(common::podsnat_bin())
+            .args(["verify", "--config", EXAMPLE, "--no-anchor", "--no-test"])
+            .args(["--file", rules.to_str().unwrap()])
+            .args(["--nft-file", json.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (out.status.code(), common::text(&out.stdout))
+    };
+    let (code, text) = run(100);
+    assert_eq!(code, Some(2), "{text}");
+    let drift = text
+        .lines()
+        .find(|l| l.starts_with("drift: pod→cluster"))
+        .unwrap_or_else(|| panic!("no pod→cluster drift:\n{text}"));
+    assert!(
+        drift.contains("table ip docker-bridges chain nat-POSTROUTING rule 1"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("(table ip docker-bridges runs at priority 100, at the same priority as iptables' nat table (100), where podsnat's exclusion binds no NAT and so ends only that table's walk)"),
+        "{drift}"
+    );
+    assert!(!text.contains("inserted above"), "{text}");
+    let (code, text) = run(50);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("(table ip docker-bridges runs at priority 50, before iptables' nat table (100), so podsnat's exclusion there never sees the packet)"),
+        "{text}"
+    );
+}

@@ -22,7 +22,14 @@ fn podsnat(args: &[&str]) -> String {
 
 /// Every visible command, as "podsnat fleet check".
 fn commands() -> Vec<String> {
-    let cli = Cli::command();
+    command_defs().into_iter().map(|(name, _)| name).collect()
+}
+
+/// Every visible command with its clap definition.
+fn command_defs() -> Vec<(String, clap::Command)> {
+    // Arguments are deferred until a command runs: build them all.
+    let mut cli = Cli::command();
+    cli.build();
     let mut out = Vec::new();
     for sub in cli
         .get_subcommands()
@@ -33,10 +40,11 @@ fn commands() -> Vec<String> {
             .filter(|s| s.get_name() != "help")
             .collect();
         if nested.is_empty() {
-            out.push(format!("podsnat {}", sub.get_name()));
+            out.push((format!("podsnat {}", sub.get_name()), sub.clone()));
         }
         for inner in nested {
-            out.push(format!("podsnat {} {}", sub.get_name(), inner.get_name()));
+            let name = format!("podsnat {} {}", sub.get_name(), inner.get_name());
+            out.push((name, inner.clone()));
         }
     }
     out
@@ -59,18 +67,26 @@ fn man_page_covers_every_command_and_renders_cleanly() {
             "no {section} section"
         );
     }
-    // Every option of every command is documented.
-    for flag in [
-        "--flannel-env",
-        "--no-masquerade",
-        "--random-fully",
-        "--check",
-        "--verify-timer",
-        "--repair",
-        "--prune",
-    ] {
-        assert!(man.contains(&flag.replace('-', "\\-")), "{flag} is missing");
+    // Every visible option of every command is in that command's section.
+    let mut flags = 0;
+    for (name, cmd) in command_defs() {
+        let head = format!(".SH \"{}\"", name.to_uppercase());
+        let start = man.find(&head).unwrap() + head.len();
+        let end = man[start..].find("\n.SH ").map_or(man.len(), |i| start + i);
+        let section = &man[start..end];
+        for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let Some(long) = arg.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            flags += 1;
+            assert!(
+                section.contains(&format!("\\-\\-{}", long.replace('-', "\\-"))),
+                "{name}: --{long} is not in its man section"
+            );
+        }
     }
+    assert!(flags >= 40, "only {flags} options found");
     common::require(
         "man_page_covers_every_command_and_renders_cleanly",
         false,
@@ -253,4 +269,37 @@ fn golden_tables_conflict_with_every_setting() {
             );
         }
     }
+}
+
+/// The man page's list of settings flags is the clap group `settings`,
+/// less the two files it names in their own paragraphs: no flag is listed
+/// that is not a setting (`--anchor` was, which is render's, not a setting),
+/// and none is missing.
+#[test]
+fn man_settings_flags_are_the_settings_group() {
+    let man = podsnat(&["generate", "man"]);
+    let start = man.find(".TP\nFlags\n").expect("a Flags paragraph") + ".TP\nFlags\n".len();
+    let end = start + man[start..].find(".PP").unwrap();
+    let mut listed: Vec<String> = man[start..end]
+        .split("\\fB\\-\\-")
+        .skip(1)
+        .map(|s| s.split("\\fR").next().unwrap().replace("\\-", "-"))
+        .collect();
+    listed.sort();
+    let (_, render) = command_defs()
+        .into_iter()
+        .find(|(n, _)| n == "podsnat render")
+        .unwrap();
+    let group = render
+        .get_groups()
+        .find(|g| g.get_id() == "settings")
+        .unwrap();
+    let mut settings: Vec<String> = group
+        .get_args()
+        .filter_map(|id| render.get_arguments().find(|a| a.get_id() == id))
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .filter(|l| l != "config" && l != "flannel-env")
+        .collect();
+    settings.sort();
+    assert_eq!(listed, settings);
 }
