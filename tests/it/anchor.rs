@@ -452,7 +452,7 @@ fn equal_priority_chains_that_disagree_cannot_be_decided() {
         ]);
         assert_eq!(code, Some(2), "{data}: {text}");
         assert!(
-            text.contains("drift: pod→cluster traffic is masqueraded by table ip v chain masq rule 1: masquerade; packet 172.7.21.1 -> 172.7.0.0 from docker0 via eth7"),
+            text.contains("drift: pod→cluster traffic is masqueraded by table ip v chain masq rule 1: masquerade (table ip v runs at priority 100, at the same priority as iptables' nat table (100)); packet 172.7.21.1 -> 172.7.0.0 from docker0 via eth7"),
             "{data}: {text}"
         );
     }

@@ -290,3 +290,99 @@ fn role_writes_both_families_on_a_dual_stack_node() {
     assert!(second.status.success());
     assert_eq!(recap(&second), (0, 0), "second run must be ok, not changed");
 }
+
+/// The role's list of golden units names each unit's target as the unit
+/// file's own `[Install] WantedBy=` does, and names only units the tree has.
+#[test]
+fn role_units_agree_with_the_unit_files() {
+    let defaults = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/ansible/roles/podsnat/defaults/main.yml"
+    ))
+    .unwrap();
+    let listed: Vec<(&str, &str)> = defaults
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- {name: "))
+        .filter_map(|l| l.strip_suffix('}')?.split_once(", wanted_by: "))
+        .collect();
+    assert!(listed.len() >= 4, "{listed:?}");
+    for (name, wanted_by) in listed {
+        let path = format!("{}/units/{name}.in", env!("CARGO_MANIFEST_DIR"));
+        let unit = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(
+            unit.lines().any(|l| l == format!("WantedBy={wanted_by}")),
+            "{name}: the role says wanted by {wanted_by}, the unit file does not"
+        );
+    }
+}
+
+/// An inventory with `pin = false` renders no pin units, and the role
+/// installs the units the golden directory has for the node (it listed the
+/// pin units always, and failed on their missing files).
+#[test]
+fn role_installs_only_the_golden_units_the_fleet_rendered() {
+    common::require(
+        "role_installs_only_the_golden_units_the_fleet_rendered",
+        false,
+        &["ansible-playbook"],
+    );
+    let (tmp, root) = setup();
+    let golden = tmp.path().join("golden");
+    let inventory = tmp.path().join("inventory.toml");
+    let example = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/inventory.toml"
+    ))
+    .unwrap();
+    fs::write(
+        &inventory,
+        example.replace("[unit]\n", "[unit]\npin = false\n"),
+    )
+    .unwrap();
+    let render = Command::new(common::podsnat_bin())
+        .args(["fleet", "render", "--inventory"])
+        .arg(&inventory)
+        .arg("--out-dir")
+        .arg(&golden)
+        .output()
+        .unwrap();
+    assert_eq!(
+        render.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    assert!(!golden.join("podsnat-pin.service").exists());
+    let vars = format!(
+        r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "hdss7-21", "podsnat_test": false}}"#,
+        common::podsnat_bin().display(),
+        root.display(),
+        golden.display()
+    );
+    let first = playbook(tmp.path(), &vars, &[]);
+    assert!(
+        first.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let units = root.join("etc/systemd/system");
+    for unit in ["podsnat.service", "podsnat-anchor.service"] {
+        assert_eq!(
+            fs::read_to_string(units.join(unit)).unwrap(),
+            fs::read_to_string(golden.join(unit)).unwrap(),
+            "{unit}"
+        );
+        assert!(
+            units
+                .join("multi-user.target.wants")
+                .join(unit)
+                .is_symlink()
+        );
+    }
+    for unit in ["podsnat-pin.service", "podsnat-pin.timer"] {
+        assert!(!units.join(unit).exists(), "{unit} was installed");
+    }
+    let second = playbook(tmp.path(), &vars, &[]);
+    assert_eq!(recap(&second), (0, 0), "a second run changes nothing");
+}
