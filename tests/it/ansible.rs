@@ -140,6 +140,23 @@ fn role_is_idempotent_supports_check_diff_and_fails_on_bad_input() {
     );
 }
 
+/// `podsnat fleet render` of `inventory` into `golden`: exit 2, written.
+fn fleet_render(inventory: &Path, golden: &Path) {
+    let render = Command::new(common::podsnat_bin())
+        .args(["fleet", "render", "--inventory"])
+        .arg(inventory)
+        .arg("--out-dir")
+        .arg(golden)
+        .output()
+        .unwrap();
+    assert_eq!(
+        render.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+}
+
 /// A fleet node picks up its golden files with the role: its nat table
 /// into the rules file (`podsnat write --table`), the shared units (and its
 /// own where the inventory made one) into /etc/systemd/system, enabled.
@@ -164,19 +181,7 @@ fn role_installs_a_nodes_golden_files() {
             + "[nodes.unit]\nafter = [\"flannel.service\"]\n",
     )
     .unwrap();
-    let render = Command::new(common::podsnat_bin())
-        .args(["fleet", "render", "--inventory"])
-        .arg(&inventory)
-        .arg("--out-dir")
-        .arg(&golden)
-        .output()
-        .unwrap();
-    assert_eq!(
-        render.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&render.stderr)
-    );
+    fleet_render(&inventory, &golden);
     assert!(
         golden.join("hdss7-22.podsnat.service").is_file(),
         "the last node has its own unit"
@@ -339,19 +344,7 @@ fn role_installs_only_the_golden_units_the_fleet_rendered() {
         example.replace("[unit]\n", "[unit]\npin = false\n"),
     )
     .unwrap();
-    let render = Command::new(common::podsnat_bin())
-        .args(["fleet", "render", "--inventory"])
-        .arg(&inventory)
-        .arg("--out-dir")
-        .arg(&golden)
-        .output()
-        .unwrap();
-    assert_eq!(
-        render.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&render.stderr)
-    );
+    fleet_render(&inventory, &golden);
     assert!(!golden.join("podsnat-pin.service").exists());
     let vars = format!(
         r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "hdss7-21", "podsnat_test": false}}"#,
