@@ -80,6 +80,6 @@ pub use write::sha256_hex;
 /// verify: judge a nat table (with its ipsets) against a node's spec,
 /// plan a `--noflush` repair, and the report.
 pub use verify::{
-    CheckName, Expect, Malformed, Report, RuleError, Sets, Status, check_all, evaluate,
+    CheckName, Expect, Malformed, Repair, Report, RuleError, Sets, Status, check_all, evaluate,
     evaluate_with, plan_repair, text as report_text,
 };

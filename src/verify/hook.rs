@@ -140,7 +140,7 @@ impl Hook<'_, '_, '_> {
                 continue;
             };
             *idx += 1;
-            let here = rule_ref(chain, *idx, &rule.text);
+            let here = rule_ref(base, chain, *idx, &rule.text);
             steps += 1;
             if steps > 100_000 || stack.len() > 64 {
                 return Outcome::Undecided(here, "the chains loop or nest too deep".into());
@@ -286,54 +286,41 @@ fn ends_elsewhere(stmts: &[Stmt]) -> bool {
         })
 }
 
-impl Hook<'_, '_, '_> {
-    /// What decides a drift that a rule of another nftables table decided:
-    /// its chain's priority against iptables' nat table, never a position in
-    /// iptables' POSTROUTING (nothing was inserted above anything there).
-    /// `ours_in_iptables`: podsnat's rules are in iptables' table, where
-    /// they bind no NAT for this packet, so they end only that table's walk.
-    /// `None` where an iptables rule decided.
-    pub(super) fn priority_note(&self, rule: &RuleRef, ours_in_iptables: bool) -> Option<String> {
-        let chain = self
-            .chains
-            .iter()
-            .find(|c| rule_ref(c, 0, "").chain == rule.chain)
-            .map(|c| (c, c.hook_prio.unwrap_or(0)))
-            .or_else(|| {
-                // A rule in a regular chain: the table's base chain decided.
-                let mut words = rule.chain.strip_prefix("table ")?.split(' ');
-                let (family, table) = (words.next()?, words.next()?);
-                self.chains
-                    .iter()
-                    .filter(|c| c.family == family && c.table == table)
-                    .map(|c| (c, c.hook_prio.unwrap_or(0)))
-                    .min_by_key(|(_, prio)| *prio)
-            });
-        let (chain, prio) = chain?;
-        let order = match prio.cmp(&IPTABLES_PRIO) {
-            std::cmp::Ordering::Less => "before",
-            std::cmp::Ordering::Equal => "at the same priority as",
-            std::cmp::Ordering::Greater => "after",
+/// What decides a drift that a rule of another nftables table decided:
+/// the priority of the base chain whose walk reached it, against iptables'
+/// nat table, never a position in iptables' POSTROUTING (nothing was
+/// inserted above anything there). `ours_in_iptables`: podsnat's rules are
+/// in iptables' table, where they bind no NAT for this packet, so they end
+/// only that table's walk. `None` where an iptables rule decided.
+pub(super) fn priority_note(rule: &RuleRef, ours_in_iptables: bool) -> Option<String> {
+    let prio = rule.base_priority?;
+    // `table FAMILY NAME chain NAME`, as rule_ref writes it; nft names
+    // have no spaces.
+    let table = rule.chain.strip_prefix("table ")?.split(" chain ").next()?;
+    let order = match prio.cmp(&IPTABLES_PRIO) {
+        std::cmp::Ordering::Less => "before",
+        std::cmp::Ordering::Equal => "at the same priority as",
+        std::cmp::Ordering::Greater => "after",
+    };
+    let mut note = format!(
+        "table {table} runs at priority {prio}, {order} iptables' nat table ({IPTABLES_PRIO})"
+    );
+    // The first NAT binding ends the walk at the hook; podsnat's exclusion
+    // in iptables' table keeps the source without binding.
+    if ours_in_iptables {
+        note += if prio < IPTABLES_PRIO {
+            ", so podsnat's exclusion there never sees the packet"
+        } else {
+            ", where podsnat's exclusion binds no NAT and so ends only that table's walk"
         };
-        let mut note = format!(
-            "table {} {} runs at priority {prio}, {order} iptables' nat table ({IPTABLES_PRIO})",
-            chain.family, chain.table
-        );
-        // The first NAT binding ends the walk at the hook; podsnat's
-        // exclusion in iptables' table keeps the source without binding.
-        if ours_in_iptables {
-            note += if prio < IPTABLES_PRIO {
-                ", so podsnat's exclusion there never sees the packet"
-            } else {
-                ", where podsnat's exclusion binds no NAT and so ends only that table's walk"
-            };
-        }
-        Some(note)
     }
+    Some(note)
 }
 
-fn rule_ref(chain: &Chain, position: usize, text: &str) -> RuleRef {
+/// A rule of `chain`, reached from the base chain `base`.
+fn rule_ref(base: &Chain, chain: &Chain, position: usize, text: &str) -> RuleRef {
     RuleRef {
+        base_priority: Some(base.hook_prio.unwrap_or(0)),
         chain: format!(
             "table {} {} chain {}",
             chain.family, chain.table, chain.name

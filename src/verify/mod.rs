@@ -29,7 +29,7 @@ pub use checks::{CheckName, Expect, Promise};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use repair::{RepairError, plan_repair};
+pub use repair::{Repair, RepairError, plan_repair};
 pub use report::text;
 
 use crate::config::NodeSpec;
@@ -50,6 +50,10 @@ pub struct RuleRef {
     pub chain: String,
     pub position: usize,
     pub text: String,
+    /// For an nftables rule, the priority of the base chain whose walk
+    /// reached it (a jump never leaves its table). `None` for iptables' rules.
+    #[serde(skip)]
+    pub(crate) base_priority: Option<i64>,
 }
 
 impl RuleRef {
@@ -58,6 +62,7 @@ impl RuleRef {
             chain: r.chain.to_owned(),
             position: r.pos,
             text: r.text.to_owned(),
+            base_priority: None,
         }
     }
 }
@@ -233,7 +238,7 @@ pub fn evaluate_layers(
             .rule
             .as_ref()
             .filter(|_| check.status == Status::Drift && check.name == CLUSTER.name)
-            .and_then(|r| hook.priority_note(r, podsnat_present(spec, table, None)));
+            .and_then(|r| hook::priority_note(r, podsnat_present(spec, table, None)));
         check.note = nft_decided
             .or_else(|| checks::note(spec, table, &check))
             .or(check.note);

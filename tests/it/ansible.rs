@@ -140,13 +140,22 @@ fn role_is_idempotent_supports_check_diff_and_fails_on_bad_input() {
     );
 }
 
-/// `podsnat fleet render` of `inventory` into `golden`: exit 2, written.
-fn fleet_render(inventory: &Path, golden: &Path) {
+/// The example inventory, changed by `edit`, rendered with `podsnat fleet
+/// render` (exit 2: written) into `dir/golden`, which it returns.
+fn golden_fleet(dir: &Path, edit: impl FnOnce(String) -> String) -> std::path::PathBuf {
+    let example = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/inventory.toml"
+    ))
+    .unwrap();
+    let inventory = dir.join("inventory.toml");
+    fs::write(&inventory, edit(example)).unwrap();
+    let golden = dir.join("golden");
     let render = Command::new(common::podsnat_bin())
         .args(["fleet", "render", "--inventory"])
-        .arg(inventory)
+        .arg(&inventory)
         .arg("--out-dir")
-        .arg(golden)
+        .arg(&golden)
         .output()
         .unwrap();
     assert_eq!(
@@ -155,6 +164,17 @@ fn fleet_render(inventory: &Path, golden: &Path) {
         "{}",
         String::from_utf8_lossy(&render.stderr)
     );
+    golden
+}
+
+/// The role's variables for `node` of the fleet in `golden`, into `root`.
+fn golden_vars(root: &Path, golden: &Path, node: &str) -> String {
+    format!(
+        r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "{node}", "podsnat_test": false}}"#,
+        common::podsnat_bin().display(),
+        root.display(),
+        golden.display()
+    )
 }
 
 /// A fleet node picks up its golden files with the role: its nat table
@@ -169,19 +189,10 @@ fn role_installs_a_nodes_golden_files() {
         &["ansible-playbook"],
     );
     let (tmp, root) = setup();
-    let golden = tmp.path().join("golden");
-    let inventory = tmp.path().join("inventory.toml");
-    fs::write(
-        &inventory,
-        fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/examples/inventory.toml"
-        ))
-        .unwrap()
-            + "[nodes.unit]\nafter = [\"flannel.service\"]\n",
-    )
-    .unwrap();
-    fleet_render(&inventory, &golden);
+    // The last node gets a unit of its own.
+    let golden = golden_fleet(tmp.path(), |inventory| {
+        inventory + "[nodes.unit]\nafter = [\"flannel.service\"]\n"
+    });
     assert!(
         golden.join("hdss7-22.podsnat.service").is_file(),
         "the last node has its own unit"
@@ -190,12 +201,7 @@ fn role_installs_a_nodes_golden_files() {
     for (node, own_unit) in [("hdss7-21", false), ("hdss7-22", true)] {
         let _ = fs::remove_dir_all(&root);
         fs::create_dir(&root).unwrap();
-        let vars = format!(
-            r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "{node}", "podsnat_test": false}}"#,
-            common::podsnat_bin().display(),
-            root.display(),
-            golden.display()
-        );
+        let vars = golden_vars(&root, &golden, node);
         let first = playbook(tmp.path(), &vars, &[]);
         assert!(
             first.status.success(),
@@ -332,26 +338,11 @@ fn role_installs_only_the_golden_units_the_fleet_rendered() {
         &["ansible-playbook"],
     );
     let (tmp, root) = setup();
-    let golden = tmp.path().join("golden");
-    let inventory = tmp.path().join("inventory.toml");
-    let example = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/examples/inventory.toml"
-    ))
-    .unwrap();
-    fs::write(
-        &inventory,
-        example.replace("[unit]\n", "[unit]\npin = false\n"),
-    )
-    .unwrap();
-    fleet_render(&inventory, &golden);
+    let golden = golden_fleet(tmp.path(), |inventory| {
+        inventory.replace("[unit]\n", "[unit]\npin = false\n")
+    });
     assert!(!golden.join("podsnat-pin.service").exists());
-    let vars = format!(
-        r#"{{"podsnat_bin": "{}", "podsnat_root": "{}", "podsnat_golden_dir": "{}", "podsnat_node": "hdss7-21", "podsnat_test": false}}"#,
-        common::podsnat_bin().display(),
-        root.display(),
-        golden.display()
-    );
+    let vars = golden_vars(&root, &golden, "hdss7-21");
     let first = playbook(tmp.path(), &vars, &[]);
     assert!(
         first.status.success(),

@@ -47,6 +47,12 @@ fn eval(spec: &NodeSpec, table: &str) -> Report {
     podsnat::evaluate(spec, &tables[0]).unwrap()
 }
 
+/// The `--noflush` repair of `table` (its first table), judged without ipsets.
+fn repair_of(spec: &NodeSpec, table: &str) -> Option<podsnat::Repair> {
+    let tables = podsnat::parse_rules(table).unwrap();
+    podsnat::plan_repair(spec, &tables[0], &podsnat::Sets::default()).unwrap()
+}
+
 /// A nat table from chain declarations and rules.
 fn table(chains: &[&str], rules: &[&str]) -> String {
     let mut t = String::from(
@@ -302,13 +308,7 @@ fn marked_traffic_is_masqueraded_wherever_podsnats_rules_stand() {
     );
     assert!(podsnat::report_text(&r).contains("kube-proxy's MASQUERADE never sees it"));
     // Its repair rewrites the chain with the RETURN first.
-    let plan = podsnat::plan_repair(
-        &s,
-        &podsnat::parse_rules(&t).unwrap()[0],
-        &podsnat::Sets::default(),
-    )
-    .unwrap()
-    .unwrap();
+    let plan = repair_of(&s, &t).unwrap();
     assert!(
         plan.transaction.contains(&mark_return),
         "{}",
@@ -368,13 +368,7 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         "{text}"
     );
     // The repair takes it out and puts the jump with `! -o docker0` back.
-    let plan = podsnat::plan_repair(
-        &s,
-        &podsnat::parse_rules(&t).unwrap()[0],
-        &podsnat::Sets::default(),
-    )
-    .unwrap()
-    .unwrap();
+    let plan = repair_of(&s, &t).unwrap();
     assert_eq!(plan.removed, [old.to_owned()]);
     assert!(plan.transaction.contains(&format!(
         "-I POSTROUTING 1 {}",
@@ -529,10 +523,7 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
             BROAD,
         ],
     );
-    let tables = podsnat::parse_rules(&t).unwrap();
-    let plan = podsnat::plan_repair(&s, &tables[0], &podsnat::Sets::default())
-        .unwrap()
-        .unwrap();
+    let plan = repair_of(&s, &t).unwrap();
     // Classic mode: the hand fix replaces docker's rule, which goes again.
     assert_eq!(plan.removed, [BROAD.to_owned(), classic.clone()]);
     assert_eq!(plan.position, 2);
@@ -549,10 +540,7 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     let g = spec("guard", &[]);
     let jump = podsnat::exclusion(&g);
     let t = ours_with_top(&g, &[], &[BROAD, &jump]);
-    let tables = podsnat::parse_rules(&t).unwrap();
-    let plan = podsnat::plan_repair(&g, &tables[0], &podsnat::Sets::default())
-        .unwrap()
-        .unwrap();
+    let plan = repair_of(&g, &t).unwrap();
     assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
     assert!(
         plan.transaction.starts_with(
@@ -563,15 +551,7 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
     );
     // No drift, no plan.
     let ok = podsnat::nat_table(&g);
-    assert!(
-        podsnat::plan_repair(
-            &g,
-            &podsnat::parse_rules(&ok).unwrap()[0],
-            &podsnat::Sets::default()
-        )
-        .unwrap()
-        .is_none()
-    );
+    assert!(repair_of(&g, &ok).is_none());
 }
 
 /// `verify --file` runs the real `iptables-restore --test` on the file: a

@@ -53,17 +53,20 @@ mod tests {
     /// a family repaired to ok (exit 2) is ok.
     #[test]
     fn the_families_status_comes_from_their_reports() {
-        let still_drifts = outcome(Family::V6, ExitStatus::Failed, Status::Drift);
-        let repaired = outcome(Family::V4, ExitStatus::Changed, Status::Ok);
-        assert_eq!(worst(&[repaired, still_drifts]), Status::Drift);
-        let still_drifts = outcome(Family::V6, ExitStatus::Failed, Status::Drift);
-        let fine = outcome(Family::V4, ExitStatus::Unchanged, Status::Ok);
-        assert_eq!(worst(&[fine, still_drifts]), Status::Drift);
-        let repaired = outcome(Family::V4, ExitStatus::Changed, Status::Ok);
-        let also = outcome(Family::V6, ExitStatus::Changed, Status::Ok);
-        assert_eq!(worst(&[repaired, also]), Status::Ok);
-        let odd = outcome(Family::V6, ExitStatus::Failed, Status::Undecided);
-        let fine = outcome(Family::V4, ExitStatus::Unchanged, Status::Ok);
-        assert_eq!(worst(&[fine, odd]), Status::Undecided);
+        use ExitStatus::{Changed, Failed, Unchanged};
+        use Status::{Drift, Ok, Undecided};
+        // (IPv4's exit and report, IPv6's, the node's status)
+        for (v4, v6, want) in [
+            ((Changed, Ok), (Failed, Drift), Drift),
+            ((Unchanged, Ok), (Failed, Drift), Drift),
+            ((Changed, Ok), (Changed, Ok), Ok),
+            ((Unchanged, Ok), (Failed, Undecided), Undecided),
+        ] {
+            let all = [
+                outcome(Family::V4, v4.0, v4.1),
+                outcome(Family::V6, v6.0, v6.1),
+            ];
+            assert_eq!(worst(&all), want, "{v4:?} {v6:?}");
+        }
     }
 }
