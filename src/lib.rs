@@ -8,7 +8,8 @@
 //!           │  cli          clap definitions only
 //!           ├─> fleet       an inventory -> every node's golden files
 //!           ├─> unit/       podsnat's systemd units: render (pure), install
-//!           ├─> verify/     rule parser, atoms, kernel walk, repair (pure)
+//!           ├─> live/       the --noflush planner of pin and --repair (pure)
+//!           ├─> verify/     rule parser, atoms, kernel walk, the verdict (pure)
 //!           ├─> write       compare, diff, test, then write a file
 //!           ├─> render      NodeSpec -> one family's nat table text, podsnat's own rules (pure)
 //!           ├─> config/     files and flags -> a checked Node: a NodeSpec per family
@@ -42,9 +43,9 @@ mod config;
 mod error;
 mod family;
 mod fleet;
+mod live;
 mod metrics;
 mod paths;
-mod pin;
 mod render;
 mod rules_file;
 mod system;
@@ -77,9 +78,11 @@ pub use unit::{Files as UnitFiles, UnitSpec, render as render_unit};
 /// The digest `write` reports for a file.
 pub use write::sha256_hex;
 
+/// live: the `--noflush` change `verify --repair` (and `pin`) plans.
+pub use live::{Change, repair::plan_repair};
 /// verify: judge a nat table (with its ipsets) against a node's spec,
-/// plan a `--noflush` repair, and the report.
+/// and the report.
 pub use verify::{
-    CheckName, Expect, Malformed, Repair, Report, RuleError, Sets, Status, check_all, evaluate,
-    evaluate_with, plan_repair, text as report_text,
+    CheckName, Expect, Layers, Malformed, NftLayer, Report, RuleError, Ruleset, Sets, Status,
+    check_all, evaluate, evaluate_layers, evaluate_with, text as report_text,
 };

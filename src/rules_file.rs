@@ -60,7 +60,7 @@ pub struct Table<'a> {
     pub rules: Vec<Rule<'a>>,
 }
 
-impl Table<'_> {
+impl<'a> Table<'a> {
     /// Whether podsnat wrote this table: its header comment is part of the span.
     pub fn is_podsnats(&self, text: &str) -> bool {
         text.get(self.span.clone())
@@ -68,7 +68,7 @@ impl Table<'_> {
     }
 
     /// The rules of one chain, in order, as text.
-    pub fn chain_rules(&self, chain: &str) -> Vec<&str> {
+    pub fn chain_rules(&self, chain: &str) -> Vec<&'a str> {
         self.rules
             .iter()
             .filter(|r| r.chain == chain)

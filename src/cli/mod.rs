@@ -323,9 +323,11 @@ pub struct VerifyArgs {
     /// Evaluate this IPv6 rules file instead of the live ip6tables table.
     #[arg(long, value_name = "PATH")]
     pub file6: Option<PathBuf>,
-    /// Put podsnat's rules back (its exclusion above a shadowing rule, its
-    /// chain as rendered, an earlier jump replaced) with one
-    /// `iptables-restore --noflush` transaction; nothing else changes.
+    /// Put podsnat's rules back (its POSTROUTING rules above the rule that
+    /// shadows them, its chain as rendered, an earlier jump replaced, and
+    /// docker's broad rule moved with them or, where podsnat's rules stand
+    /// in for it, deleted) with one `iptables-restore --noflush`
+    /// transaction; nothing else changes. A missing anchor is loaded.
     #[arg(long, conflicts_with_all = ["file", "file6"])]
     pub repair: bool,
     /// With --repair: print the transaction, change nothing.

@@ -1,5 +1,5 @@
 //! `podsnat pin`: podsnat's rules back above docker's broad MASQUERADE rule,
-//! in one `iptables-restore --noflush` transaction (see `crate::pin`), for
+//! in one `iptables-restore --noflush` transaction (see `crate::live::pin`), for
 //! each family's rules file given. podsnat-pin.service runs it after every
 //! docker start.
 
@@ -12,7 +12,8 @@ use super::{ExitStatus, emit, json, nat_table, program, textfile};
 use crate::cli::{Format, PinArgs};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::{config, metrics, paths, pin, system};
+use crate::live::pin;
+use crate::{config, metrics, paths, system};
 
 /// A rules file holds every table of the node; podsnat's own is small, but
 /// the file may carry a large filter table beside it.
@@ -96,7 +97,7 @@ fn pin_one(
     let origin = path.display().to_string();
     let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;
-    let ours = pin::ours(&text, &file_nat).map_err(|e| Error::Invalid {
+    let ours = pin::ours(&text, &file_nat, family).map_err(|e| Error::Invalid {
         origin: origin.clone(),
         message: e.to_string(),
     })?;

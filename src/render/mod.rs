@@ -3,6 +3,7 @@
 
 mod anchor;
 mod explain;
+mod owner;
 mod rules;
 
 use askama::Template;
@@ -11,6 +12,7 @@ use ipnet::IpNet;
 use crate::config::{Family, Mode, NodeSpec};
 pub use anchor::{ANCHOR_CHAIN, ANCHOR_TABLE, anchor, anchor_rule_count, nft_family};
 use explain::{Exclusion, NetTexts, RuleText, explain, rule_for};
+pub use owner::Owner;
 use rules::Commented;
 pub use rules::docker_broad;
 

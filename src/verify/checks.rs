@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use super::atoms::{Packet, iface_matches};
 use super::hook::{Decision, Hook};
-use super::rule::{Rule, Target};
+use super::rule::Rule;
 use super::{Check, NftLayer, RuleRef, Status, merge_ranges};
 use crate::config::NodeSpec;
-use crate::render;
+use crate::render::{self, Owner};
 use crate::rules_file::Table;
 
 /// The four classes of pod packets, by the name the JSON report gives them.
@@ -101,21 +101,17 @@ pub(super) const MARKED: Class = Class {
     class: Promise::Marked,
 };
 
-/// Whether podsnat has a rule in either layer: its chain, one of its
-/// POSTROUTING rules, or its anchor table.
+/// Whether podsnat has a rule in either layer: its chain, a rule it wrote,
+/// or its anchor table.
 pub(super) fn podsnat_present(
     spec: &NodeSpec,
+    owner: &Owner,
     table: &Table<'_>,
     nft: Option<NftLayer<'_>>,
 ) -> bool {
-    // docker's broad rule, which guard mode renders too, is docker's.
-    let ours = [render::exclusion(spec), render::egress(spec)];
     table.chains.contains(&render::OWN_CHAIN)
-        || table
-            .rules
-            .iter()
-            .any(|r| r.chain == "POSTROUTING" && ours.iter().any(|o| o == r.text))
-        || nft.is_some_and(|n| n.ruleset.anchor_priority(spec.family()).is_some())
+        || table.rules.iter().any(|r| owner.wrote(r.chain, r.text))
+        || nft.is_some_and(|n| n.anchor_priority(spec.family()).is_some())
 }
 
 /// Whether no rule of podsnat's can see a packet that leaves through the
@@ -127,11 +123,11 @@ pub(super) fn podsnat_present(
 /// pod addresses is walked.
 pub(super) fn bridge_guarded(
     spec: &NodeSpec,
+    owner: &Owner,
     rules: &[Rule<'_>],
     nft: Option<NftLayer<'_>>,
 ) -> bool {
     let bridge = spec.bridge().as_str();
-    let ours = render::postrouting(spec);
     // `! -o BRIDGE`, or `-o` another interface (that the bridge's name does
     // not match).
     let guarded = |r: &Rule<'_>| match &r.out_if {
@@ -139,13 +135,13 @@ pub(super) fn bridge_guarded(
         Some((false, name)) => !iface_matches(name, bridge),
         None => false,
     };
-    let iptables = rules.iter().all(|r| {
-        let into_own =
-            matches!(&r.target, Target::Jump(c) | Target::Goto(c) if c == render::OWN_CHAIN);
-        let own_rule = r.chain == "POSTROUTING" && ours.iter().any(|o| o == r.text);
-        !(into_own || own_rule) || guarded(r)
-    });
-    let anchor = nft.is_none_or(|n| n.ruleset.anchor_guarded(spec.family(), bridge));
+    // The rules that let a packet into podsnat's: its jumps and its
+    // POSTROUTING rules (its chain is reached only through them).
+    let iptables = rules
+        .iter()
+        .all(|r| r.chain == render::OWN_CHAIN || !owner.wrote(r.chain, r.text) || guarded(r));
+    let anchor =
+        nft.is_none_or(|n| n.skip_anchor || n.ruleset.anchor_guarded(spec.family(), bridge));
     iptables && anchor
 }
 
@@ -204,7 +200,12 @@ pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
 }
 
 /// What a drift means for podsnat's own rules, where they are in the table.
-pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<String> {
+pub(super) fn note(
+    spec: &NodeSpec,
+    owner: &Owner,
+    table: &Table<'_>,
+    check: &Check,
+) -> Option<String> {
     if check.status != Status::Drift {
         return None;
     }
@@ -212,11 +213,13 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
     let ours_decided = check
         .rule
         .as_ref()
-        .is_some_and(|r| Ours::of(spec).decides(r));
+        .is_some_and(|r| owner.decides(&r.chain, &r.text));
     match check.name {
         n if n == CLUSTER.name => {
-            let exclusion = render::exclusion(spec);
-            let ours = post.iter().position(|r| *r == exclusion).map(|i| i + 1);
+            let ours = post
+                .iter()
+                .position(|r| *r == owner.exclusion())
+                .map(|i| i + 1);
             // Speak of podsnat's exclusion only where podsnat ran: its rule
             // or its chain is in the table.
             match ours {
@@ -230,12 +233,10 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
         }
         n if n == BRIDGE.name => {
             let via = post.get(check.top.wrapping_sub(1))?;
-            let old = format!(
-                "-A POSTROUTING -s {} -j {}",
-                spec.pod_subnet(),
-                render::OWN_CHAIN
-            );
-            Some(if *via == old {
+            // A jump of podsnat's that bridge traffic reached, and that its
+            // block does not hold: an earlier form, without the guard.
+            let earlier = Owner::is_jump(via) && !owner.block().iter().any(|r| r == via);
+            Some(if earlier {
                 format!(
                     "reached through POSTROUTING rule {}: {via}, podsnat's earlier jump, without `! -o {}`; a restore of the rules file, `podsnat pin` or `verify --repair` replaces it",
                     check.top,
@@ -252,46 +253,15 @@ pub(super) fn note(spec: &NodeSpec, table: &Table<'_>, check: &Check) -> Option<
     }
 }
 
-/// podsnat's own rules that decide, made once per evaluation (a walk asks
-/// for every packet): the rules of PODSNAT-POSTROUTING, of the anchor's
-/// table, and the POSTROUTING rules podsnat renders for the spec, but not a
-/// RETURN (podsnat's mark RETURNs hand the packet on; the walk names them
-/// when the policy then decides).
-pub(super) struct Ours {
-    anchor: String,
-    postrouting: Vec<String>,
-}
-
-impl Ours {
-    pub(super) fn of(spec: &NodeSpec) -> Ours {
-        Ours {
-            anchor: format!(
-                "table {} {} ",
-                render::nft_family(spec.family()),
-                render::ANCHOR_TABLE
-            ),
-            postrouting: render::postrouting(spec),
-        }
-    }
-
-    pub(super) fn decides(&self, rule: &RuleRef) -> bool {
-        if rule.text.ends_with("-j RETURN") || rule.text.ends_with(" return") {
-            return false;
-        }
-        rule.chain == render::OWN_CHAIN
-            || rule.chain.starts_with(&self.anchor)
-            || (rule.chain == "POSTROUTING" && self.postrouting.contains(&rule.text))
-    }
-}
-
 /// Walks every packet of a class and folds the outcomes into one check.
 pub(super) fn run(
     spec: &NodeSpec,
+    owner: &Owner,
     hook: &Hook<'_, '_, '_>,
     class: &Class,
     packets: impl Iterator<Item = Packet>,
 ) -> Option<Check> {
-    let ours = Ours::of(spec);
+    let decides = |r: &RuleRef| owner.decides(&r.chain, &r.text);
     let mut first_ok: Option<(u8, Check)> = None;
     let mut undecided: Option<Check> = None;
     let mut drift: Option<Check> = None;
@@ -317,7 +287,7 @@ pub(super) fn run(
                 let status = match class.expect {
                     Expect::Keep => Status::Drift,
                     Expect::Masquerade => Status::Ok,
-                    Expect::Untouched if ours.decides(&r) => Status::Drift,
+                    Expect::Untouched if decides(&r) => Status::Drift,
                     Expect::Untouched | Expect::NotKept => Status::Ok,
                 };
                 (status, Some(r), top, None)
@@ -326,9 +296,7 @@ pub(super) fn run(
                 let status = match class.expect {
                     Expect::Keep => Status::Ok,
                     Expect::Masquerade => Status::Drift,
-                    Expect::Untouched | Expect::NotKept
-                        if r.as_ref().is_some_and(|r| ours.decides(r)) =>
-                    {
+                    Expect::Untouched | Expect::NotKept if r.as_ref().is_some_and(decides) => {
                         Status::Drift
                     }
                     Expect::Untouched | Expect::NotKept => Status::Ok,

@@ -16,7 +16,6 @@ mod fields;
 mod hook;
 mod malformed;
 pub mod nft;
-mod repair;
 mod report;
 mod rule;
 pub mod sets;
@@ -29,7 +28,6 @@ pub use checks::{CheckName, Expect, Promise};
 use ipnet::IpNet;
 use serde::Serialize;
 
-pub use repair::{Repair, RepairError, plan_repair};
 pub use report::text;
 
 use crate::config::NodeSpec;
@@ -39,8 +37,8 @@ use atoms::Atoms;
 use hook::Hook;
 pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
-pub use rule::check_all;
 use rule::{Rule, index_by_chain, reachable_rules};
+pub use rule::{check_all, subnet_and_bridge};
 pub use sets::Sets;
 use walk::Evaluator;
 
@@ -141,10 +139,58 @@ pub struct AnchorCheck {
 /// The nftables layer a verdict also reads.
 #[derive(Debug, Clone, Copy)]
 pub struct NftLayer<'a> {
-    pub ruleset: &'a Ruleset,
+    ruleset: &'a Ruleset,
     /// iptables' table is iptables-nft's: the nft `ip nat` table is that
     /// same table, read once, through iptables-save.
-    pub iptables_nft: bool,
+    iptables_nft: bool,
+    /// podsnat's anchor is left out: the repair of iptables' table judges
+    /// that table as it stands without the anchor, as the pin does.
+    skip_anchor: bool,
+}
+
+impl<'a> NftLayer<'a> {
+    pub fn new(ruleset: &'a Ruleset, iptables_nft: bool) -> NftLayer<'a> {
+        NftLayer {
+            ruleset,
+            iptables_nft,
+            skip_anchor: false,
+        }
+    }
+
+    /// The same layer without podsnat's anchor table.
+    pub fn without_anchor(self) -> NftLayer<'a> {
+        NftLayer {
+            skip_anchor: true,
+            ..self
+        }
+    }
+
+    /// The anchor's base chain priority for `family`, if it is loaded
+    /// (and not left out).
+    fn anchor_priority(&self, family: crate::config::Family) -> Option<i64> {
+        self.ruleset
+            .anchor_priority(family)
+            .filter(|_| !self.skip_anchor)
+    }
+
+    /// The nat base chains at postrouting a packet of `family` visits.
+    fn base_chains(&self, family: crate::config::Family) -> Vec<&'a nft::Chain> {
+        let anchor = render::nft_family(family);
+        let mut chains = self.ruleset.base_chains(family, self.iptables_nft);
+        if self.skip_anchor {
+            chains.retain(|c| !(c.table == render::ANCHOR_TABLE && c.family == anchor));
+        }
+        chains
+    }
+}
+
+/// Everything one family's verdict reads: iptables' nat table, the ipsets
+/// its `-m set` rules match, and the nftables layer where it was read.
+#[derive(Debug, Clone, Copy)]
+pub struct Layers<'a> {
+    pub table: &'a Table<'a>,
+    pub sets: &'a Sets,
+    pub nft: Option<NftLayer<'a>>,
 }
 
 /// The whole verdict.
@@ -184,17 +230,18 @@ pub fn evaluate(spec: &NodeSpec, table: &Table<'_>) -> Result<Report, Malformed>
 
 /// [`evaluate`] with the contents of the ipsets `-m set` rules match.
 pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<Report, Malformed> {
-    evaluate_layers(spec, table, sets, None)
+    let layers = Layers {
+        table,
+        sets,
+        nft: None,
+    };
+    evaluate_layers(spec, layers)
 }
 
 /// [`evaluate_with`] across both layers: every nftables nat chain at
 /// postrouting and iptables' nat table, in priority order.
-pub fn evaluate_layers(
-    spec: &NodeSpec,
-    table: &Table<'_>,
-    sets: &Sets,
-    nft: Option<NftLayer<'_>>,
-) -> Result<Report, Malformed> {
+pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Malformed> {
+    let Layers { table, sets, nft } = layers;
     let rules = reachable_rules(table, spec.family())?;
     let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
@@ -206,11 +253,12 @@ pub fn evaluate_layers(
         iptables: &evaluator,
         nft: nft.map(|n| n.ruleset),
         chains: nft
-            .map(|n| n.ruleset.base_chains(spec.family(), n.iptables_nft))
+            .map(|n| n.base_chains(spec.family()))
             .unwrap_or_default(),
         family: spec.family(),
     };
 
+    let owner = render::Owner::of(spec);
     let mut checks = Vec::new();
     let mark = spec.masquerade_mark().value();
     for (class, dsts, out_ifs, mark) in [
@@ -221,31 +269,37 @@ pub fn evaluate_layers(
     ] {
         let only_podsnat = class.expect.only_podsnat();
         let packets = atoms.packets(spec, dsts, out_ifs, mark, only_podsnat);
-        let check = if only_podsnat && !podsnat_present(spec, table, nft) {
+        let check = if only_podsnat && !podsnat_present(spec, &owner, table, nft) {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
             Some(checks::absent(spec, class))
-        } else if class.name == BRIDGE.name && checks::bridge_guarded(spec, &rules, nft) {
+        } else if class.name == BRIDGE.name && checks::bridge_guarded(spec, &owner, &rules, nft) {
             Some(checks::guarded_bridge(
                 spec,
-                checks::run(spec, &hook, class, atoms.hairpin_packets(spec).into_iter()),
+                checks::run(
+                    spec,
+                    &owner,
+                    &hook,
+                    class,
+                    atoms.hairpin_packets(spec).into_iter(),
+                ),
             ))
         } else {
-            checks::run(spec, &hook, class, packets)
+            checks::run(spec, &owner, &hook, class, packets)
         };
         let mut check = check.unwrap_or_else(|| checks::empty(spec, class));
         let nft_decided = check
             .rule
             .as_ref()
             .filter(|_| check.status == Status::Drift && check.name == CLUSTER.name)
-            .and_then(|r| hook::priority_note(r, podsnat_present(spec, table, None)));
+            .and_then(|r| hook::priority_note(r, podsnat_present(spec, &owner, table, None)));
         check.note = nft_decided
-            .or_else(|| checks::note(spec, table, &check))
+            .or_else(|| checks::note(spec, &owner, table, &check))
             .or(check.note);
         checks.push(check);
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {
-        let priority = n.ruleset.anchor_priority(spec.family());
+        let priority = n.anchor_priority(spec.family());
         AnchorCheck {
             status: match priority {
                 Some(p) if p < hook::IPTABLES_PRIO => Status::Ok,

@@ -110,6 +110,18 @@ pub fn check_all(table: &Table<'_>, family: Family) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// The pod subnet (`-s`) and the bridge (`! -o`) a POSTROUTING rule names,
+/// read by the parser every verdict reads rules with; `None` where the rule
+/// names either otherwise, or does not parse.
+pub fn subnet_and_bridge(text: &str, family: Family) -> Option<(IpNet, String)> {
+    let chains: HashSet<&str> = ["POSTROUTING", crate::render::OWN_CHAIN].into();
+    let rule = parse_rule("POSTROUTING", 1, text, &chains, family).ok()?;
+    match (rule.src, rule.out_if) {
+        (Some((false, net)), Some((true, bridge))) => Some((net, bridge)),
+        _ => None,
+    }
+}
+
 fn parse<'a>(
     chain: &'a str,
     pos: usize,

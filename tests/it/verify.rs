@@ -47,10 +47,21 @@ fn eval(spec: &NodeSpec, table: &str) -> Report {
     podsnat::evaluate(spec, &tables[0]).unwrap()
 }
 
-/// The `--noflush` repair of `table` (its first table), judged without ipsets.
-fn repair_of(spec: &NodeSpec, table: &str) -> Option<podsnat::Repair> {
+/// The `--noflush` repair of `table` (its first table), planned from its
+/// report; both judged without ipsets.
+fn repair_of(spec: &NodeSpec, table: &str) -> Option<podsnat::Change> {
+    repair_with(spec, table, &podsnat::Sets::default())
+}
+
+fn repair_with(spec: &NodeSpec, table: &str, sets: &podsnat::Sets) -> Option<podsnat::Change> {
     let tables = podsnat::parse_rules(table).unwrap();
-    podsnat::plan_repair(spec, &tables[0], &podsnat::Sets::default()).unwrap()
+    let layers = podsnat::Layers {
+        table: &tables[0],
+        sets,
+        nft: None,
+    };
+    let report = podsnat::evaluate_with(spec, &tables[0], sets).unwrap();
+    podsnat::plan_repair(spec, &report, layers).unwrap()
 }
 
 /// A nat table from chain declarations and rules.
@@ -367,12 +378,15 @@ fn bridge_traffic_reaches_dockers_hairpin_rules() {
         text.contains(&format!("reached through POSTROUTING rule 1: {old}")),
         "{text}"
     );
-    // The repair takes it out and puts the jump with `! -o docker0` back.
+    // The repair takes it out and puts podsnat's block (the jump with
+    // `! -o docker0`, then docker's rule, as the file has them) back where
+    // the old jump was; as the pin does, it moves docker's copy too.
     let plan = repair_of(&s, &t).unwrap();
-    assert_eq!(plan.removed, [old.to_owned()]);
+    assert_eq!(plan.removed, [old.to_owned(), BROAD.to_owned()]);
     assert!(plan.transaction.contains(&format!(
-        "-I POSTROUTING 1 {}",
-        &podsnat::exclusion(&s)[15..]
+        "-I POSTROUTING 1 {}\n-I POSTROUTING 2 {}\n",
+        &podsnat::exclusion(&s)[15..],
+        &BROAD[15..]
     )));
     // Without podsnat's rules nothing of podsnat's decides bridge traffic.
     let t = table(&[], &[BROAD, HAIRPIN]);
@@ -536,12 +550,32 @@ fn repair_plan_moves_the_exclusion_and_drops_duplicates() {
             &classic["-A POSTROUTING ".len()..]
         )
     );
-    // Guard: duplicate jumps go, PODSNAT-POSTROUTING is rewritten.
+    // Guard: every copy of the block goes (the duplicate jump, docker's
+    // rule on top), the block goes back once where docker's rule decided,
+    // and PODSNAT-POSTROUTING is rewritten.
     let g = spec("guard", &[]);
     let jump = podsnat::exclusion(&g);
     let t = ours_with_top(&g, &[], &[BROAD, &jump]);
     let plan = repair_of(&g, &t).unwrap();
-    assert_eq!(plan.removed, [jump.clone(), jump.clone(), BROAD.to_owned()]);
+    assert_eq!(
+        plan.removed,
+        [
+            BROAD.to_owned(),
+            jump.clone(),
+            jump.clone(),
+            BROAD.to_owned()
+        ]
+    );
+    assert_eq!(plan.position, 1);
+    assert!(
+        plan.transaction.ends_with(&format!(
+            "-I POSTROUTING 1 {}\n-I POSTROUTING 2 {}\nCOMMIT\n",
+            &jump[15..],
+            &BROAD[15..]
+        )),
+        "{}",
+        plan.transaction
+    );
     assert!(
         plan.transaction.starts_with(
             "*nat\n:PODSNAT-POSTROUTING - [0:0]\n-A PODSNAT-POSTROUTING -m mark --mark 0x4000/0x4000 -j RETURN\n-A PODSNAT-POSTROUTING -d 172.7.0.0/16 -j ACCEPT\n"
@@ -725,9 +759,7 @@ fn repair_plan_reads_the_ipsets_the_report_read() {
         "{}",
         podsnat::report_text(&r)
     );
-    let plan = podsnat::plan_repair(&g, &tables[0], &sets)
-        .unwrap()
-        .expect("the drift the report names is repaired");
+    let plan = repair_with(&g, &t, &sets).expect("the drift the report names is repaired");
     assert_eq!(plan.position, 1, "{}", plan.transaction);
     let exclusion = podsnat::exclusion(&g);
     assert!(
@@ -738,4 +770,83 @@ fn repair_plan_reads_the_ipsets_the_report_read() {
         "{}",
         plan.transaction
     );
+}
+
+/// The repair judges with the nftables layer the report read: docker 29's
+/// `docker-bridges` masquerading at srcnat is drift in the report, and the
+/// repair says moving podsnat's rules would not fix it, naming the table
+/// (before, it judged iptables' table alone, found no drift and planned
+/// nothing, so the command said "not possible at runtime" of a drift it
+/// could have named). podsnat's own anchor is not what the iptables table
+/// is judged with: with the anchor deciding, the report is ok and nothing
+/// is planned; without it, docker's rule on top is planned away.
+#[test]
+fn repair_plan_reads_the_nft_layer_the_report_read() {
+    let g = spec("guard", &[]);
+    let chain = |table: &str, prio: i64| {
+        format!(
+            r#"{{"chain": {{"family": "ip", "table": "{table}", "name": "nat-POSTROUTING", "handle": 1, "type": "nat", "hook": "postrouting", "prio": {prio}, "policy": "accept"}}}}"#
+        )
+    };
+    let masq = r#"{"rule": {"family": "ip", "table": "docker-bridges", "chain": "nat-POSTROUTING", "handle": 2, "expr": [{"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.7.21.0", "len": 24}}}}, {"masquerade": null}]}}"#;
+    let ruleset = podsnat::Ruleset::parse(&format!(
+        r#"{{"nftables": [{}, {masq}]}}"#,
+        chain("docker-bridges", 100)
+    ))
+    .unwrap();
+    let text = podsnat::nat_table(&g);
+    let tables = podsnat::parse_rules(&text).unwrap();
+    let sets = podsnat::Sets::default();
+    let layers = podsnat::Layers {
+        table: &tables[0],
+        sets: &sets,
+        nft: Some(podsnat::NftLayer::new(&ruleset, false)),
+    };
+    let report = podsnat::evaluate_layers(&g, layers).unwrap();
+    assert_eq!(status(&report, CheckName::PodToCluster), Status::Drift);
+    let err = podsnat::plan_repair(&g, &report, layers).unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.starts_with("moving podsnat's exclusion would not fix the drift"),
+        "{err}"
+    );
+    assert!(err.contains("table ip docker-bridges"), "{err}");
+
+    // podsnat's anchor decides first: ok, nothing to plan, even with
+    // docker's rule on top of iptables' POSTROUTING.
+    let anchor = podsnat::Ruleset::parse(
+        r#"{"nftables": [{"chain": {"family": "ip", "table": "podsnat", "name": "postrouting", "handle": 1, "type": "nat", "hook": "postrouting", "prio": 99, "policy": "accept"}}, {"rule": {"family": "ip", "table": "podsnat", "chain": "postrouting", "handle": 2, "expr": [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 16384]}, "right": 16384}}, {"return": null}]}}, {"rule": {"family": "ip", "table": "podsnat", "chain": "postrouting", "handle": 3, "expr": [{"match": {"op": "!=", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": {"prefix": {"addr": "172.7.21.0", "len": 24}}}}, {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "172.7.0.0", "len": 16}}}}, {"snat": {"family": "ip", "addr": {"payload": {"protocol": "ip", "field": "saddr"}}}}]}}]}"#
+    )
+    .unwrap();
+    let text = ours_with_top(&g, &[], &[BROAD]);
+    let tables = podsnat::parse_rules(&text).unwrap();
+    let layers = podsnat::Layers {
+        table: &tables[0],
+        sets: &sets,
+        nft: Some(podsnat::NftLayer::new(&anchor, false)),
+    };
+    let report = podsnat::evaluate_layers(&g, layers).unwrap();
+    assert_eq!(
+        status(&report, CheckName::PodToCluster),
+        Status::Ok,
+        "{}",
+        podsnat::report_text(&report)
+    );
+    assert_eq!(
+        report.status,
+        Status::Ok,
+        "{}",
+        podsnat::report_text(&report)
+    );
+    assert!(podsnat::plan_repair(&g, &report, layers).unwrap().is_none());
+    // The anchor gone: docker's rule on top is drift, and is planned away
+    // with the anchor's absence, as the pin would.
+    let empty = podsnat::Ruleset::parse(r#"{"nftables": []}"#).unwrap();
+    let layers = podsnat::Layers {
+        nft: Some(podsnat::NftLayer::new(&empty, false)),
+        ..layers
+    };
+    let report = podsnat::evaluate_layers(&g, layers).unwrap();
+    let plan = podsnat::plan_repair(&g, &report, layers).unwrap().unwrap();
+    assert_eq!(plan.position, 1, "{}", plan.transaction);
 }

@@ -5,9 +5,11 @@
 
 mod inputs;
 mod outcome;
+mod read;
 
-use inputs::{docker_settings, ipsets, test_file};
+use inputs::docker_settings;
 use outcome::{Outcome, worst};
+use read::Read;
 
 use super::textfile;
 
@@ -16,17 +18,18 @@ use std::path::PathBuf;
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, load_spec, nat_table, program};
+use super::{ExitStatus, emit, json, load_spec, program};
 use crate::cli::{Format, VerifyArgs, VerifyFormat};
+use crate::live::Change;
 use crate::metrics;
 
+use crate::config;
 use crate::config::NodeSpec;
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::system;
 use crate::verify::docker;
 use crate::verify::{self, Report, Status};
-use crate::{config, rules_file};
 
 pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let clock = textfile::Stopwatch::start();
@@ -57,46 +60,46 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
         })
         .filter(|(_, file)| live || file.is_some())
         .collect();
-    // docker's settings are the node's, not a family's: judged once, in
-    // the first family's report.
-    let mut docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
-    // The nftables layer, read once for both families.
-    let mut ruleset = nft_ruleset(args, live)?;
-    let mut anchor_note = String::new();
-    // The families whose missing anchor this run loaded, for the metrics.
-    let mut anchor_loaded: Vec<Family> = Vec::new();
-    let missing: Vec<Family> = match &ruleset {
-        Some(rs) if args.repair && node.anchor() => node
-            .specs()
+    // Read every input once: docker's settings (the node's, not a
+    // family's: judged once, in the first family's report), the nftables
+    // layer (read once for both families), each family's table and sets.
+    let docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
+    let ruleset = nft_ruleset(args, live)?;
+    let reads: Vec<Read<'_>> = jobs
+        .into_iter()
+        .map(|(spec, file)| Read::new(args, spec, file, live))
+        .collect::<Result<_>>()?;
+    // Judge: one report per family, from those inputs alone.
+    let before: Vec<Report> = reads
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.judge(ruleset.as_ref(), docker.as_ref().filter(|_| i == 0)))
+        .collect::<Result<_>>()?;
+    let results = if args.repair {
+        repair_all(
+            args,
+            &node,
+            &reads,
+            &before,
+            ruleset.as_ref(),
+            docker.as_ref(),
+        )?
+    } else {
+        reads
             .iter()
-            .map(|s| s.family())
-            .filter(|f| rs.anchor_priority(*f).is_none())
-            .collect(),
-        _ => Vec::new(),
+            .zip(before)
+            .map(|(read, report)| Outcome {
+                family: read.spec.family(),
+                source: read.source.clone(),
+                exit: exit(&report),
+                text: verify::text(&report),
+                json: object!(report),
+                report,
+                repaired: false,
+                anchor_loaded: false,
+            })
+            .collect()
     };
-    if !missing.is_empty() {
-        let file = args.anchor_file.display();
-        if args.check {
-            anchor_note = format!("would load the anchor with `{} -f {file}`\n", args.nft);
-        } else {
-            system::nft_load(&args.nft, &args.anchor_file)?;
-            anchor_note = format!("loaded the anchor with `{} -f {file}`\n", args.nft);
-            ruleset = nft_ruleset(args, live)?;
-            anchor_loaded = missing;
-        }
-    }
-    let mut results = Vec::new();
-    for (spec, file) in jobs {
-        let mut r = one(args, spec, file, docker.take(), live, ruleset.as_ref())?;
-        if !anchor_note.is_empty() {
-            r.text = format!("{anchor_note}{}", r.text);
-            anchor_note.clear();
-            if r.exit == ExitStatus::Unchanged {
-                r.exit = ExitStatus::Changed;
-            }
-        }
-        results.push(r);
-    }
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
     let runs: Vec<metrics::VerifyRun<'_>> = results
         .iter()
@@ -104,7 +107,7 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             family: r.family,
             report: &r.report,
             repaired: r.repaired,
-            anchor_loaded: anchor_loaded.contains(&r.family),
+            anchor_loaded: r.anchor_loaded,
         })
         .collect();
     let metrics = |previous: &str| metrics::verify(&runs, clock.read(), previous);
@@ -213,124 +216,136 @@ fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>>
     Ok(Some(ruleset))
 }
 
-/// Verifies (and with --repair repairs) one family's table.
-fn one(
+/// `--repair`: plans from the reports the families were judged with (a
+/// missing anchor is loaded, each table's drift gets its `--noflush`
+/// change), then, unless `--check`, acts and judges every family again.
+fn repair_all(
     args: &VerifyArgs,
-    spec: &NodeSpec,
-    file: Option<&PathBuf>,
-    docker: Option<docker::DockerCheck>,
-    live: bool,
+    node: &config::Node,
+    reads: &[Read<'_>],
+    before: &[Report],
     ruleset: Option<&verify::Ruleset>,
-) -> Result<Outcome> {
-    let family = spec.family();
-    let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
-    let restore = program(
-        family,
-        &args.restore.iptables_restore,
-        &args.restore.ip6tables_restore,
-    );
-    let (source, text) = match file {
-        Some(path) => {
-            let text = config::read_any(path)?;
-            // Pasted `iptables -t nat -S` output reads as the table it shows.
-            let text = rules_file::from_dash_s(&text).unwrap_or(text);
-            (path.display().to_string(), text)
+    docker: Option<&docker::DockerCheck>,
+) -> Result<Vec<Outcome>> {
+    // The families whose anchor the config wants and the kernel lacks.
+    let missing: Vec<Family> = match ruleset {
+        Some(rs) if node.anchor() => reads
+            .iter()
+            .map(|r| r.spec.family())
+            .filter(|f| rs.anchor_priority(*f).is_none())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let plans: Vec<Option<Change>> = reads
+        .iter()
+        .zip(before)
+        .map(|(r, report)| r.plan(ruleset, report))
+        .collect::<Result<_>>()?;
+    let file = args.anchor_file.display();
+    let mut anchor_note = match (missing.is_empty(), args.check) {
+        (true, _) => String::new(),
+        (false, true) => format!("would load the anchor with `{} -f {file}`\n", args.nft),
+        (false, false) => format!("loaded the anchor with `{} -f {file}`\n", args.nft),
+    };
+    // Act: the anchor first (it decides before iptables' table), then each
+    // table's change; then read the tables and the nftables layer again.
+    let mut after: Vec<Option<Report>> = vec![None; reads.len()];
+    if !args.check {
+        if !missing.is_empty() {
+            system::nft_load(&args.nft, &args.anchor_file)?;
         }
-        None => (format!("{save} -t nat"), system::save_nat(save)?),
-    };
-    let table = nat_table(&source, &text)?;
-    let malformed = |e: verify::Malformed| Error::Syntax {
-        path: source.clone(),
-        message: e.to_string(),
-    };
-    if file.is_some() {
-        // A file under review must be one the kernel would load: every
-        // rule is checked, and iptables-restore --test has the last word.
-        verify::check_all(&table, family).map_err(malformed)?;
-        if !args.no_test {
-            test_file(restore, &source, &text)?;
+        for (read, plan) in reads.iter().zip(&plans) {
+            if let Some(change) = plan {
+                let restore = program(
+                    read.spec.family(),
+                    &args.restore.iptables_restore,
+                    &args.restore.ip6tables_restore,
+                );
+                system::restore_noflush(restore, &change.transaction)?;
+            }
+        }
+        let acted: Vec<bool> = reads
+            .iter()
+            .zip(&plans)
+            .map(|(r, p)| p.is_some() || missing.contains(&r.spec.family()))
+            .collect();
+        if acted.contains(&true) {
+            let ruleset = nft_ruleset(args, true)?;
+            for (i, ((read, slot), _)) in reads
+                .iter()
+                .zip(after.iter_mut())
+                .zip(&acted)
+                .enumerate()
+                .filter(|(_, (_, acted))| **acted)
+            {
+                let docker = docker.filter(|_| i == 0);
+                *slot = Some(read.again(args)?.judge(ruleset.as_ref(), docker)?);
+            }
         }
     }
-    let sets = ipsets(args, &text, live)?;
-    // iptables-save says which backend printed it; a legacy table is not
-    // the nft `ip nat` table, which is then read as any other.
-    let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
-    let nft = ruleset.map(|ruleset| verify::NftLayer {
-        ruleset,
-        iptables_nft: !legacy,
-    });
-    let judge = |table: &_| -> Result<Report> {
-        let report = verify::evaluate_layers(spec, table, &sets, nft).map_err(malformed)?;
-        Ok(match &docker {
-            Some(d) => report.with_docker(d.clone()),
-            None => report,
-        })
-    };
-    let report = judge(&table)?;
-    let done = |exit, text: String, value: serde_json::Value, report: Report, repaired| Outcome {
-        family,
-        source: source.clone(),
-        exit,
-        text,
-        json: value,
-        report,
-        repaired,
-    };
-    if !args.repair {
-        let json = object!(report);
-        return Ok(done(
-            exit(&report),
-            verify::text(&report),
-            json,
-            report,
-            false,
-        ));
-    }
-
-    // A malformed rule stays that error; the rest cannot be repaired.
-    let repair = verify::plan_repair(spec, &table, &sets).map_err(|e| match e {
-        verify::RepairError::Malformed(m) => malformed(m),
-        other => Error::CannotRepair(other.to_string()),
-    })?;
-    let Some(repair) = repair else {
-        let text = if report.status == Status::Drift {
-            format!(
-                "{}repair: not possible at runtime; only pod→cluster, bridge and \
-                 marked traffic drift is repaired. \
-                 The table is restored at the next boot.\n",
-                verify::text(&report)
-            )
-        } else {
-            format!("{}repair: nothing to do\n", verify::text(&report))
-        };
-        let json = object!({"before": report, "repair": null});
-        return Ok(done(exit(&report), text, json, report, false));
-    };
-    if args.check {
-        let text = format!(
-            "{}would repair with `{restore} --noflush`:\n{}",
-            verify::text(&report),
-            repair.transaction
+    let mut out = Vec::new();
+    for (((read, report), plan), after) in reads.iter().zip(before).zip(plans).zip(after) {
+        let family = read.spec.family();
+        let restore = program(
+            family,
+            &args.restore.iptables_restore,
+            &args.restore.ip6tables_restore,
         );
-        let json = object!({"before": report, "repair": repair, "applied": false});
-        return Ok(done(ExitStatus::Changed, text, json, report, false));
+        let loads = missing.contains(&family);
+        let shown = verify::text(report);
+        let (text, exit) = match (&plan, &after) {
+            (_, Some(now)) => {
+                let what = match &plan {
+                    Some(c) => format!("repaired with `{restore} --noflush`:\n{}", c.transaction),
+                    None => String::new(),
+                };
+                // A table change that left drift failed; an anchor load
+                // alone changed something, whatever else drifts (as
+                // without --repair, drift no change can end is exit 2).
+                let exit = match (&plan, now.status) {
+                    (Some(_), Status::Ok) | (None, _) => ExitStatus::Changed,
+                    (Some(_), _) => ExitStatus::Failed,
+                };
+                (format!("{shown}{what}now:\n{}", verify::text(now)), exit)
+            }
+            (Some(c), None) => (
+                format!(
+                    "{shown}would repair with `{restore} --noflush`:\n{}",
+                    c.transaction
+                ),
+                ExitStatus::Changed,
+            ),
+            (None, None) if loads => (shown, ExitStatus::Changed),
+            (None, None) if report.status == Status::Drift => (
+                format!(
+                    "{shown}repair: not possible at runtime; only pod→cluster, bridge and \
+                     marked traffic drift is repaired. \
+                     The table is restored at the next boot.\n"
+                ),
+                exit(report),
+            ),
+            (None, None) => (format!("{shown}repair: nothing to do\n"), exit(report)),
+        };
+        // The anchor holds every family: its line goes before the first.
+        let text = format!("{}{text}", std::mem::take(&mut anchor_note));
+        let json = match &after {
+            Some(now) => {
+                object!({"before": report, "repair": plan, "applied": true, "after": now})
+            }
+            None => object!({"before": report, "repair": plan, "applied": false}),
+        };
+        out.push(Outcome {
+            family,
+            source: read.source.clone(),
+            exit,
+            text,
+            json,
+            report: after.clone().unwrap_or_else(|| report.clone()),
+            repaired: plan.is_some() && after.is_some(),
+            anchor_loaded: loads && after.is_some(),
+        });
     }
-
-    system::restore_noflush(restore, &repair.transaction)?;
-    let text = system::save_nat(save)?;
-    let after = judge(&nat_table(&source, &text)?)?;
-    let shown = format!(
-        "{}repaired with `{restore} --noflush`:\n{}now:\n{}",
-        verify::text(&report),
-        repair.transaction,
-        verify::text(&after)
-    );
-    let json = object!({"before": report, "repair": repair, "applied": true, "after": after});
-    let exit = match after.status {
-        Status::Ok => ExitStatus::Changed,
-        _ => ExitStatus::Failed,
-    };
-    Ok(done(exit, shown, json, after, true))
+    Ok(out)
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.

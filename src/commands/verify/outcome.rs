@@ -25,6 +25,8 @@ pub(super) struct Outcome {
     pub(super) report: Report,
     /// A `--noflush` repair was applied.
     pub(super) repaired: bool,
+    /// The missing anchor was loaded.
+    pub(super) anchor_loaded: bool,
 }
 
 #[cfg(test)]
@@ -45,6 +47,7 @@ mod tests {
                 docker: None,
             },
             repaired: true,
+            anchor_loaded: false,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The pin: after every docker start, podsnat's rules go back above docker's
 //! broad MASQUERADE rule, in one `iptables-restore --noflush` transaction
-//! that touches nothing but podsnat's own rules. Pure: it plans from two
-//! tables, the one in the rules file and the live one.
+//! that touches nothing but podsnat's rules and docker's broad one. Pure: it plans
+//! from two tables, the one in the rules file and the live one.
 //!
 //! Why it is needed (measured with the real dockerd): every docker start
 //! with a stored bridge network deletes docker's broad rule (the first copy,
@@ -19,22 +19,11 @@
 //! file does not hold (the earlier jump without `! -o BRIDGE`, which caught
 //! docker's hairpin traffic) goes too.
 
-use serde::Serialize;
-
-use crate::render::{self, OWN_CHAIN};
-use crate::rules_file::{self, Table};
-
-/// podsnat's rules, as the rules file has them.
-#[derive(Debug, Clone)]
-pub struct Ours<'a> {
-    /// POSTROUTING rules, in order; the first is the exclusion.
-    postrouting: Vec<&'a str>,
-    /// PODSNAT-POSTROUTING's rules, if the file declares the chain.
-    own_chain: Option<Vec<&'a str>>,
-    /// Rules that shadow the exclusion and go without replacement: docker's
-    /// broad rule in classic mode.
-    shadows: Vec<String>,
-}
+use super::{Change, put_back, take};
+use crate::config::Family;
+use crate::render::{self, OWN_CHAIN, Owner};
+use crate::rules_file::Table;
+use crate::verify;
 
 /// Why a rules file gives the pin nothing to pin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,119 +36,37 @@ pub enum NotOurs {
     NoPostrouting,
 }
 
-/// Reads podsnat's rules from the nat table of the rules file `text`.
-pub fn ours<'a>(text: &str, nat: &Table<'a>) -> Result<Ours<'a>, NotOurs> {
+/// Reads podsnat's rules from the nat table of the rules file `text`, of
+/// `family`. docker's broad rule is the one for the pod subnet (`-s`) and
+/// bridge (`! -o`) the exclusion names, read by verify's parser.
+pub fn ours(text: &str, nat: &Table<'_>, family: Family) -> Result<Owner, NotOurs> {
     if !nat.is_podsnats(text) {
         return Err(NotOurs::NoHeader);
     }
-    let chain = |name: &str| -> Vec<&'a str> {
+    let chain = |name: &str| -> Vec<String> {
         nat.rules
             .iter()
             .filter(|r| r.chain == name)
-            .map(|r| r.text)
+            .map(|r| r.text.to_owned())
             .collect()
     };
-    let postrouting = chain("POSTROUTING");
-    if postrouting.is_empty() {
+    let block = chain("POSTROUTING");
+    let Some(exclusion) = block.first() else {
         return Err(NotOurs::NoPostrouting);
-    }
+    };
+    let docker_broad = verify::subnet_and_bridge(exclusion, family)
+        .map(|(subnet, bridge)| render::docker_broad(&subnet.to_string(), &bridge));
     let own_chain = nat.chains.contains(&OWN_CHAIN).then(|| chain(OWN_CHAIN));
-    let shadows = postrouting
-        .iter()
-        .filter_map(|r| shadow_of(r))
-        .filter(|s| !postrouting.contains(&s.as_str()))
-        .collect();
-    Ok(Ours {
-        postrouting,
-        own_chain,
-        shadows,
-    })
+    Ok(Owner::new(block, own_chain, docker_broad, family))
 }
 
-/// Docker's broad rule that a MASQUERADE rule of podsnat's stands in for:
-/// the broad rule of the pod subnet (`-s`) and bridge (`! -o`) it names,
-/// built where the table's is ([`render::docker_broad`]). Where podsnat's
-/// file does not hold that rule itself (classic and owner mode), docker's
-/// copy shadows podsnat's and goes.
-fn shadow_of(rule: &str) -> Option<String> {
-    if !rule.contains(" -j MASQUERADE") {
-        return None;
-    }
-    let words: Vec<&str> = rule.split(' ').collect();
-    let after = |flag: &[&str]| {
-        words
-            .windows(flag.len() + 1)
-            .find(|w| w.starts_with(flag))
-            .and_then(|w| w.last().copied())
-    };
-    let broad = render::docker_broad(after(&["-s"])?, after(&["!", "-o"])?);
-    (broad != rule).then_some(broad)
-}
-
-/// The transaction that pins podsnat's rules, and what it moves.
-#[derive(Debug, Clone, Serialize)]
-pub struct Pin {
-    /// The restore input, `*nat` ... `COMMIT`.
-    pub transaction: String,
-    /// Where podsnat's POSTROUTING block goes (1-based).
-    pub position: usize,
-    /// Live rules it deletes: podsnat's out-of-place copies and docker's
-    /// shadowing ones.
-    pub removed: Vec<String>,
-}
-
-/// Plans the pin against the live nat table. `None` when podsnat's rules
-/// already stand where they belong, so a second run changes nothing.
-///
-/// podsnat's block goes where its exclusion was (kube-proxy's jump, which
-/// kube-proxy inserts on top after boot, stays above it), or, where the
-/// exclusion is gone, where the first of its rules or docker's was; with
-/// none of them live, at the end of POSTROUTING.
-pub fn plan(ours: &Ours<'_>, live: &Table<'_>) -> Option<Pin> {
-    let live_post = live.chain_rules("POSTROUTING");
-    let exclusion = ours.postrouting.first().copied().unwrap_or_default();
-    // A jump to podsnat's chain is podsnat's, also in an earlier form (the
-    // jump without `! -o BRIDGE`, which caught docker's hairpin traffic).
-    let jump = format!(" -j {OWN_CHAIN}");
-    let is_ours = |r: &str| {
-        ours.postrouting.contains(&r) || ours.shadows.iter().any(|s| s == r) || r.ends_with(&jump)
-    };
-    let mut kept: Vec<&str> = Vec::with_capacity(live_post.len());
-    let mut removed = Vec::new();
-    let (mut at_exclusion, mut at_first) = (None, None);
-    for r in &live_post {
-        if is_ours(r) {
-            if *r == exclusion {
-                at_exclusion.get_or_insert(kept.len());
-            }
-            at_first.get_or_insert(kept.len());
-            removed.push((*r).to_owned());
-        } else {
-            kept.push(r);
-        }
-    }
-    let at = at_exclusion.or(at_first).unwrap_or(kept.len());
-    let mut want = kept.clone();
-    want.splice(at..at, ours.postrouting.iter().copied());
-    let chain_ok = match &ours.own_chain {
-        None => true,
-        Some(rules) => live.chains.contains(&OWN_CHAIN) && live.chain_rules(OWN_CHAIN) == *rules,
-    };
-    if want == live_post && chain_ok {
-        return None;
-    }
-
-    let tx = rules_file::noflush_transaction(
-        ours.own_chain.as_ref().map(|r| (OWN_CHAIN, r.as_slice())),
-        &removed,
-        at + 1,
-        &ours.postrouting,
-    );
-    Some(Pin {
-        transaction: tx,
-        position: at + 1,
-        removed,
-    })
+/// Plans the pin against the live nat table: podsnat's block goes back
+/// where its exclusion was (see [`super::Taken`]). `None` when podsnat's
+/// rules already stand where they belong, so a second run changes nothing.
+pub fn plan(owner: &Owner, live: &Table<'_>) -> Option<Change> {
+    let taken = take(owner, live);
+    let at = taken.home();
+    put_back(owner, live, taken, at)
 }
 
 #[cfg(test)]
@@ -193,9 +100,9 @@ mod tests {
         t + "COMMIT\n"
     }
 
-    fn pin(file: &str, live_text: &str) -> Option<Pin> {
+    fn pin(file: &str, live_text: &str) -> Option<Change> {
         let f = parse(file).unwrap();
-        let ours = ours(file, &f[0]).unwrap();
+        let ours = ours(file, &f[0], Family::V4).unwrap();
         plan(&ours, &parse(live_text).unwrap()[0])
     }
 
@@ -264,13 +171,17 @@ mod tests {
     #[test]
     fn guard_keeps_dockers_rule_in_its_block() {
         let f = parse(GUARD).unwrap();
-        assert!(ours(GUARD, &f[0]).unwrap().shadows.is_empty());
+        let owner = ours(GUARD, &f[0], Family::V4).unwrap();
+        assert_eq!(owner.block().last().map(String::as_str), Some(BROAD));
     }
 
     #[test]
     fn a_file_podsnat_did_not_write_is_refused() {
         let text = "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n";
         let t = parse(text).unwrap();
-        assert_eq!(ours(text, &t[0]).unwrap_err(), NotOurs::NoHeader);
+        assert_eq!(
+            ours(text, &t[0], Family::V4).unwrap_err(),
+            NotOurs::NoHeader
+        );
     }
 }

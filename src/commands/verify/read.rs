@@ -1,0 +1,143 @@
+//! One family's inputs, read once: its nat table (live or `--file`) and
+//! the ipsets its rules match. The verdict and the repair plan are both
+//! judged from this value (with the node's nftables layer), never from a
+//! second reading, so the plan is made from what the report said.
+
+use std::path::PathBuf;
+
+use super::inputs::{ipsets, test_file};
+use crate::cli::VerifyArgs;
+use crate::commands::{nat_table, program};
+use crate::config::NodeSpec;
+use crate::error::{Error, Result};
+use crate::live::{Change, repair};
+use crate::verify::{self, Report, Ruleset, Sets, docker::DockerCheck};
+use crate::{config, rules_file, system};
+
+/// What one family's verdict reads.
+pub(super) struct Read<'s> {
+    pub(super) spec: &'s NodeSpec,
+    /// Where the table came from: the file, or `iptables-save -t nat`.
+    pub(super) source: String,
+    text: String,
+    sets: Sets,
+    /// iptables-save says which backend printed it; a legacy table is not
+    /// the nft `ip nat` table, which is then read as any other.
+    legacy: bool,
+}
+
+impl<'s> Read<'s> {
+    /// Reads the family's table (`file`, or the live one) and its ipsets.
+    /// A file under review must be one the kernel would load: every rule
+    /// is checked, and iptables-restore --test has the last word.
+    pub(super) fn new(
+        args: &VerifyArgs,
+        spec: &'s NodeSpec,
+        file: Option<&PathBuf>,
+        live: bool,
+    ) -> Result<Read<'s>> {
+        let family = spec.family();
+        let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
+        let (source, text) = match file {
+            Some(path) => {
+                let text = config::read_any(path)?;
+                // Pasted `iptables -t nat -S` output reads as the table it shows.
+                let text = rules_file::from_dash_s(&text).unwrap_or(text);
+                (path.display().to_string(), text)
+            }
+            None => (format!("{save} -t nat"), system::save_nat(save)?),
+        };
+        let table = nat_table(&source, &text)?;
+        if file.is_some() {
+            verify::check_all(&table, family).map_err(|e| malformed(&source, e))?;
+            if !args.no_test {
+                let restore = program(
+                    family,
+                    &args.restore.iptables_restore,
+                    &args.restore.ip6tables_restore,
+                );
+                test_file(restore, &source, &text)?;
+            }
+        }
+        let sets = ipsets(args, &text, live)?;
+        let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
+        Ok(Read {
+            spec,
+            source,
+            text,
+            sets,
+            legacy,
+        })
+    }
+
+    /// The same family's live table read again, after a change.
+    pub(super) fn again(&self, args: &VerifyArgs) -> Result<Read<'s>> {
+        let save = program(
+            self.spec.family(),
+            &args.save.iptables_save,
+            &args.save.ip6tables_save,
+        );
+        let text = system::save_nat(save)?;
+        let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
+        Ok(Read {
+            spec: self.spec,
+            source: self.source.clone(),
+            text,
+            sets: self.sets.clone(),
+            legacy,
+        })
+    }
+
+    /// The verdict on these inputs and the node's nftables layer; docker's
+    /// settings, judged once for the node, where given.
+    pub(super) fn judge(
+        &self,
+        ruleset: Option<&Ruleset>,
+        docker: Option<&DockerCheck>,
+    ) -> Result<Report> {
+        self.with_layers(ruleset, |layers| {
+            let report = verify::evaluate_layers(self.spec, layers)
+                .map_err(|e| malformed(&self.source, e))?;
+            Ok(match docker {
+                Some(d) => report.with_docker(d.clone()),
+                None => report,
+            })
+        })
+    }
+
+    /// The `--noflush` change that ends the drift `report` names, planned
+    /// from the inputs it was judged from. A malformed rule stays that
+    /// error; the rest cannot be repaired.
+    pub(super) fn plan(
+        &self,
+        ruleset: Option<&Ruleset>,
+        report: &Report,
+    ) -> Result<Option<Change>> {
+        self.with_layers(ruleset, |layers| {
+            repair::plan_repair(self.spec, report, layers).map_err(|e| match e {
+                repair::RepairError::Malformed(m) => malformed(&self.source, m),
+                other => Error::CannotRepair(other.to_string()),
+            })
+        })
+    }
+
+    fn with_layers<T>(
+        &self,
+        ruleset: Option<&Ruleset>,
+        f: impl FnOnce(verify::Layers<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let table = nat_table(&self.source, &self.text)?;
+        f(verify::Layers {
+            table: &table,
+            sets: &self.sets,
+            nft: ruleset.map(|rs| verify::NftLayer::new(rs, !self.legacy)),
+        })
+    }
+}
+
+fn malformed(source: &str, e: verify::Malformed) -> Error {
+    Error::Syntax {
+        path: source.to_owned(),
+        message: e.to_string(),
+    }
+}
