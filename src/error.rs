@@ -46,6 +46,16 @@ pub enum Error {
     #[error("{}: {}", shown(path), shown(message))]
     Syntax { path: String, message: String },
 
+    /// Input podsnat could not read, naming where it came from, with the
+    /// typed error as its source (a malformed rule, nft JSON, an ipset
+    /// line, a rules file podsnat did not write).
+    #[error("{}: {}", shown(origin), shown(&source.to_string()))]
+    Unreadable {
+        origin: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Input that parsed but, taken as a whole, cannot be used: two fleet
     /// nodes whose pod subnets overlap, a rules file without a nat table.
     #[error("{}: {}", shown(origin), shown(message))]
@@ -236,4 +246,23 @@ pub fn quoted(v: &str) -> String {
 
 pub fn shown_path(p: &std::path::Path) -> String {
     shown(&p.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reading error names its origin and keeps the typed error as its
+    /// source, for a caller that walks the chain.
+    #[test]
+    fn an_unreadable_input_keeps_its_cause() {
+        let cause = crate::verify::Sets::parse("bogus line\n").unwrap_err();
+        let e = Error::Unreadable {
+            origin: "ipset save".into(),
+            source: cause.clone().into(),
+        };
+        assert_eq!(e.to_string(), format!("ipset save: {cause}"));
+        let kept = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(kept, Some(cause.to_string()));
+    }
 }

@@ -97,9 +97,9 @@ fn pin_one(
     let origin = path.display().to_string();
     let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;
-    let ours = pin::ours(&text, &file_nat, family).map_err(|e| Error::Invalid {
+    let ours = pin::ours(&text, &file_nat, family).map_err(|e| Error::Unreadable {
         origin: origin.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     let live_source = format!("{save} -t nat");
     let mut attempt = 1;

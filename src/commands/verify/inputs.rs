@@ -62,9 +62,9 @@ pub(super) fn ipsets(args: &VerifyArgs, table_text: &str, live: bool) -> Result<
         },
         _ => return Ok(Sets::default()),
     };
-    Sets::parse(&text).map_err(|e| Error::Syntax {
-        path: origin,
-        message: e.to_string(),
+    Sets::parse(&text).map_err(|e| Error::Unreadable {
+        origin,
+        source: e.into(),
     })
 }
 

@@ -170,9 +170,9 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
 /// `nft -j list ruleset` takes seconds, most of them for that table.
 fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
     let parse = |origin: String, text: &str| {
-        verify::Ruleset::parse(text).map_err(|e| Error::Syntax {
-            path: origin,
-            message: e.to_string(),
+        verify::Ruleset::parse(text).map_err(|e| Error::Unreadable {
+            origin,
+            source: e.into(),
         })
     };
     if let Some(path) = &args.nft_file {

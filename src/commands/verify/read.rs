@@ -136,8 +136,8 @@ impl<'s> Read<'s> {
 }
 
 fn malformed(source: &str, e: verify::Malformed) -> Error {
-    Error::Syntax {
-        path: source.to_owned(),
-        message: e.to_string(),
+    Error::Unreadable {
+        origin: source.to_owned(),
+        source: e.into(),
     }
 }
