@@ -16,7 +16,7 @@ pub use owner::Owner;
 use rules::Commented;
 pub use rules::docker_broad;
 
-/// podsnat's own chain, which guard mode fills with exclusions.
+/// podsnat's own chain, which guard and owner mode fill with exclusions.
 pub const OWN_CHAIN: &str = "PODSNAT-POSTROUTING";
 
 /// The comment on owner mode's egress rule: it makes the rule differ from
@@ -149,8 +149,9 @@ struct NatTable<'a> {
 /// Renders the complete `*nat ... COMMIT` section, header comment included.
 pub fn nat_table(spec: &NodeSpec) -> String {
     let nets = spec.exclusions();
-    let guard = spec.mode() != Mode::Classic;
-    let texts = NetTexts::of(if guard { nets } else { &[] });
+    // Guard and owner mode list their exclusions in PODSNAT-POSTROUTING.
+    let own_chain = spec.mode() != Mode::Classic;
+    let texts = NetTexts::of(if own_chain { nets } else { &[] });
     let table = NatTable {
         version: env!("CARGO_PKG_VERSION"),
         family_word: match spec.family() {
@@ -159,7 +160,7 @@ pub fn nat_table(spec: &NodeSpec) -> String {
         },
         chains: rules::chains(spec),
         rules: rules::rules(spec),
-        exclusions: if guard {
+        exclusions: if own_chain {
             explain(spec, nets, &texts, AcceptRule)
         } else {
             Vec::new()

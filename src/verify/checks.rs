@@ -61,11 +61,11 @@ impl Expect {
 }
 
 /// One class of packets: its name in the report, what must happen, and
-/// its `class` label.
+/// the promise it stands for (the report's `class` label).
 pub(super) struct Class {
     pub(super) name: CheckName,
     pub(super) expect: Expect,
-    pub(super) class: Promise,
+    pub(super) promise: Promise,
 }
 
 /// Pod traffic to the cluster (and the no_masquerade CIDRs) that leaves
@@ -73,14 +73,14 @@ pub(super) struct Class {
 pub(super) const CLUSTER: Class = Class {
     name: CheckName::PodToCluster,
     expect: Expect::Keep,
-    class: Promise::Cluster,
+    promise: Promise::Cluster,
 };
 
 /// Pod traffic to anywhere else is masqueraded.
 pub(super) const OUTSIDE: Class = Class {
     name: CheckName::PodToOutside,
     expect: Expect::Masquerade,
-    class: Promise::Outside,
+    promise: Promise::Outside,
 };
 
 /// Pod traffic to the node's own pod subnet, which leaves through the
@@ -89,7 +89,7 @@ pub(super) const OUTSIDE: Class = Class {
 pub(super) const BRIDGE: Class = Class {
     name: CheckName::PodViaBridge,
     expect: Expect::Untouched,
-    class: Promise::Bridge,
+    promise: Promise::Bridge,
 };
 
 /// Pod traffic to the cluster that carries the masquerade mark (kube-
@@ -98,7 +98,7 @@ pub(super) const BRIDGE: Class = Class {
 pub(super) const MARKED: Class = Class {
     name: CheckName::MarkedToCluster,
     expect: Expect::NotKept,
-    class: Promise::Marked,
+    promise: Promise::Marked,
 };
 
 /// Whether podsnat has a rule in either layer: its chain, a rule it wrote,
@@ -191,7 +191,7 @@ pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
         destination: String::new(),
         sources: Vec::new(),
         all_sources: false,
-        class: class.class,
+        class: class.promise,
         note: Some(note),
         reason: None,
         translated: false,
@@ -327,7 +327,7 @@ pub(super) fn run(
             destination: p.dst_class.to_string(),
             sources: Vec::new(),
             all_sources: false,
-            class: match class.class {
+            class: match class.promise {
                 Promise::Cluster if !p.dst_class.contains(&spec.cluster_cidr()) => {
                     Promise::NoMasquerade
                 }
