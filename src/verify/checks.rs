@@ -140,8 +140,7 @@ pub(super) fn bridge_guarded(
     let iptables = rules
         .iter()
         .all(|r| r.chain == render::OWN_CHAIN || !owner.wrote(r.chain, r.text) || guarded(r));
-    let anchor =
-        nft.is_none_or(|n| n.skip_anchor || n.ruleset.anchor_guarded(spec.family(), bridge));
+    let anchor = nft.is_none_or(|n| n.anchor_guarded(spec.family(), bridge));
     iptables && anchor
 }
 

@@ -173,6 +173,12 @@ impl<'a> NftLayer<'a> {
             .filter(|_| !self.skip_anchor)
     }
 
+    /// Whether no rule of the anchor (if loaded, and not left out) but a
+    /// return sees traffic through the bridge.
+    fn anchor_guarded(&self, family: crate::config::Family, bridge: &str) -> bool {
+        self.skip_anchor || self.ruleset.anchor_guarded(family, bridge)
+    }
+
     /// The nat base chains at postrouting a packet of `family` visits.
     fn base_chains(&self, family: crate::config::Family) -> Vec<&'a nft::Chain> {
         let anchor = render::nft_family(family);
@@ -259,6 +265,10 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     };
 
     let owner = render::Owner::of(spec);
+    // Whether podsnat has a rule in both layers, and in iptables' alone:
+    // asked of every class, answered once.
+    let present = podsnat_present(spec, &owner, table, nft);
+    let present_in_iptables = podsnat_present(spec, &owner, table, None);
     let mut checks = Vec::new();
     let mark = spec.masquerade_mark().value();
     for (class, dsts, out_ifs, mark) in [
@@ -269,7 +279,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     ] {
         let only_podsnat = class.expect.only_podsnat();
         let packets = atoms.packets(spec, dsts, out_ifs, mark, only_podsnat);
-        let check = if only_podsnat && !podsnat_present(spec, &owner, table, nft) {
+        let check = if only_podsnat && !present {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
             Some(checks::absent(spec, class))
@@ -292,7 +302,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
             .rule
             .as_ref()
             .filter(|_| check.status == Status::Drift && check.name == CLUSTER.name)
-            .and_then(|r| hook::priority_note(r, podsnat_present(spec, &owner, table, None)));
+            .and_then(|r| hook::priority_note(r, present_in_iptables));
         check.note = nft_decided
             .or_else(|| checks::note(spec, &owner, table, &check))
             .or(check.note);

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, load_spec, program};
+use super::{ExitStatus, emit, json, load_spec};
 use crate::cli::{Format, VerifyArgs, VerifyFormat};
 use crate::live::Change;
 use crate::metrics;
@@ -256,12 +256,7 @@ fn repair_all(
         }
         for (read, plan) in reads.iter().zip(&plans) {
             if let Some(change) = plan {
-                let restore = program(
-                    read.spec.family(),
-                    &args.restore.iptables_restore,
-                    &args.restore.ip6tables_restore,
-                );
-                system::restore_noflush(restore, &change.transaction)?;
+                system::restore_noflush(read.restore(args), &change.transaction)?;
             }
         }
         let acted: Vec<bool> = reads
@@ -271,26 +266,23 @@ fn repair_all(
             .collect();
         if acted.contains(&true) {
             let ruleset = nft_ruleset(args, true)?;
-            for (i, ((read, slot), _)) in reads
+            after = reads
                 .iter()
-                .zip(after.iter_mut())
                 .zip(&acted)
                 .enumerate()
-                .filter(|(_, (_, acted))| **acted)
-            {
-                let docker = docker.filter(|_| i == 0);
-                *slot = Some(read.again(args)?.judge(ruleset.as_ref(), docker)?);
-            }
+                .map(|(i, (read, acted))| {
+                    let docker = docker.filter(|_| i == 0);
+                    acted
+                        .then(|| read.again(args)?.judge(ruleset.as_ref(), docker))
+                        .transpose()
+                })
+                .collect::<Result<_>>()?;
         }
     }
     let mut out = Vec::new();
     for (((read, report), plan), after) in reads.iter().zip(before).zip(plans).zip(after) {
         let family = read.spec.family();
-        let restore = program(
-            family,
-            &args.restore.iptables_restore,
-            &args.restore.ip6tables_restore,
-        );
+        let restore = read.restore(args);
         let loads = missing.contains(&family);
         let shown = verify::text(report);
         let (text, exit) = match (&plan, &after) {

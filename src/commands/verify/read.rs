@@ -60,13 +60,12 @@ impl<'s> Read<'s> {
             }
         }
         let sets = ipsets(args, &text, live)?;
-        let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
         Ok(Read {
             spec,
             source,
+            legacy: is_legacy(&text),
             text,
             sets,
-            legacy,
         })
     }
 
@@ -78,14 +77,22 @@ impl<'s> Read<'s> {
             &args.save.ip6tables_save,
         );
         let text = system::save_nat(save)?;
-        let legacy = text.lines().take(3).any(|l| l.contains("(legacy)"));
         Ok(Read {
             spec: self.spec,
             source: self.source.clone(),
+            legacy: is_legacy(&text),
             text,
             sets: self.sets.clone(),
-            legacy,
         })
+    }
+
+    /// The family's iptables-restore.
+    pub(super) fn restore<'a>(&self, args: &'a VerifyArgs) -> &'a str {
+        program(
+            self.spec.family(),
+            &args.restore.iptables_restore,
+            &args.restore.ip6tables_restore,
+        )
     }
 
     /// The verdict on these inputs and the node's nftables layer; docker's
@@ -133,6 +140,11 @@ impl<'s> Read<'s> {
             nft: ruleset.map(|rs| verify::NftLayer::new(rs, !self.legacy)),
         })
     }
+}
+
+/// iptables-save names the backend that printed it in its first lines.
+fn is_legacy(text: &str) -> bool {
+    text.lines().take(3).any(|l| l.contains("(legacy)"))
 }
 
 fn malformed(source: &str, e: verify::Malformed) -> Error {
