@@ -95,6 +95,19 @@ pub enum Error {
         stderr: String,
     },
 
+    /// A write failed after earlier files of the same update had landed,
+    /// and putting some of those back failed too: both are named, since
+    /// the node now holds a mix of old and new files.
+    #[error(
+        "{first}; then putting back the files written before it failed: {}",
+        undo.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    RolledBack {
+        #[source]
+        first: Box<Error>,
+        undo: Vec<Error>,
+    },
+
     /// A program could not be started at all.
     #[error("cannot run {}: {source}", shown(command))]
     Spawn {

@@ -164,11 +164,17 @@ pub fn save_nat(save: &str) -> Result<String> {
     done.text()
 }
 
+/// The memory file as /proc/PID/fd names it.
+const MEMFD_NAME: &str = "memfd:podsnat-save";
+
 /// An anonymous in-memory file, or `None` where the kernel has none.
 fn memfd() -> Option<std::fs::File> {
-    rustix::fs::memfd_create("podsnat-save", rustix::fs::MemfdFlags::CLOEXEC)
-        .ok()
-        .map(std::fs::File::from)
+    rustix::fs::memfd_create(
+        MEMFD_NAME.trim_start_matches("memfd:"),
+        rustix::fs::MemfdFlags::CLOEXEC,
+    )
+    .ok()
+    .map(std::fs::File::from)
 }
 
 /// Runs `prog args` with stdout into `file`, then reads it back.
@@ -190,9 +196,11 @@ fn run_into(prog: &str, args: &[&str], mut file: std::fs::File) -> Result<Finish
     // Sized from the file: one read, no regrowing copies of 2.5 MB.
     let len = file.metadata().map_or(0, |m| m.len());
     let mut stdout = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    // The program ran; a failure now is reading its output back from the
+    // memory file, not running it.
     file.rewind()
         .and_then(|()| file.read_to_end(&mut stdout))
-        .map_err(io_err)?;
+        .map_err(|e| Error::io(MEMFD_NAME, "cannot read back the saved table from", e))?;
     Ok(Finished {
         ok: out.status.success(),
         status: out.status,

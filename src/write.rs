@@ -205,14 +205,7 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
         .map(|f| plan_nat(f))
         .collect::<Result<Vec<_>>>()?;
     if !opts.check {
-        for (i, p) in planned.iter().enumerate() {
-            if let Err(e) = p.commit(!opts.no_fsync) {
-                for done in planned.iter().take(i) {
-                    done.undo()?;
-                }
-                return Err(e);
-            }
-        }
+        all_or_undo(&planned, |p| p.commit(!opts.no_fsync), Planned::undo)?;
     }
     Ok(planned
         .iter()
@@ -222,6 +215,30 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
             rules: f.rules(),
         })
         .collect())
+}
+
+/// Commits each item in order. When one fails, every item committed before
+/// it is undone (each one tried, whatever the others did) and the failure
+/// is returned; an undo that fails too is returned beside it.
+fn all_or_undo<T>(
+    items: &[T],
+    commit: impl Fn(&T) -> Result<()>,
+    undo: impl Fn(&T) -> Result<()>,
+) -> Result<()> {
+    for (i, item) in items.iter().enumerate() {
+        if let Err(first) = commit(item) {
+            let undo: Vec<Error> = items.iter().take(i).filter_map(|d| undo(d).err()).collect();
+            return Err(if undo.is_empty() {
+                first
+            } else {
+                Error::RolledBack {
+                    first: Box::new(first),
+                    undo,
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 fn plan_nat(f: &NatFile<'_>) -> Result<Planned> {
@@ -273,4 +290,69 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn failed(what: &str) -> Error {
+        Error::Usage(format!("{what} failed"))
+    }
+
+    /// The third commit fails; undoing the first fails too, the second's
+    /// undo still runs, and the error names the commit's failure and the
+    /// undo's.
+    #[test]
+    fn a_failed_rollback_reports_both_errors_and_tries_every_undo() {
+        let undone = RefCell::new(Vec::new());
+        let e = all_or_undo(
+            &[1, 2, 3, 4],
+            |&n| {
+                if n == 3 {
+                    Err(failed("commit 3"))
+                } else {
+                    Ok(())
+                }
+            },
+            |&n| {
+                undone.borrow_mut().push(n);
+                if n == 1 {
+                    Err(failed("undo 1"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert_eq!(*undone.borrow(), [1, 2]);
+        assert_eq!(
+            e.to_string(),
+            "commit 3 failed; then putting back the files written before it failed: undo 1 failed"
+        );
+        let first = std::error::Error::source(&e).map(ToString::to_string);
+        assert_eq!(first.as_deref(), Some("commit 3 failed"));
+    }
+
+    /// A rollback that works returns the commit's own error, unwrapped.
+    #[test]
+    fn a_clean_rollback_returns_the_first_error() {
+        let e = all_or_undo(
+            &[1, 2],
+            |&n| {
+                if n == 2 {
+                    Err(failed("commit 2"))
+                } else {
+                    Ok(())
+                }
+            },
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::Usage(ref m) if m == "commit 2 failed"),
+            "{e}"
+        );
+    }
 }

@@ -144,9 +144,9 @@ fn emit_raw(out: &mut impl Write, text: &str) -> Result<()> {
 /// The nat table of `text`, read from `source` (a file, or iptables-save).
 fn nat_table<'a>(source: &str, text: &'a str) -> Result<Table<'a>> {
     rules_file::parse(text)
-        .map_err(|e| Error::Syntax {
-            path: source.to_owned(),
-            message: e.to_string(),
+        .map_err(|e| Error::Unreadable {
+            origin: source.to_owned(),
+            source: e.into(),
         })?
         .into_iter()
         .find(|t| t.name == "nat")

@@ -132,9 +132,9 @@ fn golden_table(path: &Path) -> Result<String> {
         origin: origin.clone(),
         message: message.to_owned(),
     };
-    let tables = rules_file::parse(&text).map_err(|e| Error::Syntax {
-        path: origin.clone(),
-        message: e.to_string(),
+    let tables = rules_file::parse(&text).map_err(|e| Error::Unreadable {
+        origin: origin.clone(),
+        source: e.into(),
     })?;
     match tables.as_slice() {
         [t] if t.name == "nat" && t.is_podsnats(&text) => {

@@ -100,9 +100,9 @@ pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<Do
         let text = config::read_text(&path)?;
         settings
             .add_daemon_json(&origin, &text)
-            .map_err(|e| Error::Syntax {
-                path: origin,
-                message: e.to_string(),
+            .map_err(|e| Error::Unreadable {
+                origin,
+                source: e.into(),
             })?;
     }
     for path in units {
