@@ -52,7 +52,7 @@ fn verdict(status: Option<Status>) -> f64 {
     match status {
         Some(Status::Ok) => 1.0,
         Some(Status::Drift) => 0.0,
-        Some(Status::Undecided) | None => f64::NAN,
+        Some(Status::CannotDecide) | None => f64::NAN,
     }
 }
 
@@ -60,7 +60,7 @@ fn status_label(status: Status) -> &'static str {
     match status {
         Status::Ok => "ok",
         Status::Drift => "drift",
-        Status::Undecided => "cannot_decide",
+        Status::CannotDecide => "cannot_decide",
     }
 }
 
@@ -156,7 +156,7 @@ pub fn verify(runs: &[VerifyRun<'_>], clock: Clock, previous_file: &str) -> Made
         egress
             .with_label_values(&[family])
             .set(verdict(check(CheckName::PodToOutside)));
-        for s in [Status::Ok, Status::Drift, Status::Undecided] {
+        for s in [Status::Ok, Status::Drift, Status::CannotDecide] {
             let holds = run.report.status == s;
             status
                 .with_label_values(&[family, status_label(s)])

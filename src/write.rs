@@ -38,12 +38,14 @@ pub struct FileOutcome {
     pub diff: Option<String>,
 }
 
-/// `podsnat write`'s report: the file plus the number of nat rules.
+/// `podsnat write`'s report on one file: the file plus its rules (a nat
+/// table's `-A` lines, or the anchor's rule lines).
 #[derive(Debug, Clone, Serialize)]
-pub struct NatOutcome {
+pub struct NodeFileOutcome {
     #[serde(flatten)]
     pub file: FileOutcome,
-    /// Rules (`-A` lines) in podsnat's nat table.
+    /// Rules in the file's content: `-A` lines of podsnat's nat table, or
+    /// rule lines of the anchor.
     pub rules: usize,
 }
 
@@ -165,7 +167,7 @@ pub enum Content<'a> {
 }
 
 /// One file `podsnat write` keeps.
-pub struct NatFile<'a> {
+pub struct NodeFile<'a> {
     pub content: Content<'a>,
     pub path: &'a Path,
     /// The program that must accept the whole new file first (`--test`,
@@ -173,7 +175,7 @@ pub struct NatFile<'a> {
     pub test_with: Option<&'a str>,
 }
 
-impl NatFile<'_> {
+impl NodeFile<'_> {
     /// Its rules: `-A` lines of a nat table, rule lines of the anchor.
     fn rules(&self) -> usize {
         match self.content {
@@ -187,8 +189,9 @@ impl NatFile<'_> {
 /// file) and writes the files that changed, all or nothing: every file is
 /// read, spliced and tested before the first is written, so a table that
 /// fails its test (or a malformed file) changes no file. Should a later
-/// rename fail after an earlier one landed, the earlier file is put back.
-pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome>> {
+/// rename fail after an earlier one landed, the earlier file is put back
+/// (and if that fails too, the error names both).
+pub fn write_node_files(files: &[NodeFile<'_>], opts: Options) -> Result<Vec<NodeFileOutcome>> {
     let mut dirs: Vec<&Path> = files.iter().map(|f| atomic::parent(f.path)).collect();
     dirs.sort();
     dirs.dedup();
@@ -202,7 +205,7 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
     };
     let planned = files
         .iter()
-        .map(|f| plan_nat(f))
+        .map(|f| plan_file(f))
         .collect::<Result<Vec<_>>>()?;
     if !opts.check {
         all_or_undo(&planned, |p| p.commit(!opts.no_fsync), Planned::undo)?;
@@ -210,7 +213,7 @@ pub fn write_nats(files: &[NatFile<'_>], opts: Options) -> Result<Vec<NatOutcome
     Ok(planned
         .iter()
         .zip(files)
-        .map(|(p, f)| NatOutcome {
+        .map(|(p, f)| NodeFileOutcome {
             file: p.outcome(opts),
             rules: f.rules(),
         })
@@ -241,7 +244,7 @@ fn all_or_undo<T>(
     Ok(())
 }
 
-fn plan_nat(f: &NatFile<'_>) -> Result<Planned> {
+fn plan_file(f: &NodeFile<'_>) -> Result<Planned> {
     let path = f.path;
     Planned::new(
         path,

@@ -63,10 +63,10 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
             .as_deref()
             .unwrap_or(Path::new(paths::ANCHOR_FILE)),
     );
-    let mut files: Vec<write::NatFile<'_>> = tables
+    let mut files: Vec<write::NodeFile<'_>> = tables
         .iter()
         .zip(&paths)
-        .map(|((family, nat), path)| write::NatFile {
+        .map(|((family, nat), path)| write::NodeFile {
             content: write::Content::Nat(nat),
             path,
             test_with: (!args.no_test).then(|| {
@@ -79,13 +79,13 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
         })
         .collect();
     if let Some(text) = &anchor {
-        files.push(write::NatFile {
+        files.push(write::NodeFile {
             content: write::Content::Anchor(text),
             path: &anchor_path,
             test_with: (!args.no_test).then_some(args.nft.as_str()),
         });
     }
-    let outcomes = write::write_nats(&files, opts)?;
+    let outcomes = write::write_node_files(&files, opts)?;
     let changed = outcomes.iter().any(|o| o.file.changed);
     let text = match (args.change.format, outcomes.as_slice()) {
         (Format::Json, [one]) => json(one)?,

@@ -29,8 +29,8 @@ pub(super) struct Packet {
     pub(super) mark: u32,
     /// The question is only whether a rule of podsnat's decides: a rule of
     /// someone else's with an unmodeled match that would end the walk (a
-    /// translation, an accept) is taken as not matching, since matching
-    /// would leave podsnat's rules undecided-free either way.
+    /// translation, an accept) is taken as not matching: the walk goes on
+    /// to ask what podsnat's own rules do.
     pub(super) lenient: bool,
 }
 

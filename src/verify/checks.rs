@@ -262,7 +262,7 @@ pub(super) fn run(
 ) -> Option<Check> {
     let decides = |r: &RuleRef| owner.decides(&r.chain, &r.text);
     let mut first_ok: Option<(u8, Check)> = None;
-    let mut undecided: Option<Check> = None;
+    let mut cannot_decide: Option<Check> = None;
     let mut drift: Option<Check> = None;
     // Every source range that drifts, not only the first.
     let mut drifting: Vec<(IpAddr, IpAddr)> = Vec::new();
@@ -302,7 +302,7 @@ pub(super) fn run(
                 };
                 (status, r, top, None)
             }
-            Decision::Undecided(r, why) => (Status::Undecided, Some(r), 0, Some(why)),
+            Decision::CannotDecide(r, why) => (Status::CannotDecide, Some(r), 0, Some(why)),
         };
         let port = p.dport.map_or_else(String::new, |d| format!(" port {d}"));
         let check = Check {
@@ -344,8 +344,8 @@ pub(super) fn run(
                 }
                 drift.get_or_insert(check);
             }
-            Status::Undecided => {
-                undecided.get_or_insert(check);
+            Status::CannotDecide => {
+                cannot_decide.get_or_insert(check);
             }
             Status::Ok => {
                 let better = class.expect.only_podsnat()
@@ -356,7 +356,7 @@ pub(super) fn run(
             }
         }
     }
-    let mut check = drift.or(undecided).or(first_ok.map(|(_, c)| c))?;
+    let mut check = drift.or(cannot_decide).or(first_ok.map(|(_, c)| c))?;
     if class.expect == Expect::Untouched {
         // Only the first drift was walked: no list of sources.
         drifting.clear();

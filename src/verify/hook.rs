@@ -21,7 +21,7 @@ pub(super) enum Decision {
     /// The source stays: an identity snat, or no chain translated (the
     /// rule that decided last, if any).
     Keep(Option<RuleRef>, usize),
-    Undecided(RuleRef, String),
+    CannotDecide(RuleRef, String),
 }
 
 /// One chain's outcome for a packet.
@@ -32,7 +32,7 @@ enum Outcome {
         top: usize,
     },
     Pass(Option<RuleRef>, usize),
-    Undecided(RuleRef, String),
+    CannotDecide(RuleRef, String),
 }
 
 pub(super) struct Hook<'e, 'r, 'a> {
@@ -80,7 +80,7 @@ impl Hook<'_, '_, '_> {
                 };
                 mark = q.mark;
                 match outcome {
-                    Outcome::Undecided(r, why) => return Decision::Undecided(r, why),
+                    Outcome::CannotDecide(r, why) => return Decision::CannotDecide(r, why),
                     Outcome::Pass(r, top) => {
                         if r.is_some() {
                             last = (r, top);
@@ -92,7 +92,7 @@ impl Hook<'_, '_, '_> {
                         top,
                     } => match &bound {
                         Some((other, first, _)) if *other != identity => {
-                            return Decision::Undecided(
+                            return Decision::CannotDecide(
                                 rule,
                                 format!(
                                     "it and {first} run at the same priority {prio} in an order no listing shows, and one keeps the source while the other translates it"
@@ -121,7 +121,7 @@ impl Hook<'_, '_, '_> {
                 top,
             },
             End::NoNat(r, top) => Outcome::Pass(r.map(RuleRef::of), top),
-            End::Undecided(r, why) => Outcome::Undecided(RuleRef::of(r), why),
+            End::CannotDecide(r, why) => Outcome::CannotDecide(RuleRef::of(r), why),
         }
     }
 
@@ -143,7 +143,7 @@ impl Hook<'_, '_, '_> {
             let here = rule_ref(base, chain, *idx, &rule.text);
             steps += 1;
             if steps > 100_000 || stack.len() > 64 {
-                return Outcome::Undecided(here, "the chains loop or nest too deep".into());
+                return Outcome::CannotDecide(here, "the chains loop or nest too deep".into());
             }
             // First every match: one that fails means the rule does not
             // apply, whatever else it holds.
@@ -176,7 +176,7 @@ impl Hook<'_, '_, '_> {
                 continue;
             }
             if let Some(why) = unknown {
-                return Outcome::Undecided(here, why);
+                return Outcome::CannotDecide(here, why);
             }
             for s in &rule.stmts {
                 // A verdict map stands for the verdict of the entry that
@@ -189,7 +189,7 @@ impl Hook<'_, '_, '_> {
                                 match rs.map(&chain.family, &chain.table, name) {
                                     Some(e) => e,
                                     None => {
-                                        return Outcome::Undecided(
+                                        return Outcome::CannotDecide(
                                             here,
                                             format!("the map @{name} is not modeled"),
                                         );
@@ -208,7 +208,7 @@ impl Hook<'_, '_, '_> {
                                 }
                                 Some(false) => {}
                                 None => {
-                                    return Outcome::Undecided(
+                                    return Outcome::CannotDecide(
                                         here,
                                         "a set its map uses is not modeled".into(),
                                     );
@@ -226,7 +226,7 @@ impl Hook<'_, '_, '_> {
                     Stmt::Match { .. } | Stmt::Passive | Stmt::Vmap { .. } => {}
                     Stmt::SetMark { and, xor, or } => p.mark = ((p.mark & and) ^ xor) | or,
                     Stmt::Unknown(_) if p.lenient && ends_elsewhere(&rule.stmts) => break,
-                    Stmt::Unknown(why) => return Outcome::Undecided(here, why.clone()),
+                    Stmt::Unknown(why) => return Outcome::CannotDecide(here, why.clone()),
                     Stmt::Accept => return Outcome::Pass(Some(here), 0),
                     Stmt::Identity => {
                         return Outcome::Bind {
@@ -249,7 +249,7 @@ impl Hook<'_, '_, '_> {
                     }
                     Stmt::Jump(t) | Stmt::Goto(t) => {
                         let Some(next) = rs.chain(&chain.family, &chain.table, t) else {
-                            return Outcome::Undecided(
+                            return Outcome::CannotDecide(
                                 here,
                                 format!("the chain {t} is not in the ruleset"),
                             );

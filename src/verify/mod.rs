@@ -71,12 +71,14 @@ impl std::fmt::Display for RuleRef {
     }
 }
 
+/// A verdict. One state, one spelling per medium: "cannot decide" in text,
+/// `cannot_decide` in JSON and in Prometheus' labels.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
     Drift,
-    Undecided,
+    CannotDecide,
 }
 
 impl Status {
@@ -86,7 +88,7 @@ impl Status {
         all.into_iter()
             .fold(Status::Ok, |worst, s| match (worst, s) {
                 (Status::Drift, _) | (_, Status::Drift) => Status::Drift,
-                (Status::Undecided, _) | (_, Status::Undecided) => Status::Undecided,
+                (Status::CannotDecide, _) | (_, Status::CannotDecide) => Status::CannotDecide,
                 _ => Status::Ok,
             })
     }

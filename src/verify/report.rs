@@ -18,7 +18,11 @@ pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for c in &report.checks {
         let what = match (c.name, c.class, c.status) {
-            (CheckName::PodToCluster, Promise::NoMasquerade, Status::Drift | Status::Undecided) => {
+            (
+                CheckName::PodToCluster,
+                Promise::NoMasquerade,
+                Status::Drift | Status::CannotDecide,
+            ) => {
                 format!("pod→no_masquerade {} traffic", c.destination)
             }
             (CheckName::PodToCluster, _, _) => "pod→cluster traffic".to_owned(),
@@ -76,7 +80,7 @@ pub fn text(report: &Report) -> String {
                 c.packet,
                 sources(c)
             ),
-            (Status::Undecided, _) => format!(
+            (Status::CannotDecide, _) => format!(
                 "warning: cannot decide {what}: {rule}: {}; packet {}",
                 c.reason.as_deref().unwrap_or("not modeled"),
                 c.packet

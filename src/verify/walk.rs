@@ -13,7 +13,7 @@ use super::sets::{Member, Sets};
 pub(super) enum End<'a> {
     Nat(&'a Rule<'a>, usize),
     NoNat(Option<&'a Rule<'a>>, usize),
-    Undecided(&'a Rule<'a>, String),
+    CannotDecide(&'a Rule<'a>, String),
 }
 
 pub(super) struct Evaluator<'r, 'a> {
@@ -55,7 +55,7 @@ impl<'r, 'a> Evaluator<'r, 'a> {
             }
             steps += 1;
             if steps > 100_000 || stack.len() > 64 {
-                return End::Undecided(rule, "the chains loop or nest too deep".into());
+                return End::CannotDecide(rule, "the chains loop or nest too deep".into());
             }
             match (matches(rule, &p, self.sets), &rule.target) {
                 (Tri::No, _) | (_, Target::None | Target::Passive) => continue,
@@ -65,7 +65,7 @@ impl<'r, 'a> Evaluator<'r, 'a> {
                 {
                     continue;
                 }
-                (Tri::Unknown(why), _) => return End::Undecided(rule, why),
+                (Tri::Unknown(why), _) => return End::CannotDecide(rule, why),
                 (Tri::Yes, Target::Accept) => return End::NoNat(Some(rule), top),
                 (Tri::Yes, Target::Nat) => return End::Nat(rule, top),
                 (Tri::Yes, Target::Return) => {
@@ -85,7 +85,7 @@ impl<'r, 'a> Evaluator<'r, 'a> {
                     stack.push((c.as_str(), 0));
                 }
                 (Tri::Yes, Target::Unknown(t)) => {
-                    return End::Undecided(rule, format!("the target {t} is not modeled"));
+                    return End::CannotDecide(rule, format!("the target {t} is not modeled"));
                 }
             }
         }

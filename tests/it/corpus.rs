@@ -63,7 +63,7 @@ fn real_world_shapes_are_decided_and_explained() {
                 "{name} ({format}): {code:?}\n{stdout}{stderr}"
             );
             assert!(
-                !stdout.contains("cannot decide") && !stdout.contains("undecided"),
+                !stdout.contains("cannot decide") && !stdout.contains("cannot_decide"),
                 "{name}: {stdout}"
             );
             assert!(stderr.is_empty(), "{name}: {stderr}");

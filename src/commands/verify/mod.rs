@@ -345,6 +345,6 @@ fn exit(report: &Report) -> ExitStatus {
     match report.status {
         Status::Ok => ExitStatus::Unchanged,
         Status::Drift => ExitStatus::Changed,
-        Status::Undecided => ExitStatus::Failed,
+        Status::CannotDecide => ExitStatus::Failed,
     }
 }

@@ -57,13 +57,13 @@ mod tests {
     #[test]
     fn the_families_status_comes_from_their_reports() {
         use ExitStatus::{Changed, Failed, Unchanged};
-        use Status::{Drift, Ok, Undecided};
+        use Status::{CannotDecide, Drift, Ok};
         // (IPv4's exit and report, IPv6's, the node's status)
         for (v4, v6, want) in [
             ((Changed, Ok), (Failed, Drift), Drift),
             ((Unchanged, Ok), (Failed, Drift), Drift),
             ((Changed, Ok), (Changed, Ok), Ok),
-            ((Unchanged, Ok), (Failed, Undecided), Undecided),
+            ((Unchanged, Ok), (Failed, CannotDecide), CannotDecide),
         ] {
             let all = [
                 outcome(Family::V4, v4.0, v4.1),
