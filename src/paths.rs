@@ -44,23 +44,45 @@ pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-/// Where the rules file lives by default on the machine under `root`:
-/// RHEL-like systems restore /etc/sysconfig/iptables; Debian has no
-/// /etc/sysconfig and keeps its rules in /etc/iptables/rules.v4.
-pub fn default_rules_file(root: &Path) -> &'static str {
-    default_rules_file_of(root, Family::V4)
+/// The two ways a distribution restores iptables rules at boot, which
+/// decide where the rules files live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// RHEL-like: iptables-services restores /etc/sysconfig/iptables.
+    Rhel,
+    /// Debian and Ubuntu: netfilter-persistent restores
+    /// /etc/iptables/rules.v4.
+    Debian,
 }
 
-/// The same for either family: `/etc/sysconfig/ip6tables` or
-/// `/etc/iptables/rules.v6` for IPv6.
-pub fn default_rules_file_of(root: &Path, family: Family) -> &'static str {
-    let sysconfig = under_root(root, Path::new("/etc/sysconfig")).is_dir();
-    match (family, sysconfig) {
-        (Family::V4, true) => SYSCONFIG_RULES,
-        (Family::V4, false) => DEBIAN_RULES,
-        (Family::V6, true) => SYSCONFIG_RULES6,
-        (Family::V6, false) => DEBIAN_RULES6,
+impl Platform {
+    /// The platform of the machine under `root`: Debian has no
+    /// /etc/sysconfig.
+    pub fn of_root(root: &Path) -> Platform {
+        if under_root(root, Path::new("/etc/sysconfig")).is_dir() {
+            Platform::Rhel
+        } else {
+            Platform::Debian
+        }
     }
+
+    /// The one default rules file of each family: `write`, `install-unit`,
+    /// `pin` and a fleet's nodes all take it from here.
+    pub fn rules_file(self, family: Family) -> &'static str {
+        match (family, self) {
+            (Family::V4, Platform::Rhel) => SYSCONFIG_RULES,
+            (Family::V4, Platform::Debian) => DEBIAN_RULES,
+            (Family::V6, Platform::Rhel) => SYSCONFIG_RULES6,
+            (Family::V6, Platform::Debian) => DEBIAN_RULES6,
+        }
+    }
+}
+
+/// Where `family`'s rules file lives by default on the machine under
+/// `root`.
+pub fn default_rules_file(root: &Path, family: Family) -> &'static str {
+    Platform::of_root(root).rules_file(family)
 }
 
 /// `iptables-restore` -> `ip6tables-restore`, also by path and for a

@@ -88,11 +88,11 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
             file: args
                 .file
                 .as_deref()
-                .unwrap_or_else(|| paths::default_rules_file(&args.root)),
+                .unwrap_or_else(|| paths::default_rules_file(&args.root, Family::V4)),
             file6: args
                 .file6
                 .as_deref()
-                .unwrap_or_else(|| paths::default_rules_file_of(&args.root, Family::V6)),
+                .unwrap_or_else(|| paths::default_rules_file(&args.root, Family::V6)),
             restore: &args.iptables_restore,
         },
     )?;

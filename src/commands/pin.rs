@@ -34,7 +34,7 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
     if files.is_empty() {
         files.push((
             Family::V4,
-            PathBuf::from(paths::default_rules_file(Path::new("/"))),
+            PathBuf::from(paths::default_rules_file(Path::new("/"), Family::V4)),
         ));
     }
     let titled = files.len() > 1;

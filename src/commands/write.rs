@@ -51,9 +51,9 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 Family::V4 => &args.output,
                 Family::V6 => &args.output6,
             };
-            let output = given.clone().unwrap_or_else(|| {
-                PathBuf::from(paths::default_rules_file_of(&args.root, *family))
-            });
+            let output = given
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(paths::default_rules_file(&args.root, *family)));
             paths::under_root(&args.root, &output)
         })
         .collect();

@@ -9,10 +9,14 @@
 
 mod files;
 mod name;
+mod unit;
 
 pub use name::NodeName;
 
 pub use files::{Report, check, render_to};
+pub use unit::Units;
+
+use unit::RawUnit;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,8 +27,6 @@ use serde::Deserialize;
 use crate::config::{self, RawConfig};
 use crate::error::{Error, Result};
 use crate::family::Family;
-use crate::paths;
-use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 
 config::raw_with_settings! {
     /// The inventory as written: the cluster's networks and settings, the
@@ -40,108 +42,6 @@ config::raw_with_settings! {
         #[serde(default)]
         nodes: Vec<RawNode>,
     }
-}
-
-impl RawUnit {
-    /// `self` with `over`'s keys on top (a node's `[nodes.unit]`).
-    fn with(&self, over: &RawUnit) -> RawUnit {
-        RawUnit {
-            after: over.after.clone().or_else(|| self.after.clone()),
-            before: over.before.clone().or_else(|| self.before.clone()),
-            file: over.file.clone().or_else(|| self.file.clone()),
-            file6: over.file6.clone().or_else(|| self.file6.clone()),
-            iptables_restore: over
-                .iptables_restore
-                .clone()
-                .or_else(|| self.iptables_restore.clone()),
-            podsnat: over.podsnat.clone().or_else(|| self.podsnat.clone()),
-            pin: over.pin.or(self.pin),
-            anchor_file: over
-                .anchor_file
-                .clone()
-                .or_else(|| self.anchor_file.clone()),
-            nft: over.nft.clone().or_else(|| self.nft.clone()),
-        }
-    }
-
-    /// The units for a node of `families`, checked like `install-unit`'s
-    /// flags; errors name `origin` and the key under `prefix` (`unit.after`,
-    /// `nodes.unit.after`).
-    fn units(
-        &self,
-        origin: &str,
-        prefix: &str,
-        families: &[Family],
-        anchor: bool,
-    ) -> Result<Units> {
-        let strings = |v: &Option<Vec<String>>, default: &[&str]| {
-            v.clone()
-                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
-        };
-        let spec = UnitSpec::parse_from(
-            origin,
-            false,
-            prefix,
-            &strings(&self.after, &unit::DEFAULT_AFTER),
-            &strings(&self.before, &unit::DEFAULT_BEFORE),
-            unit::Files {
-                families,
-                file: self.file.as_deref().unwrap_or(paths::SYSCONFIG_RULES),
-                file6: self.file6.as_deref().unwrap_or(paths::SYSCONFIG_RULES6),
-                restore: self
-                    .iptables_restore
-                    .as_deref()
-                    .unwrap_or(paths::IPTABLES_RESTORE),
-            },
-        )?;
-        let spec = if anchor {
-            spec.with_anchor(
-                origin,
-                prefix,
-                self.anchor_file.as_deref().unwrap_or(paths::ANCHOR_FILE),
-                self.nft.as_deref().unwrap_or(paths::NFT),
-            )?
-        } else {
-            spec
-        };
-        let pin = self.pin.unwrap_or(true);
-        let extras = if pin {
-            let podsnat = self.podsnat.as_deref().unwrap_or(paths::PODSNAT_BIN);
-            let runtime = RuntimeSpec::parse_from(origin, prefix, podsnat, &spec.tables)?;
-            Some(Extras {
-                runtime,
-                pin,
-                verify_config: None,
-                metrics: None,
-            })
-        } else {
-            None
-        };
-        Ok(unit::unit_files(&spec, extras.as_ref()))
-    }
-}
-
-/// A rendered set of units: podsnat.service and, with the pin, its units.
-pub type Units = Vec<unit::UnitFile>;
-
-/// The boot unit's settings, as `install-unit` takes them.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawUnit {
-    after: Option<Vec<String>>,
-    before: Option<Vec<String>>,
-    file: Option<String>,
-    /// The IPv6 rules file, for nodes with an IPv6 pod network.
-    file6: Option<String>,
-    iptables_restore: Option<String>,
-    /// The podsnat binary the pin runs.
-    podsnat: Option<String>,
-    /// podsnat-pin.service and its timer (default true).
-    pin: Option<bool>,
-    /// The anchor file podsnat-anchor.service loads.
-    anchor_file: Option<String>,
-    /// The nft it runs.
-    nft: Option<String>,
 }
 
 config::raw_with_settings! {

@@ -33,7 +33,9 @@ fn playbook(dir: &Path, extra_vars: &str, flags: &[&str]) -> Output {
 fn setup() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("node");
-    fs::create_dir(&root).unwrap();
+    // A RHEL-like node: the role leaves the rules file to podsnat, which
+    // picks /etc/sysconfig/iptables where /etc/sysconfig exists.
+    fs::create_dir_all(root.join("etc/sysconfig")).unwrap();
     fs::write(
         tmp.path().join("site.yml"),
         "- hosts: localhost\n  gather_facts: false\n  roles:\n    - podsnat\n",
@@ -200,7 +202,7 @@ fn role_installs_a_nodes_golden_files() {
 
     for (node, own_unit) in [("hdss7-21", false), ("hdss7-22", true)] {
         let _ = fs::remove_dir_all(&root);
-        fs::create_dir(&root).unwrap();
+        fs::create_dir_all(root.join("etc/sysconfig")).unwrap();
         let vars = golden_vars(&root, &golden, node);
         let first = playbook(tmp.path(), &vars, &[]);
         assert!(

@@ -84,8 +84,9 @@ fn golden_files_of_the_example_inventory() {
 fn shared_units_are_written_once() {
     let tmp = tempfile::tempdir().unwrap();
     let inv = tmp.path().join("inventory.toml");
-    let mut text_inv =
-        String::from("cluster_cidr = \"10.0.0.0/8\"\n[unit]\nafter = [\"flanneld.service\"]\n");
+    let mut text_inv = String::from(
+        "cluster_cidr = \"10.0.0.0/8\"\n[unit]\nafter = [\"flanneld.service\"]\nplatform = \"rhel\"\n",
+    );
     for i in 0..500 {
         text_inv += &format!(
             "[[nodes]]\nname = \"n{i:03}\"\npod_subnet = \"10.{}.{}.0/24\"\n",
@@ -252,9 +253,11 @@ fn dual_stack_fleet_has_golden_files_per_family() {
         &inv,
         "cluster_cidr = \"172.7.0.0/16\"\ncluster_cidr_v6 = \"fd00:7::/48\"\n\
          no_masquerade = [\"10.96.0.0/12\", \"fd00:96::/108\"]\n\
+         [unit]\nplatform = \"debian\"\n\
          [[nodes]]\nname = \"n1\"\npod_subnet = \"172.7.21.0/24\"\npod_subnet_v6 = \"fd00:7:0:21::/64\"\n\
          [[nodes]]\nname = \"n2\"\npod_subnet = \"172.7.22.0/24\"\npod_subnet_v6 = \"fd00:7:0:22::/64\"\n\
-         [[nodes]]\nname = \"v4only\"\npod_subnet = \"172.7.23.0/24\"\n",
+         [[nodes]]\nname = \"v4only\"\npod_subnet = \"172.7.23.0/24\"\n\
+         [nodes.unit]\nplatform = \"rhel\"\n",
     )
     .unwrap();
     let dir = tmp.path().join("golden");
@@ -285,12 +288,17 @@ fn dual_stack_fleet_has_golden_files_per_family() {
     insta::assert_snapshot!("dual-n1.ip6tables.nat", read("n1.ip6tables.nat"));
     let shared = read("podsnat.service");
     assert!(
-        shared
-            .contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/sysconfig/ip6tables"),
+        shared.contains("ExecStart=/usr/sbin/ip6tables-restore -w 5 -T nat /etc/iptables/rules.v6"),
         "{shared}"
     );
-    assert!(!read("v4only.podsnat.service").contains("ip6tables"));
-    assert!(read("podsnat-pin.service").contains("--file6 /etc/sysconfig/ip6tables"));
+    assert!(read("podsnat-pin.service").contains("--file6 /etc/iptables/rules.v6"));
+    // The node that chose the RHEL platform restores its own file.
+    let v4only = read("v4only.podsnat.service");
+    assert!(!v4only.contains("ip6tables"), "{v4only}");
+    assert!(
+        v4only.contains("ExecStart=/usr/sbin/iptables-restore -w 5 -T nat /etc/sysconfig/iptables"),
+        "{v4only}"
+    );
 
     // A node's golden files are what `render` gives for it, table by table.
     let rendered = Command::new(common::podsnat_bin())

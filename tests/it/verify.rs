@@ -708,7 +708,12 @@ fn ipv6_tables_are_decided_exactly() {
     // contents (`ipset save`, `family inet6`) are modeled like IPv4's.
     let conntrack = "-A POSTROUTING -m conntrack --ctstate DNAT -j MASQUERADE";
     let r = eval(&spec, &ours_with_top(&spec, &[], &[conntrack]));
-    assert_eq!(r.status, Status::CannotDecide, "{}", podsnat::report_text(&r));
+    assert_eq!(
+        r.status,
+        Status::CannotDecide,
+        "{}",
+        podsnat::report_text(&r)
+    );
     assert_eq!(rule_text(&r, CheckName::PodToCluster), conntrack);
     let by_set = "-A POSTROUTING -m set --match-set pods6 src -m set ! --match-set cluster6 dst -j MASQUERADE";
     let t = table(&[], &[by_set]);
