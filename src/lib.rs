@@ -74,7 +74,9 @@ pub use render::{exclusion, nat_table, own_chain, rule_count};
 /// The iptables-save format: read a file's tables, splice a nat table in.
 pub use rules_file::{Table, parse as parse_rules, splice};
 /// The systemd units: `install-unit`'s spec and the boot unit's text.
-pub use unit::{Files as UnitFiles, UnitSpec, render as render_unit};
+pub use unit::{
+    ALL as UNITS, Files as UnitFiles, Kind as UnitKind, UnitSpec, render as render_unit,
+};
 /// The digest `write` reports for a file.
 pub use write::sha256_hex;
 

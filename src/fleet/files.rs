@@ -19,7 +19,12 @@ use serde::Serialize;
 use super::{Fleet, Units};
 use crate::error::{Error, Result};
 use crate::family::Family;
+use crate::unit::{self, Kind};
 use crate::{atomic, render, write};
+
+/// The units a fleet renders, shared or as `<node>.` + the name (none of
+/// verify's: its config path is the node's).
+const RENDERED: [Kind; 4] = [unit::BOOT, unit::ANCHOR, unit::PIN, unit::PIN_TIMER];
 
 /// A node's nat table is `<node>` + this.
 pub const NAT_SUFFIX: &str = ".iptables.nat";
@@ -28,14 +33,6 @@ pub const NAT6_SUFFIX: &str = ".ip6tables.nat";
 
 /// And its nftables anchor, unless the inventory turns the anchor off.
 pub const ANCHOR_SUFFIX: &str = ".podsnat.nft";
-
-/// The unit files podsnat may write, shared or as `<node>.` + the name.
-const UNIT_NAMES: [&str; 4] = [
-    "podsnat.service",
-    "podsnat-anchor.service",
-    "podsnat-pin.service",
-    "podsnat-pin.timer",
-];
 
 /// Every golden file of the fleet, rendered in memory: name in the output
 /// directory, and content. Pure.
@@ -90,9 +87,9 @@ fn podsnats(name: &str) -> bool {
     name.ends_with(NAT_SUFFIX)
         || name.ends_with(NAT6_SUFFIX)
         || name.ends_with(ANCHOR_SUFFIX)
-        || UNIT_NAMES
+        || RENDERED
             .iter()
-            .any(|u| name == *u || name.strip_suffix(u).is_some_and(|p| p.ends_with('.')))
+            .any(|u| name == u.name || name.strip_suffix(u.name).is_some_and(|p| p.ends_with('.')))
 }
 
 /// podsnat's files in `out_dir` that `wanted` does not hold.

@@ -9,13 +9,51 @@ use crate::config::FLAGS_ORIGIN;
 use crate::error::{Error, Result};
 use crate::family::Family;
 
-pub const UNIT_NAME: &str = "podsnat.service";
-pub const ANCHOR_UNIT: &str = "podsnat-anchor.service";
+/// A unit podsnat installs: its name, and the target whose `.wants`
+/// directory enables it (rendered into the unit's `WantedBy=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kind {
+    pub name: &'static str,
+    pub wanted_by: &'static str,
+}
+
+pub const BOOT: Kind = Kind {
+    name: "podsnat.service",
+    wanted_by: "multi-user.target",
+};
+pub const ANCHOR: Kind = Kind {
+    name: "podsnat-anchor.service",
+    wanted_by: "multi-user.target",
+};
+/// After every docker start, which is what wants it.
+pub const PIN: Kind = Kind {
+    name: "podsnat-pin.service",
+    wanted_by: "docker.service",
+};
+pub const PIN_TIMER: Kind = Kind {
+    name: "podsnat-pin.timer",
+    wanted_by: "timers.target",
+};
+pub const VERIFY: Kind = Kind {
+    name: "podsnat-verify.service",
+    wanted_by: "docker.service",
+};
+pub const VERIFY_TIMER: Kind = Kind {
+    name: "podsnat-verify.timer",
+    wanted_by: "timers.target",
+};
+
+/// The one table of podsnat's units, in the order they are installed:
+/// the templates, `install-unit`, the fleet's golden files and (checked
+/// by tests/it/ansible.rs) the Ansible role's `podsnat_golden_units` all
+/// take names and targets from here.
+pub const ALL: [Kind; 6] = [BOOT, ANCHOR, PIN, PIN_TIMER, VERIFY, VERIFY_TIMER];
 
 #[derive(Template)]
 #[template(path = "podsnat-anchor.service.in", escape = "none")]
 struct AnchorService<'a> {
     version: &'static str,
+    wanted_by: &'static str,
     file: &'a UnitPath,
     nft: &'a UnitPath,
     before: String,
@@ -26,6 +64,7 @@ struct AnchorService<'a> {
 #[template(path = "podsnat.service.in", escape = "none")]
 struct ServiceUnit<'a> {
     version: &'static str,
+    wanted_by: &'static str,
     after: String,
     before: String,
     tables: &'a [UnitTable],
@@ -37,6 +76,7 @@ struct ServiceUnit<'a> {
 #[template(path = "podsnat-verify.service.in", escape = "none")]
 struct VerifyService<'a> {
     version: &'static str,
+    wanted_by: &'static str,
     podsnat: &'a UnitPath,
     config: &'a UnitPath,
     /// `--iptables-save S --iptables-restore R`, and IPv6's pair.
@@ -50,12 +90,14 @@ struct VerifyService<'a> {
 #[template(path = "podsnat-verify.timer.in", escape = "none")]
 struct VerifyTimer {
     version: &'static str,
+    wanted_by: &'static str,
 }
 
 #[derive(Template)]
 #[template(path = "podsnat-pin.service.in", escape = "none")]
 struct PinService<'a> {
     version: &'static str,
+    wanted_by: &'static str,
     podsnat: &'a UnitPath,
     tables: &'a [UnitTable],
     /// Each family's `--file F --iptables-save S --iptables-restore R`.
@@ -69,6 +111,7 @@ struct PinService<'a> {
 #[template(path = "podsnat-pin.timer.in", escape = "none")]
 struct PinTimer {
     version: &'static str,
+    wanted_by: &'static str,
 }
 
 /// What the units that run podsnat itself (the pin, verify) need: the
@@ -164,11 +207,22 @@ pub struct UnitFile {
     pub wanted_by: &'static str,
 }
 
+impl UnitFile {
+    fn new(kind: Kind, text: String) -> UnitFile {
+        UnitFile {
+            name: kind.name,
+            text: with_newline(text),
+            wanted_by: kind.wanted_by,
+        }
+    }
+}
+
 /// Renders podsnat.service. Pure.
 pub fn render(spec: &UnitSpec) -> String {
     with_newline(
         ServiceUnit {
             version: env!("CARGO_PKG_VERSION"),
+            wanted_by: BOOT.wanted_by,
             after: join(&spec.after),
             before: join(&spec.before),
             tables: &spec.tables,
@@ -203,74 +257,60 @@ fn table_args(spec: &UnitSpec, rt: &RuntimeSpec, with_files: bool) -> String {
 /// Every unit file to install, rendered. Pure.
 pub fn unit_files(spec: &UnitSpec, extras: Option<&Extras>) -> Vec<UnitFile> {
     let version = env!("CARGO_PKG_VERSION");
+    let ipv6 = spec.has_ipv6();
     let mut files = vec![UnitFile {
-        name: UNIT_NAME,
+        name: BOOT.name,
         text: render(spec),
-        wanted_by: "multi-user.target",
+        wanted_by: BOOT.wanted_by,
     }];
     if let Some(a) = &spec.anchor {
-        files.push(UnitFile {
-            name: ANCHOR_UNIT,
-            text: with_newline(
-                AnchorService {
-                    version,
-                    file: &a.file,
-                    nft: &a.nft,
-                    before: join(&spec.before),
-                    ipv6: spec.has_ipv6(),
-                }
-                .to_string(),
-            ),
-            wanted_by: "multi-user.target",
-        });
+        let text = AnchorService {
+            version,
+            wanted_by: ANCHOR.wanted_by,
+            file: &a.file,
+            nft: &a.nft,
+            before: join(&spec.before),
+            ipv6,
+        };
+        files.push(UnitFile::new(ANCHOR, text.to_string()));
     }
     let Some(x) = extras else {
         return files;
     };
     let rt = &x.runtime;
     if x.pin {
-        files.push(UnitFile {
-            name: "podsnat-pin.service",
-            text: with_newline(
-                PinService {
-                    version,
-                    podsnat: &rt.podsnat,
-                    tables: &spec.tables,
-                    args: table_args(spec, rt, true),
-                    ipv6: spec.has_ipv6(),
-                    metrics: x.metrics.as_ref(),
-                }
-                .to_string(),
-            ),
-            wanted_by: "docker.service",
-        });
-        files.push(UnitFile {
-            name: "podsnat-pin.timer",
-            text: with_newline(PinTimer { version }.to_string()),
-            wanted_by: "timers.target",
-        });
+        let text = PinService {
+            version,
+            wanted_by: PIN.wanted_by,
+            podsnat: &rt.podsnat,
+            tables: &spec.tables,
+            args: table_args(spec, rt, true),
+            ipv6,
+            metrics: x.metrics.as_ref(),
+        };
+        files.push(UnitFile::new(PIN, text.to_string()));
+        let timer = PinTimer {
+            version,
+            wanted_by: PIN_TIMER.wanted_by,
+        };
+        files.push(UnitFile::new(PIN_TIMER, timer.to_string()));
     }
     if let Some(config) = &x.verify_config {
-        files.push(UnitFile {
-            name: "podsnat-verify.service",
-            text: with_newline(
-                VerifyService {
-                    version,
-                    podsnat: &rt.podsnat,
-                    config,
-                    programs: table_args(spec, rt, false),
-                    ipv6: spec.has_ipv6(),
-                    metrics: x.metrics.as_ref(),
-                }
-                .to_string(),
-            ),
-            wanted_by: "docker.service",
-        });
-        files.push(UnitFile {
-            name: "podsnat-verify.timer",
-            text: with_newline(VerifyTimer { version }.to_string()),
-            wanted_by: "timers.target",
-        });
+        let text = VerifyService {
+            version,
+            wanted_by: VERIFY.wanted_by,
+            podsnat: &rt.podsnat,
+            config,
+            programs: table_args(spec, rt, false),
+            ipv6,
+            metrics: x.metrics.as_ref(),
+        };
+        files.push(UnitFile::new(VERIFY, text.to_string()));
+        let timer = VerifyTimer {
+            version,
+            wanted_by: VERIFY_TIMER.wanted_by,
+        };
+        files.push(UnitFile::new(VERIFY_TIMER, timer.to_string()));
     }
     files
 }

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use files::{Extras, RuntimeSpec, UnitFile, flag_path, render, unit_files};
+pub use files::{
+    ALL, ANCHOR, BOOT, Extras, Kind, PIN, PIN_TIMER, RuntimeSpec, UnitFile, flag_path, render,
+    unit_files,
+};
 pub use names::{UnitName, UnitPath};
 
 use crate::config::FLAGS_ORIGIN;

@@ -304,29 +304,53 @@ fn role_writes_both_families_on_a_dual_stack_node() {
     assert_eq!(recap(&second), (0, 0), "second run must be ok, not changed");
 }
 
-/// The role's list of golden units names each unit's target as the unit
-/// file's own `[Install] WantedBy=` does, and names only units the tree has.
+/// The role's list of golden units is the fleet's: the same names, each
+/// wanted by the target the rendered unit's `[Install] WantedBy=` names,
+/// and every one a unit of podsnat's one table (`podsnat::UNITS`).
 #[test]
-fn role_units_agree_with_the_unit_files() {
+fn role_units_agree_with_the_unit_table() {
     let defaults = fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/contrib/ansible/roles/podsnat/defaults/main.yml"
     ))
     .unwrap();
-    let listed: Vec<(&str, &str)> = defaults
+    let mut listed: Vec<(String, String)> = defaults
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- {name: "))
         .filter_map(|l| l.strip_suffix('}')?.split_once(", wanted_by: "))
+        .map(|(n, w)| (n.to_owned(), w.to_owned()))
         .collect();
-    assert!(listed.len() >= 4, "{listed:?}");
-    for (name, wanted_by) in listed {
-        let path = format!("{}/units/{name}.in", env!("CARGO_MANIFEST_DIR"));
-        let unit = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    listed.sort();
+    for (name, wanted_by) in &listed {
         assert!(
-            unit.lines().any(|l| l == format!("WantedBy={wanted_by}")),
-            "{name}: the role says wanted by {wanted_by}, the unit file does not"
+            podsnat::UNITS
+                .iter()
+                .any(|u| u.name == name && u.wanted_by == wanted_by),
+            "{name} wanted by {wanted_by}: not in podsnat's unit table"
         );
     }
+    // Everything the fleet renders with the pin and the anchor on.
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = golden_fleet(tmp.path(), |inventory| inventory);
+    let mut rendered: Vec<(String, String)> = fs::read_dir(&golden)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("podsnat") && !n.ends_with(".nft"))
+        .map(|name| {
+            let text = fs::read_to_string(golden.join(&name)).unwrap();
+            let wanted_by = text
+                .lines()
+                .find_map(|l| l.strip_prefix("WantedBy="))
+                .unwrap_or_else(|| panic!("{name} has no WantedBy=:\n{text}"))
+                .to_owned();
+            (name, wanted_by)
+        })
+        .collect();
+    rendered.sort();
+    assert_eq!(
+        listed, rendered,
+        "the role's podsnat_golden_units and the fleet's units"
+    );
 }
 
 /// An inventory with `pin = false` renders no pin units, and the role
