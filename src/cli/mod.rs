@@ -236,9 +236,9 @@ pub struct InstallUnitArgs {
     #[arg(long, value_name = "PATH")]
     pub file: Option<String>,
     /// The families the node runs: the units restore and pin the IPv4 file,
-    /// the IPv6 file, or both.
-    #[arg(long, value_enum, default_value = "ipv4")]
-    pub family: Families,
+    /// the IPv6 file, or both [default: those --config names, else ipv4].
+    #[arg(long, value_enum)]
+    pub family: Option<Families>,
     /// The IPv6 rules file (absolute) [default: as for `write --output6`].
     #[arg(long, value_name = "PATH")]
     pub file6: Option<String>,
@@ -274,9 +274,13 @@ pub struct InstallUnitArgs {
     /// The podsnat binary the pin and verify services run.
     #[arg(long, value_name = "PATH", default_value = paths::PODSNAT_BIN)]
     pub podsnat: String,
-    /// With --verify-timer: the node's podsnat config.
-    #[arg(long, value_name = "PATH", default_value = paths::CONFIG)]
-    pub config: String,
+    /// The node's podsnat config (absolute, read under --root): the units
+    /// restore the families whose cluster network it names and load the
+    /// anchor unless it says `anchor = false`; --family and --no-anchor win
+    /// over it. With --verify-timer, the config the verify service reads
+    /// [default: /etc/podsnat/config.toml, not read at install time].
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<String>,
     /// Write metrics for node_exporter's textfile collector into DIR
     /// (absolute; Debian's node_exporter reads /var/lib/prometheus/node-exporter):
     /// the verify service and its timer (installed with this) write

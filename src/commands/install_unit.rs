@@ -4,16 +4,23 @@
 //! `systemctl enable` would, and never start them.
 
 use std::io::Write;
+use std::path::Path;
 
 use super::{ExitStatus, changed_status, emit, json, verb};
 use crate::cli::{Families, Format, InstallUnitArgs};
+use crate::config::{self, UnitSettings};
 use crate::error::Result;
 use crate::family::Family;
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 use crate::{paths, write};
 
 pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
-    let spec = unit_spec(args)?;
+    let from_config = args
+        .config
+        .as_deref()
+        .map(|c| config::unit_settings(&paths::under_root(&args.root, Path::new(c))))
+        .transpose()?;
+    let spec = unit_spec(args, from_config.as_ref())?;
     // --metrics comes with the verify units: they write podsnat.prom.
     let verify = args.verify_timer || args.metrics.is_some();
     let extras = if args.no_pin && !verify {
@@ -23,7 +30,9 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
             runtime: RuntimeSpec::parse(&args.podsnat, &spec.tables)?,
             pin: !args.no_pin,
             verify_config: verify
-                .then(|| unit::flag_path("--config", &args.config))
+                .then(|| {
+                    unit::flag_path("--config", args.config.as_deref().unwrap_or(paths::CONFIG))
+                })
                 .transpose()?,
             metrics: args
                 .metrics
@@ -66,8 +75,9 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
     Ok(changed_status(outcome.changed))
 }
 
-/// The unit's settings: the flags, or the defaults where none are given.
-fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
+/// The unit's settings: the flags, then the node's config file (its
+/// families and anchor), then the defaults.
+fn unit_spec(args: &InstallUnitArgs, from_config: Option<&UnitSettings>) -> Result<UnitSpec> {
     let or_default = |given: &[String], default: &[&str]| -> Vec<String> {
         if given.is_empty() {
             default.iter().map(|s| s.to_string()).collect()
@@ -75,10 +85,12 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
             given.to_vec()
         }
     };
-    let families: &[Family] = match args.family {
-        Families::Ipv4 => &[Family::V4],
-        Families::Ipv6 => &[Family::V6],
-        Families::Dual => &Family::ALL,
+    let families: &[Family] = match (args.family, from_config) {
+        (Some(Families::Ipv4), _) => &[Family::V4],
+        (Some(Families::Ipv6), _) => &[Family::V6],
+        (Some(Families::Dual), _) => &Family::ALL,
+        (None, Some(c)) => &c.families,
+        (None, None) => &[Family::V4],
     };
     let spec = UnitSpec::parse(
         &or_default(&args.after, &unit::DEFAULT_AFTER),
@@ -96,7 +108,7 @@ fn unit_spec(args: &InstallUnitArgs) -> Result<UnitSpec> {
             restore: &args.iptables_restore,
         },
     )?;
-    if args.no_anchor {
+    if args.no_anchor || from_config.is_some_and(|c| !c.anchor) {
         return Ok(spec);
     }
     spec.with_anchor(
