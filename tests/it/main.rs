@@ -20,7 +20,6 @@ mod anchor;
 mod anchor_docker;
 mod ansible;
 mod boot;
-mod cases;
 mod corpus;
 mod crash;
 mod crosshost;

@@ -227,3 +227,19 @@ fn hostile_input_never_reaches_the_terminal_raw_or_whole() {
         false,
     );
 }
+
+/// Rendering is deterministic: the same input twice gives the same bytes.
+#[test]
+fn render_is_deterministic() {
+    let run = || {
+        Command::new(common::podsnat_bin())
+            .args(["render", "--config", "examples/flannel-docker.toml"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+            .stdout
+    };
+    let first = run();
+    assert!(!first.is_empty());
+    assert_eq!(first, run());
+}
