@@ -210,7 +210,8 @@ fn pod_source_ip_survives_across_hosts() {
 
 /// The demo runs the same lab with the real binary and checks its own rows,
 /// with the real dockerd and with the stand-in, in both of its modes (its
-/// default shows guard only).
+/// default shows guard only): with the anchor, docker's start changes
+/// nothing; with `anchor = false`, it undoes the fix until the pin.
 #[test]
 fn demo_shows_the_fix() {
     let tools = [
@@ -220,6 +221,7 @@ fn demo_shows_the_fix() {
         "bash",
         "iptables",
         "iptables-restore",
+        "nft",
         "dockerd",
         "nsenter",
     ];
@@ -242,8 +244,23 @@ fn demo_shows_the_fix() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(table.starts_with(first), "{table}");
-        assert_eq!(table.lines().count(), 12, "{table}");
+        // The docker line, the header, and seven rows per mode.
+        assert_eq!(table.lines().count(), 16, "{table}");
         assert!(!table.contains("MISMATCH"), "{table}");
+        // The default install: docker's start undoes nothing.
+        let after_start = |step: &str| {
+            table
+                .lines()
+                .filter(|l| l.contains(step))
+                .map(|l| l.split_whitespace().nth(9).unwrap_or_default().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            after_start("3. docker starts"),
+            ["172.7.21.2"; 2],
+            "{table}"
+        );
+        assert_eq!(after_start("5. docker starts"), ["10.4.7.21"; 2], "{table}");
     }
 }
 
