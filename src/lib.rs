@@ -14,7 +14,8 @@
 //!           ├─> render      NodeSpec -> one family's nat table text, podsnat's own rules (pure)
 //!           ├─> config/     files and flags -> a checked Node: a NodeSpec per family
 //!           └─> rules_file  the one iptables-save format parser (pure)
-//! edges:   system (runs programs), atomic (writes files), paths (every path from a root)
+//! edges:   system (runs programs), atomic (writes files), paths (every path from a root),
+//!          printer (owns stdout and stderr)
 //! family:  IPv4 or IPv6, the lowest layer (which table, file and programs)
 //! error:   one error type, messages that quote the input
 //! ```
@@ -46,6 +47,7 @@ mod fleet;
 mod live;
 mod metrics;
 mod paths;
+mod printer;
 mod render;
 mod rules_file;
 mod system;
@@ -62,6 +64,8 @@ pub use commands::{ExitStatus, load_spec, run};
 /// Printing: every line podsnat prints goes through [`safe`], cut at
 /// [`LINE_MAX`] bytes.
 pub use error::{Error, LINE_MAX, safe};
+/// The one owner of stdout and stderr.
+pub use printer::Printer;
 
 /// A node's settings: the sources, and the checked node with a
 /// [`NodeSpec`] per family.

@@ -1,14 +1,13 @@
 //! `podsnat fleet render|check`: every node's golden files from one
 //! inventory; render writes what changed, check only compares.
 
-use std::io::Write;
-
-use super::{ExitStatus, changed_status, emit, json};
+use super::{ExitStatus, changed_status};
 use crate::cli::{FleetCommand, Format};
 use crate::error::{Error, Result};
 use crate::fleet;
+use crate::printer::{Json, Printer, Shown};
 
-pub fn run(cmd: &FleetCommand, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(cmd: &FleetCommand, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let (args, checking) = match cmd {
         FleetCommand::Render(a) => (a, false),
         FleetCommand::Check(a) => (a, true),
@@ -25,10 +24,10 @@ pub fn run(cmd: &FleetCommand, out: &mut impl Write) -> Result<ExitStatus> {
         fleet::render_to(&inventory, &args.out_dir, args.prune)?
     };
     let text = match args.format {
-        Format::Json => json(&report)?,
-        Format::Text => text(&report, inventory.nodes.len(), checking),
+        Format::Json => Shown::Json(Json::of(&report)?),
+        Format::Text => Shown::Text(text(&report, inventory.nodes.len(), checking)),
     };
-    emit(out, args.format, &text)?;
+    p.show(&text)?;
     let differs = !report.changed.is_empty()
         || !report.pruned.is_empty()
         || (checking && !report.stale.is_empty());

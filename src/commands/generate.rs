@@ -3,17 +3,16 @@
 //! `--help`, so they never drift from it. Text goes through the `roff`
 //! crate, which escapes it.
 
-use std::io::Write;
-
 use askama::Template;
 use clap::CommandFactory;
 use roff::{Roff, bold, roman};
 
-use super::{ExitStatus, emit_raw};
+use super::ExitStatus;
 use crate::cli::{Cli, GenerateCommand};
 use crate::error::{Error, Result};
+use crate::printer::{Own, Printer};
 
-pub fn run(what: GenerateCommand, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(what: GenerateCommand, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let text = match what {
         GenerateCommand::Man => man_page(),
         GenerateCommand::Completion { shell } => completion(shell),
@@ -22,7 +21,7 @@ pub fn run(what: GenerateCommand, out: &mut impl Write) -> Result<ExitStatus> {
         what: "render the man page or completions",
         message: e.to_string(),
     })?;
-    emit_raw(out, &text)?;
+    p.own(&Own::checked("print the man page or completions", text)?)?;
     Ok(ExitStatus::Unchanged)
 }
 

@@ -3,18 +3,18 @@
 //! `--verify-timer` the verify service and timer), enable them as
 //! `systemctl enable` would, and never start them.
 
-use std::io::Write;
 use std::path::Path;
 
-use super::{ExitStatus, changed_status, emit, json, verb};
+use super::{ExitStatus, changed_status, verb};
 use crate::cli::{Families, Format, InstallUnitArgs};
 use crate::config::{self, UnitSettings};
 use crate::error::Result;
 use crate::family::Family;
+use crate::printer::{Json, Printer, Shown};
 use crate::unit::{self, Extras, RuntimeSpec, UnitSpec};
 use crate::{paths, write};
 
-pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(args: &InstallUnitArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let from_config = args
         .config
         .as_deref()
@@ -48,7 +48,7 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     let outcome = unit::install(&spec, extras.as_ref(), &args.root, !args.no_enable, opts)?;
     let text = match args.change.format {
-        Format::Json => json(&outcome)?,
+        Format::Json => Shown::Json(Json::of(&outcome)?),
         Format::Text => {
             let mut t = String::new();
             for u in &outcome.units {
@@ -68,10 +68,10 @@ pub fn run(args: &InstallUnitArgs, out: &mut impl Write) -> Result<ExitStatus> {
                     l.target.display()
                 );
             }
-            t + &format!("daemon-reload: {}\n", outcome.daemon_reload)
+            Shown::Text(t + &format!("daemon-reload: {}\n", outcome.daemon_reload))
         }
     };
-    emit(out, args.change.format, &text)?;
+    p.show(&text)?;
     Ok(changed_status(outcome.changed))
 }
 

@@ -11,13 +11,13 @@ mod textfile;
 mod verify;
 mod write;
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, Format, SpecArgs};
+use crate::cli::{Cli, Command, SpecArgs};
 use crate::config::{self, Node, RawConfig, Sources};
 use crate::error::{Error, Result};
 use crate::family::Family;
+use crate::printer::Printer;
 use crate::rules_file::{self, Table};
 
 /// What a command did, for the exit code.
@@ -39,17 +39,16 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-pub fn run(cli: Cli) -> Result<ExitStatus> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+/// Runs one command; everything it prints goes through `p`.
+pub fn run(cli: Cli, p: &mut Printer<'_>) -> Result<ExitStatus> {
     match cli.command {
-        Command::Render(args) => render::run(&args, &mut out),
-        Command::Write(args) => write::run(&args, &mut out),
-        Command::InstallUnit(args) => install_unit::run(&args, &mut out),
-        Command::Verify(args) => verify::run(&args, &mut out),
-        Command::Pin(args) => pin::run(&args, &mut out),
-        Command::Fleet(cmd) => fleet::run(&cmd, &mut out),
-        Command::Generate { what } => generate::run(what, &mut out),
+        Command::Render(args) => render::run(&args, p),
+        Command::Write(args) => write::run(&args, p),
+        Command::InstallUnit(args) => install_unit::run(&args, p),
+        Command::Verify(args) => verify::run(&args, p),
+        Command::Pin(args) => pin::run(&args, p),
+        Command::Fleet(cmd) => fleet::run(&cmd, p),
+        Command::Generate { what } => generate::run(what, p),
     }
 }
 
@@ -104,41 +103,6 @@ fn changed_status(changed: bool) -> ExitStatus {
     } else {
         ExitStatus::Unchanged
     }
-}
-
-/// A report as one line of JSON, every string in it through
-/// [`crate::error::safe`].
-fn json(value: &impl serde::Serialize) -> Result<String> {
-    let encode = |e: serde_json::Error| Error::Output {
-        what: "encode the result as JSON",
-        message: e.to_string(),
-    };
-    let mut v = serde_json::to_value(value).map_err(encode)?;
-    crate::error::safe_json(&mut v);
-    let mut s = serde_json::to_string(&v).map_err(encode)?;
-    s.push('\n');
-    Ok(s)
-}
-
-/// Prints a report: text through [`crate::error::safe`]; JSON (its strings
-/// already safe, see [`json`]) as it is, since cutting a line of it would
-/// break it.
-fn emit(out: &mut impl Write, format: Format, text: &str) -> Result<()> {
-    match format {
-        Format::Json => emit_raw(out, text),
-        Format::Text => emit_raw(out, &crate::error::safe(text)),
-    }
-}
-
-/// Prints podsnat's own rendered text (a table, the anchor, the man page)
-/// unchanged.
-fn emit_raw(out: &mut impl Write, text: &str) -> Result<()> {
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| Error::Output {
-            what: "write to stdout",
-            message: e.to_string(),
-        })
 }
 
 /// The nat table of `text`, read from `source` (a file, or iptables-save).

@@ -3,16 +3,16 @@
 //! each family's rules file given. podsnat-pin.service runs it after every
 //! docker start.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, nat_table, program, textfile};
+use super::{ExitStatus, nat_table, program, textfile};
 use crate::cli::{Format, PinArgs};
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::live::pin;
+use crate::printer::{Json, Printer, Shown};
 use crate::{config, metrics, paths, system};
 
 /// A rules file holds every table of the node; podsnat's own is small, but
@@ -24,7 +24,7 @@ const MAX_RULES_FILE: u64 = 256 * 1024 * 1024;
 /// whole transaction, which is planned and tried again.
 const ATTEMPTS: usize = 3;
 
-pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(args: &PinArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let clock = textfile::Stopwatch::start();
     // The files given; without any, the IPv4 rules file at its default place.
     let mut files: Vec<(Family, PathBuf)> = [(Family::V4, &args.file), (Family::V6, &args.file6)]
@@ -58,26 +58,27 @@ pub fn run(args: &PinArgs, out: &mut impl Write) -> Result<ExitStatus> {
         })?;
     }
     let text = match (args.format, shown.as_slice()) {
-        (Format::Json, [(_, value, _)]) => json(value)?,
+        (Format::Json, [(_, value, _)]) => Shown::Json(Json::of(value)?),
         (Format::Json, all) => {
             let map: serde_json::Map<String, serde_json::Value> = all
                 .iter()
                 .map(|(f, v, _)| (f.key().to_owned(), v.clone()))
                 .collect();
-            json(&map)?
+            Shown::Json(Json::of(&map)?)
         }
-        (Format::Text, all) => all
-            .iter()
-            .map(|(f, _, t)| {
-                if titled {
-                    format!("{}: {t}", f.iptables())
-                } else {
-                    t.clone()
-                }
-            })
-            .collect(),
+        (Format::Text, all) => Shown::Text(
+            all.iter()
+                .map(|(f, _, t)| {
+                    if titled {
+                        format!("{}: {t}", f.iptables())
+                    } else {
+                        t.clone()
+                    }
+                })
+                .collect(),
+        ),
     };
-    emit(out, args.format, &text)?;
+    p.show(&text)?;
     Ok(status)
 }
 

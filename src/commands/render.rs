@@ -2,14 +2,13 @@
 //! dual-stack node (each opens with its own `# podsnat` header); with
 //! `--anchor`, the nftables anchor file instead. Changes nothing.
 
-use std::io::Write;
-
-use super::{ExitStatus, emit_raw, load_spec};
+use super::{ExitStatus, load_spec};
 use crate::cli::RenderArgs;
 use crate::error::{Error, Result};
+use crate::printer::{Own, Printer};
 use crate::render;
 
-pub fn run(args: &RenderArgs, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(args: &RenderArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let node = load_spec(&args.spec)?;
     if args.anchor {
         if !node.anchor() {
@@ -17,16 +16,19 @@ pub fn run(args: &RenderArgs, out: &mut impl Write) -> Result<ExitStatus> {
                 "--anchor: the settings turn the anchor off (anchor = false or --no-anchor)".into(),
             ));
         }
-        emit_raw(out, &render::anchor(&node))?;
+        p.own(&Own::checked("print the anchor", render::anchor(&node))?)?;
         return Ok(ExitStatus::Unchanged);
     }
     // One table at a time, each written as soon as it is rendered: a table
     // of 10,000 exclusions is never held twice.
     for (i, spec) in node.specs().iter().enumerate() {
         if i > 0 {
-            emit_raw(out, "\n")?;
+            p.own(&Own::checked("print the tables", "\n".into())?)?;
         }
-        emit_raw(out, &render::nat_table(spec))?;
+        p.own(&Own::checked(
+            "print the nat table",
+            render::nat_table(spec),
+        )?)?;
     }
     Ok(ExitStatus::Unchanged)
 }

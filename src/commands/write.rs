@@ -3,19 +3,19 @@
 //! `iptables-restore --test`, and write it atomically if it changed. A
 //! dual-stack node's two files (IPv4's and IPv6's) change all or nothing.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::json as object;
 
-use super::{ExitStatus, changed_status, emit, json, load_spec, program, verb};
+use super::{ExitStatus, changed_status, load_spec, program, verb};
 use crate::cli::Format;
 use crate::cli::WriteArgs;
 use crate::error::{Error, Result};
 use crate::family::Family;
+use crate::printer::{Json, Printer, Shown};
 use crate::{config, paths, render, rules_file, write};
 
-pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(args: &WriteArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     // One nat table per family and the anchor: from the golden files, or rendered.
     let golden = args.table.is_some() || args.table6.is_some() || args.anchor_table.is_some();
     let (tables, anchor): (Vec<(Family, String)>, Option<String>) = if golden {
@@ -88,24 +88,25 @@ pub fn run(args: &WriteArgs, out: &mut impl Write) -> Result<ExitStatus> {
     let outcomes = write::write_node_files(&files, opts)?;
     let changed = outcomes.iter().any(|o| o.file.changed);
     let text = match (args.change.format, outcomes.as_slice()) {
-        (Format::Json, [one]) => json(one)?,
-        (Format::Json, all) => json(&object!({"changed": changed, "files": all}))?,
-        (Format::Text, all) => all
-            .iter()
-            .map(|o| {
-                let f = &o.file;
-                format!(
-                    "{}{}: {} ({} rules, sha256 {})\n",
-                    f.diff.as_deref().unwrap_or(""),
-                    verb(f.changed, args.change.check),
-                    f.path.display(),
-                    o.rules,
-                    f.sha256
-                )
-            })
-            .collect(),
+        (Format::Json, [one]) => Shown::Json(Json::of(one)?),
+        (Format::Json, all) => Shown::Json(Json::of(&object!({"changed": changed, "files": all}))?),
+        (Format::Text, all) => Shown::Text(
+            all.iter()
+                .map(|o| {
+                    let f = &o.file;
+                    format!(
+                        "{}{}: {} ({} rules, sha256 {})\n",
+                        f.diff.as_deref().unwrap_or(""),
+                        verb(f.changed, args.change.check),
+                        f.path.display(),
+                        o.rules,
+                        f.sha256
+                    )
+                })
+                .collect(),
+        ),
     };
-    emit(out, args.change.format, &text)?;
+    p.show(&text)?;
     Ok(changed_status(changed))
 }
 

@@ -11,19 +11,15 @@ use crate::verify::docker::DockerSettings;
 use crate::{config, paths, system};
 
 /// `iptables-restore --test` on the whole file; a rejection is an error.
-/// Where it cannot run (not root, not installed) a note on stderr says so.
-pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
+/// Where it cannot run (not root, not installed) the note to print says so.
+pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<Option<String>> {
     if !system::is_root() {
-        eprintln!(
-            "{}",
-            crate::error::safe(&format!(
-                "podsnat: note: {restore} --test was not run on {source}: it needs root (--no-test skips it)"
-            ))
-        );
-        return Ok(());
+        return Ok(Some(format!(
+            "{restore} --test was not run on {source}: it needs root (--no-test skips it)"
+        )));
     }
     match system::restore_test(restore, text) {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(None),
         Ok(Err(rejected)) => Err(Error::Invalid {
             origin: source.to_owned(),
             message: format!(
@@ -38,13 +34,9 @@ pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<()> {
             ),
         }),
         Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "{}",
-                crate::error::safe(&format!(
-                    "podsnat: note: {restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
-                ))
-            );
-            Ok(())
+            Ok(Some(format!(
+                "{restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+            )))
         }
         Err(e) => Err(e),
     }

@@ -13,15 +13,15 @@ use read::Read;
 
 use super::textfile;
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::json as object;
 
-use super::{ExitStatus, emit, json, load_spec};
-use crate::cli::{Format, VerifyArgs, VerifyFormat};
+use super::{ExitStatus, load_spec};
+use crate::cli::{VerifyArgs, VerifyFormat};
 use crate::live::Change;
 use crate::metrics;
+use crate::printer::{Json, Printer, Shown};
 
 use crate::config;
 use crate::config::NodeSpec;
@@ -31,7 +31,7 @@ use crate::system;
 use crate::verify::docker;
 use crate::verify::{self, Report, Status};
 
-pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
+pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let clock = textfile::Stopwatch::start();
     let node = load_spec(&args.spec)?;
     let live = args.file.is_none() && args.file6.is_none();
@@ -117,11 +117,11 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
     };
     let shown = match (args.format, results.as_slice()) {
         // The file's text where one was written: the counters go on from it.
-        (VerifyFormat::Prometheus, _) => match textfile {
+        (VerifyFormat::Prometheus, _) => Shown::Text(match textfile {
             Some(text) => text,
             None => metrics("").map_err(textfile::unmade)?,
-        },
-        (VerifyFormat::Json, [one]) => json(&one.json)?,
+        }),
+        (VerifyFormat::Json, [one]) => Shown::Json(Json::of(&one.json)?),
         // Each family's report as it is alone, under "ipv4" and "ipv6".
         (VerifyFormat::Json, all) => {
             let mut both = serde_json::Map::new();
@@ -129,25 +129,27 @@ pub fn run(args: &VerifyArgs, out: &mut impl Write) -> Result<ExitStatus> {
             for r in all {
                 both.insert(r.family.key().into(), r.json.clone());
             }
-            json(&both)?
+            Shown::Json(Json::of(&both)?)
         }
-        (VerifyFormat::Text, all) => all
-            .iter()
-            .map(|r| {
-                if titled {
-                    format!("{} nat table ({}):\n{}", r.family.name(), r.source, r.text)
-                } else {
-                    r.text.clone()
-                }
-            })
-            .collect(),
+        (VerifyFormat::Text, all) => Shown::Text(
+            all.iter()
+                .map(|r| {
+                    if titled {
+                        format!("{} nat table ({}):\n{}", r.family.name(), r.source, r.text)
+                    } else {
+                        r.text.clone()
+                    }
+                })
+                .collect(),
+        ),
     };
-    // The metrics hold no input text, but they are printed lines like any
-    // report's, so they go through the same function.
-    match args.format {
-        VerifyFormat::Text | VerifyFormat::Prometheus => emit(out, Format::Text, &shown)?,
-        VerifyFormat::Json => emit(out, Format::Json, &shown)?,
+    // The notes of the reading (a --test that could not run) first, on
+    // stderr. The metrics hold no input text, but they are printed lines
+    // like any report's, so they go through the same door.
+    for note in reads.iter().flat_map(|r| &r.notes) {
+        p.note(note);
     }
+    p.show(&shown)?;
     // As within one table, drift outranks "cannot decide" (exit 2 over 1);
     // with --repair a repair that failed outranks one that worked.
     Ok(results

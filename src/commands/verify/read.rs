@@ -24,6 +24,9 @@ pub(super) struct Read<'s> {
     /// iptables-save says which backend printed it; a legacy table is not
     /// the nft `ip nat` table, which is then read as any other.
     legacy: bool,
+    /// What the reading could not do (a --test that did not run), printed
+    /// as notes on stderr.
+    pub(super) notes: Vec<String>,
 }
 
 impl<'s> Read<'s> {
@@ -48,6 +51,7 @@ impl<'s> Read<'s> {
             None => (format!("{save} -t nat"), system::save_nat(save)?),
         };
         let table = nat_table(&source, &text)?;
+        let mut notes = Vec::new();
         if file.is_some() {
             verify::check_all(&table, family).map_err(|e| malformed(&source, e))?;
             if !args.no_test {
@@ -56,7 +60,7 @@ impl<'s> Read<'s> {
                     &args.restore.iptables_restore,
                     &args.restore.ip6tables_restore,
                 );
-                test_file(restore, &source, &text)?;
+                notes.extend(test_file(restore, &source, &text)?);
             }
         }
         let sets = ipsets(args, &text, live)?;
@@ -66,6 +70,7 @@ impl<'s> Read<'s> {
             legacy: is_legacy(&text),
             text,
             sets,
+            notes,
         })
     }
 
@@ -83,6 +88,7 @@ impl<'s> Read<'s> {
             legacy: is_legacy(&text),
             text,
             sets: self.sets.clone(),
+            notes: Vec::new(),
         })
     }
 
