@@ -8,7 +8,7 @@ mod outcome;
 mod read;
 
 use inputs::docker_settings;
-use outcome::{Outcome, worst};
+use outcome::{Outcome, Repair, worst};
 use read::Read;
 
 use super::textfile;
@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::system;
 use crate::verify::docker;
-use crate::verify::{self, Report, Status};
+use crate::verify::{self, Report};
 
 pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let clock = textfile::Stopwatch::start();
@@ -75,39 +75,38 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
         .enumerate()
         .map(|(i, r)| r.judge(ruleset.as_ref(), docker.as_ref().filter(|_| i == 0)))
         .collect::<Result<_>>()?;
-    let results = if args.repair {
-        repair_all(
-            args,
-            &node,
-            &reads,
-            &before,
-            ruleset.as_ref(),
-            docker.as_ref(),
-        )?
+    let (results, anchor_line) = if args.repair {
+        let plans = plan(&node, &reads, &before, ruleset.as_ref())?;
+        let after = if args.check {
+            vec![None; reads.len()]
+        } else {
+            act(args, &reads, &plans, docker.as_ref())?
+        };
+        (
+            outcomes(args, &reads, before, &plans, after),
+            plans.anchor_line(args),
+        )
     } else {
-        reads
+        let results = reads
             .iter()
             .zip(before)
             .map(|(read, report)| Outcome {
                 family: read.spec.family(),
                 source: read.source.clone(),
-                exit: exit(&report),
-                text: verify::text(&report),
-                json: object!(report),
-                report,
-                repaired: false,
-                anchor_loaded: false,
+                before: report,
+                repair: None,
             })
-            .collect()
+            .collect();
+        (results, None)
     };
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
     let runs: Vec<metrics::VerifyRun<'_>> = results
         .iter()
         .map(|r| metrics::VerifyRun {
             family: r.family,
-            report: &r.report,
-            repaired: r.repaired,
-            anchor_loaded: r.anchor_loaded,
+            report: r.last(),
+            repaired: r.repaired(),
+            anchor_loaded: r.anchor_loaded(),
         })
         .collect();
     let metrics = |previous: &str| metrics::verify(&runs, clock.read(), previous);
@@ -121,25 +120,32 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
             Some(text) => text,
             None => metrics("").map_err(textfile::unmade)?,
         }),
-        (VerifyFormat::Json, [one]) => Shown::Json(Json::of(&one.json)?),
+        (VerifyFormat::Json, [one]) => Shown::Json(Json::of(&one.json())?),
         // Each family's report as it is alone, under "ipv4" and "ipv6".
         (VerifyFormat::Json, all) => {
             let mut both = serde_json::Map::new();
             both.insert("status".into(), object!(worst(all)));
             for r in all {
-                both.insert(r.family.key().into(), r.json.clone());
+                both.insert(r.family.key().into(), r.json());
             }
             Shown::Json(Json::of(&both)?)
         }
+        // The anchor holds every family: its line goes before the first.
         (VerifyFormat::Text, all) => Shown::Text(
-            all.iter()
-                .map(|r| {
+            anchor_line
+                .into_iter()
+                .chain(all.iter().map(|r| {
                     if titled {
-                        format!("{} nat table ({}):\n{}", r.family.name(), r.source, r.text)
+                        format!(
+                            "{} nat table ({}):\n{}",
+                            r.family.name(),
+                            r.source,
+                            r.text()
+                        )
                     } else {
-                        r.text.clone()
+                        r.text()
                     }
-                })
+                }))
                 .collect(),
         ),
     };
@@ -150,17 +156,7 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
         p.note(note);
     }
     p.show(&shown)?;
-    // As within one table, drift outranks "cannot decide" (exit 2 over 1);
-    // with --repair a repair that failed outranks one that worked.
-    Ok(results
-        .iter()
-        .map(|r| r.exit)
-        .max_by_key(|e| match (e, args.repair) {
-            (ExitStatus::Unchanged, _) => 0,
-            (ExitStatus::Failed, false) | (ExitStatus::Changed, true) => 1,
-            (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
-        })
-        .unwrap_or(ExitStatus::Unchanged))
+    Ok(outcome::node_exit(&results, args.repair))
 }
 
 /// The nftables ruleset: the live one, or `--nft-file` with `--file`;
@@ -218,19 +214,31 @@ fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>>
     Ok(Some(ruleset))
 }
 
-/// `--repair`: plans from the reports the families were judged with (a
-/// missing anchor is loaded, each table's drift gets its `--noflush`
-/// change), then, unless `--check`, acts and judges every family again.
-fn repair_all(
-    args: &VerifyArgs,
+/// What `--repair` plans, from the reports the families were judged with:
+/// the families whose anchor the config wants and the kernel lacks, and
+/// each table's `--noflush` change.
+struct Plans {
+    missing: Vec<Family>,
+    changes: Vec<Option<Change>>,
+}
+
+impl Plans {
+    /// The line that says the anchor is (or would be) loaded.
+    fn anchor_line(&self, args: &VerifyArgs) -> Option<String> {
+        let file = args.anchor_file.display();
+        let verb = if args.check { "would load" } else { "loaded" };
+        (!self.missing.is_empty())
+            .then(|| format!("{verb} the anchor with `{} -f {file}`\n", args.nft))
+    }
+}
+
+fn plan(
     node: &config::Node,
     reads: &[Read<'_>],
     before: &[Report],
     ruleset: Option<&verify::Ruleset>,
-    docker: Option<&docker::DockerCheck>,
-) -> Result<Vec<Outcome>> {
-    // The families whose anchor the config wants and the kernel lacks.
-    let missing: Vec<Family> = match ruleset {
+) -> Result<Plans> {
+    let missing = match ruleset {
         Some(rs) if node.anchor() => reads
             .iter()
             .map(|r| r.spec.family())
@@ -238,115 +246,77 @@ fn repair_all(
             .collect(),
         _ => Vec::new(),
     };
-    let plans: Vec<Option<Change>> = reads
+    let changes = reads
         .iter()
         .zip(before)
         .map(|(r, report)| r.plan(ruleset, report))
         .collect::<Result<_>>()?;
-    let file = args.anchor_file.display();
-    let mut anchor_note = match (missing.is_empty(), args.check) {
-        (true, _) => String::new(),
-        (false, true) => format!("would load the anchor with `{} -f {file}`\n", args.nft),
-        (false, false) => format!("loaded the anchor with `{} -f {file}`\n", args.nft),
-    };
-    // Act: the anchor first (it decides before iptables' table), then each
-    // table's change; then read the tables and the nftables layer again.
-    let mut after: Vec<Option<Report>> = vec![None; reads.len()];
-    if !args.check {
-        if !missing.is_empty() {
-            system::nft_load(&args.nft, &args.anchor_file)?;
-        }
-        for (read, plan) in reads.iter().zip(&plans) {
-            if let Some(change) = plan {
-                system::restore_noflush(read.restore(args), &change.transaction)?;
-            }
-        }
-        let acted: Vec<bool> = reads
-            .iter()
-            .zip(&plans)
-            .map(|(r, p)| p.is_some() || missing.contains(&r.spec.family()))
-            .collect();
-        if acted.contains(&true) {
-            let ruleset = nft_ruleset(args, true)?;
-            after = reads
-                .iter()
-                .zip(&acted)
-                .enumerate()
-                .map(|(i, (read, acted))| {
-                    let docker = docker.filter(|_| i == 0);
-                    acted
-                        .then(|| read.again(args)?.judge(ruleset.as_ref(), docker))
-                        .transpose()
-                })
-                .collect::<Result<_>>()?;
-        }
-    }
-    let mut out = Vec::new();
-    for (((read, report), plan), after) in reads.iter().zip(before).zip(plans).zip(after) {
-        let family = read.spec.family();
-        let restore = read.restore(args);
-        let loads = missing.contains(&family);
-        let shown = verify::text(report);
-        let (text, exit) = match (&plan, &after) {
-            (_, Some(now)) => {
-                let what = match &plan {
-                    Some(c) => format!("repaired with `{restore} --noflush`:\n{}", c.transaction),
-                    None => String::new(),
-                };
-                // A table change that left drift failed; an anchor load
-                // alone changed something, whatever else drifts (as
-                // without --repair, drift no change can end is exit 2).
-                let exit = match (&plan, now.status) {
-                    (Some(_), Status::Ok) | (None, _) => ExitStatus::Changed,
-                    (Some(_), _) => ExitStatus::Failed,
-                };
-                (format!("{shown}{what}now:\n{}", verify::text(now)), exit)
-            }
-            (Some(c), None) => (
-                format!(
-                    "{shown}would repair with `{restore} --noflush`:\n{}",
-                    c.transaction
-                ),
-                ExitStatus::Changed,
-            ),
-            (None, None) if loads => (shown, ExitStatus::Changed),
-            (None, None) if report.status == Status::Drift => (
-                format!(
-                    "{shown}repair: not possible at runtime; only pod→cluster, bridge and \
-                     marked traffic drift is repaired. \
-                     The table is restored at the next boot.\n"
-                ),
-                exit(report),
-            ),
-            (None, None) => (format!("{shown}repair: nothing to do\n"), exit(report)),
-        };
-        // The anchor holds every family: its line goes before the first.
-        let text = format!("{}{text}", std::mem::take(&mut anchor_note));
-        let json = match &after {
-            Some(now) => {
-                object!({"before": report, "repair": plan, "applied": true, "after": now})
-            }
-            None => object!({"before": report, "repair": plan, "applied": false}),
-        };
-        out.push(Outcome {
-            family,
-            source: read.source.clone(),
-            exit,
-            text,
-            json,
-            report: after.clone().unwrap_or_else(|| report.clone()),
-            repaired: plan.is_some() && after.is_some(),
-            anchor_loaded: loads && after.is_some(),
-        });
-    }
-    Ok(out)
+    Ok(Plans { missing, changes })
 }
 
-/// 0 ok, 2 drift, 1 cannot decide.
-fn exit(report: &Report) -> ExitStatus {
-    match report.status {
-        Status::Ok => ExitStatus::Unchanged,
-        Status::Drift => ExitStatus::Changed,
-        Status::CannotDecide => ExitStatus::Failed,
+/// Acts on the plans: the anchor first (it decides before iptables'
+/// table), then each table's change; then reads the tables that changed
+/// and the nftables layer again and judges them. `None` for a family
+/// nothing was done to.
+fn act(
+    args: &VerifyArgs,
+    reads: &[Read<'_>],
+    plans: &Plans,
+    docker: Option<&docker::DockerCheck>,
+) -> Result<Vec<Option<Report>>> {
+    if !plans.missing.is_empty() {
+        system::nft_load(&args.nft, &args.anchor_file)?;
     }
+    for (read, change) in reads.iter().zip(&plans.changes) {
+        if let Some(change) = change {
+            system::restore_noflush(read.restore(args), &change.transaction)?;
+        }
+    }
+    let acted: Vec<bool> = reads
+        .iter()
+        .zip(&plans.changes)
+        .map(|(r, c)| c.is_some() || plans.missing.contains(&r.spec.family()))
+        .collect();
+    if !acted.contains(&true) {
+        return Ok(vec![None; reads.len()]);
+    }
+    let ruleset = nft_ruleset(args, true)?;
+    reads
+        .iter()
+        .zip(&acted)
+        .enumerate()
+        .map(|(i, (read, acted))| {
+            let docker = docker.filter(|_| i == 0);
+            acted
+                .then(|| read.again(args)?.judge(ruleset.as_ref(), docker))
+                .transpose()
+        })
+        .collect()
+}
+
+/// Each family's facts: its verdict, its plan and what came after.
+fn outcomes(
+    args: &VerifyArgs,
+    reads: &[Read<'_>],
+    before: Vec<Report>,
+    plans: &Plans,
+    after: Vec<Option<Report>>,
+) -> Vec<Outcome> {
+    reads
+        .iter()
+        .zip(before)
+        .zip(&plans.changes)
+        .zip(after)
+        .map(|(((read, before), change), after)| Outcome {
+            family: read.spec.family(),
+            source: read.source.clone(),
+            before,
+            repair: Some(Repair {
+                plan: change.clone(),
+                restore: read.restore(args).to_owned(),
+                loads_anchor: plans.missing.contains(&read.spec.family()),
+                after,
+            }),
+        })
+        .collect()
 }

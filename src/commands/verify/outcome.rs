@@ -1,75 +1,237 @@
-//! One family's verdict as verify shows it, and the node's status over
-//! its families.
+//! What verify found and did, as facts: each family's verdict and, with
+//! `--repair`, the change planned and the verdict after it. The text, the
+//! JSON, the metrics and the exit code are all derived from these facts
+//! here; nothing maps an exit code back into a verdict.
+
+use serde_json::json as object;
 
 use crate::commands::ExitStatus;
 use crate::family::Family;
-use crate::verify::{Report, Status};
+use crate::live::Change;
+use crate::verify::{self, Report, Status};
 
-/// The worst verdict of several families, from their last reports (after
-/// the repair, where one was applied), never from their exit codes: under
-/// `--repair` exit 1 is a repair that did not fix a drift, and exit 2 one
-/// that did.
-pub(super) fn worst(all: &[Outcome]) -> Status {
-    Status::worst(all.iter().map(|r| r.report.status))
-}
-
-/// One family's verdict, shown.
+/// One family's outcome.
 pub(super) struct Outcome {
     pub(super) family: Family,
+    /// Where its table came from: the file, or `iptables-save -t nat`.
     pub(super) source: String,
-    pub(super) exit: ExitStatus,
-    pub(super) text: String,
-    /// The report, for `--format json`.
-    pub(super) json: serde_json::Value,
+    /// The verdict on the inputs as read.
+    pub(super) before: Report,
+    /// With `--repair`: what was planned and done.
+    pub(super) repair: Option<Repair>,
+}
+
+/// `--repair` for one family.
+pub(super) struct Repair {
+    /// The `--noflush` change that ends the drift, if one does.
+    pub(super) plan: Option<Change>,
+    /// The iptables-restore that runs (or would run) it.
+    pub(super) restore: String,
+    /// The node's missing anchor is (or would be) loaded for this family.
+    pub(super) loads_anchor: bool,
+    /// The verdict after acting; `None` under `--check` or where nothing
+    /// was done.
+    pub(super) after: Option<Report>,
+}
+
+impl Outcome {
     /// The last verdict: after the repair, where one was applied.
-    pub(super) report: Report,
+    pub(super) fn last(&self) -> &Report {
+        self.repair
+            .as_ref()
+            .and_then(|r| r.after.as_ref())
+            .unwrap_or(&self.before)
+    }
+
     /// A `--noflush` repair was applied.
-    pub(super) repaired: bool,
+    pub(super) fn repaired(&self) -> bool {
+        self.repair
+            .as_ref()
+            .is_some_and(|r| r.plan.is_some() && r.after.is_some())
+    }
+
     /// The missing anchor was loaded.
-    pub(super) anchor_loaded: bool,
+    pub(super) fn anchor_loaded(&self) -> bool {
+        self.repair
+            .as_ref()
+            .is_some_and(|r| r.loads_anchor && r.after.is_some())
+    }
+
+    /// Without `--repair`: 0 ok, 2 drift, 1 cannot decide. With it: 2 when
+    /// something changed (or would, under `--check`) and the change ended
+    /// the drift or was the anchor's load, 1 when a table change left
+    /// drift, else the verdict's own code.
+    pub(super) fn exit(&self) -> ExitStatus {
+        let Some(r) = &self.repair else {
+            return verdict_exit(&self.before);
+        };
+        match (&r.plan, &r.after) {
+            (Some(_), Some(now)) if now.status == Status::Ok => ExitStatus::Changed,
+            (Some(_), Some(_)) => ExitStatus::Failed,
+            (None, Some(_)) => ExitStatus::Changed,
+            (Some(_), None) => ExitStatus::Changed,
+            (None, None) if r.loads_anchor => ExitStatus::Changed,
+            (None, None) => verdict_exit(&self.before),
+        }
+    }
+
+    pub(super) fn text(&self) -> String {
+        let shown = verify::text(&self.before);
+        let Some(r) = &self.repair else {
+            return shown;
+        };
+        let restore = &r.restore;
+        match (&r.plan, &r.after) {
+            (plan, Some(now)) => {
+                let what = match plan {
+                    Some(c) => format!("repaired with `{restore} --noflush`:\n{}", c.transaction),
+                    None => String::new(),
+                };
+                format!("{shown}{what}now:\n{}", verify::text(now))
+            }
+            (Some(c), None) => format!(
+                "{shown}would repair with `{restore} --noflush`:\n{}",
+                c.transaction
+            ),
+            (None, None) if r.loads_anchor => shown,
+            (None, None) if self.before.status == Status::Drift => format!(
+                "{shown}repair: not possible at runtime; only pod→cluster, bridge and \
+                 marked traffic drift is repaired. \
+                 The table is restored at the next boot.\n"
+            ),
+            (None, None) => format!("{shown}repair: nothing to do\n"),
+        }
+    }
+
+    pub(super) fn json(&self) -> serde_json::Value {
+        let report = &self.before;
+        match &self.repair {
+            None => object!(report),
+            Some(Repair {
+                plan,
+                after: Some(now),
+                ..
+            }) => object!({"before": report, "repair": plan, "applied": true, "after": now}),
+            Some(Repair { plan, .. }) => {
+                object!({"before": report, "repair": plan, "applied": false})
+            }
+        }
+    }
+}
+
+/// 0 ok, 2 drift, 1 cannot decide.
+fn verdict_exit(report: &Report) -> ExitStatus {
+    match report.status {
+        Status::Ok => ExitStatus::Unchanged,
+        Status::Drift => ExitStatus::Changed,
+        Status::CannotDecide => ExitStatus::Failed,
+    }
+}
+
+/// The worst verdict of several families, from their last reports.
+pub(super) fn worst(all: &[Outcome]) -> Status {
+    Status::worst(all.iter().map(|o| o.last().status))
+}
+
+/// The node's exit over its families. As within one table, drift outranks
+/// "cannot decide" (exit 2 over 1); with `--repair`, a repair that failed
+/// (1) outranks one that worked (2).
+pub(super) fn node_exit(all: &[Outcome], repair: bool) -> ExitStatus {
+    all.iter()
+        .map(Outcome::exit)
+        .max_by_key(|e| match (e, repair) {
+            (ExitStatus::Unchanged, _) => 0,
+            (ExitStatus::Failed, false) | (ExitStatus::Changed, true) => 1,
+            (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
+        })
+        .unwrap_or(ExitStatus::Unchanged)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn outcome(family: Family, exit: ExitStatus, status: Status) -> Outcome {
+    fn report(status: Status) -> Report {
+        Report {
+            status,
+            checks: Vec::new(),
+            anchor: None,
+            docker: None,
+        }
+    }
+
+    fn change() -> Change {
+        Change {
+            transaction: "*nat\nCOMMIT\n".into(),
+            position: 1,
+            removed: Vec::new(),
+        }
+    }
+
+    /// A family repaired: drift before, the change applied, `now` after.
+    fn repaired(family: Family, now: Status) -> Outcome {
         Outcome {
             family,
             source: String::new(),
-            exit,
-            text: String::new(),
-            json: serde_json::Value::Null,
-            report: Report {
-                status,
-                checks: Vec::new(),
-                anchor: None,
-                docker: None,
-            },
-            repaired: true,
-            anchor_loaded: false,
+            before: report(Status::Drift),
+            repair: Some(Repair {
+                plan: Some(change()),
+                restore: "iptables-restore".into(),
+                loads_anchor: false,
+                after: Some(report(now)),
+            }),
         }
     }
 
     /// Dual-stack `--repair --format json`: a family whose repair left it
-    /// drifting (exit 1) is drift in the top-level status, not "undecided";
-    /// a family repaired to ok (exit 2) is ok.
+    /// drifting (exit 1) is drift in the top-level status, not "cannot
+    /// decide"; a family repaired to ok (exit 2) is ok.
     #[test]
     fn the_families_status_comes_from_their_reports() {
-        use ExitStatus::{Changed, Failed, Unchanged};
         use Status::{CannotDecide, Drift, Ok};
-        // (IPv4's exit and report, IPv6's, the node's status)
         for (v4, v6, want) in [
-            ((Changed, Ok), (Failed, Drift), Drift),
-            ((Unchanged, Ok), (Failed, Drift), Drift),
-            ((Changed, Ok), (Changed, Ok), Ok),
-            ((Unchanged, Ok), (Failed, CannotDecide), CannotDecide),
+            (Ok, Drift, Drift),
+            (Ok, Ok, Ok),
+            (Ok, CannotDecide, CannotDecide),
         ] {
-            let all = [
-                outcome(Family::V4, v4.0, v4.1),
-                outcome(Family::V6, v6.0, v6.1),
-            ];
+            let all = [repaired(Family::V4, v4), repaired(Family::V6, v6)];
             assert_eq!(worst(&all), want, "{v4:?} {v6:?}");
         }
+    }
+
+    /// The exit comes from the facts: a repair that ended the drift is 2,
+    /// one that left drift is 1 and outranks it, an anchor load alone is 2,
+    /// and without --repair drift (2) outranks cannot decide (1).
+    #[test]
+    fn the_exit_is_derived_from_the_facts() {
+        let fixed = repaired(Family::V4, Status::Ok);
+        let failed = repaired(Family::V6, Status::Drift);
+        assert_eq!(fixed.exit(), ExitStatus::Changed);
+        assert_eq!(failed.exit(), ExitStatus::Failed);
+        assert_eq!(node_exit(&[fixed, failed], true), ExitStatus::Failed);
+        let anchor_only = Outcome {
+            repair: Some(Repair {
+                plan: None,
+                restore: String::new(),
+                loads_anchor: true,
+                after: Some(report(Status::Drift)),
+            }),
+            ..repaired(Family::V4, Status::Ok)
+        };
+        assert_eq!(anchor_only.exit(), ExitStatus::Changed);
+        let plain = |status| Outcome {
+            family: Family::V4,
+            source: String::new(),
+            before: report(status),
+            repair: None,
+        };
+        assert_eq!(
+            node_exit(&[plain(Status::CannotDecide), plain(Status::Drift)], false),
+            ExitStatus::Changed
+        );
+        assert_eq!(
+            node_exit(&[plain(Status::Ok)], false),
+            ExitStatus::Unchanged
+        );
     }
 }
