@@ -41,6 +41,7 @@ mod atomic;
 mod cli;
 mod commands;
 mod config;
+mod docker;
 mod error;
 mod family;
 mod fleet;
@@ -52,6 +53,7 @@ mod render;
 mod rules_file;
 mod system;
 mod unit;
+mod verdict;
 mod verify;
 mod write;
 

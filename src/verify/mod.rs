@@ -9,23 +9,25 @@
 //! packet per atom is walked. Within an atom every rule matches all packets
 //! or none, so the verdict holds for the whole class, not a sample.
 
-mod atoms;
-mod checks;
-pub mod docker;
-mod fields;
-mod hook;
-mod malformed;
-pub mod nft;
+// The rooms, by stage: the parsers read text into models, the engine
+// walks a packet through every layer the kernel runs, the policy names the
+// classes of pod traffic and what each must be, the report says it.
+mod engine;
+mod parse;
+mod policy;
 mod report;
-mod rule;
-pub mod sets;
-mod walk;
+
+// Each room names its neighbours by these paths (`super::rule`).
+use engine::{atoms, hook, iptables};
+use parse::{malformed, nft, rule, sets};
+
+pub use crate::verdict::Status;
 
 use std::net::IpAddr;
 
-use checks::{BRIDGE, CLUSTER, MARKED, OUTSIDE, podsnat_present};
-pub use checks::{CheckName, Expect, Promise};
 use ipnet::IpNet;
+use policy::{BRIDGE, CLUSTER, MARKED, OUTSIDE, podsnat_present};
+pub use policy::{CheckName, Expect, Promise};
 use serde::Serialize;
 
 pub use report::text;
@@ -35,12 +37,12 @@ use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
 use hook::Hook;
+use iptables::Evaluator;
 pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
 use rule::{Rule, index_by_chain, reachable_rules};
 pub use rule::{check_all, subnet_and_bridge};
 pub use sets::Sets;
-use walk::Evaluator;
 
 /// A rule named in a report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -68,29 +70,6 @@ impl RuleRef {
 impl std::fmt::Display for RuleRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} rule {}: {}", self.chain, self.position, self.text)
-    }
-}
-
-/// A verdict. One state, one spelling per medium: "cannot decide" in text,
-/// `cannot_decide` in JSON and in Prometheus' labels.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    Drift,
-    CannotDecide,
-}
-
-impl Status {
-    /// The worst of several verdicts: drift outranks "cannot decide", which
-    /// outranks ok. One node's verdict over its checks and over its families.
-    pub fn worst(all: impl IntoIterator<Item = Status>) -> Status {
-        all.into_iter()
-            .fold(Status::Ok, |worst, s| match (worst, s) {
-                (Status::Drift, _) | (_, Status::Drift) => Status::Drift,
-                (Status::CannotDecide, _) | (_, Status::CannotDecide) => Status::CannotDecide,
-                _ => Status::Ok,
-            })
     }
 }
 
@@ -211,12 +190,12 @@ pub struct Report {
     pub anchor: Option<AnchorCheck>,
     /// docker's settings against the config, where they were read.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub docker: Option<docker::DockerCheck>,
+    pub docker: Option<crate::docker::DockerCheck>,
 }
 
 impl Report {
     /// Adds the verdict on docker's settings; drift there is drift.
-    pub fn with_docker(mut self, check: docker::DockerCheck) -> Report {
+    pub fn with_docker(mut self, check: crate::docker::DockerCheck) -> Report {
         if check.status == Status::Drift {
             self.status = Status::Drift;
         }
@@ -284,11 +263,11 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         let check = if only_podsnat && !present {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
-            Some(checks::absent(spec, class))
-        } else if class.name == BRIDGE.name && checks::bridge_guarded(spec, &owner, &rules, nft) {
-            Some(checks::guarded_bridge(
+            Some(policy::absent(spec, class))
+        } else if class.name == BRIDGE.name && policy::bridge_guarded(spec, &owner, &rules, nft) {
+            Some(policy::guarded_bridge(
                 spec,
-                checks::run(
+                policy::run(
                     spec,
                     &owner,
                     &hook,
@@ -297,16 +276,16 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
                 ),
             ))
         } else {
-            checks::run(spec, &owner, &hook, class, packets)
+            policy::run(spec, &owner, &hook, class, packets)
         };
-        let mut check = check.unwrap_or_else(|| checks::empty(spec, class));
+        let mut check = check.unwrap_or_else(|| policy::empty(spec, class));
         let nft_decided = check
             .rule
             .as_ref()
             .filter(|_| check.status == Status::Drift && check.name == CLUSTER.name)
             .and_then(|r| hook::priority_note(r, present_in_iptables));
         check.note = nft_decided
-            .or_else(|| checks::note(spec, &owner, table, &check))
+            .or_else(|| policy::note(spec, &owner, table, &check))
             .or(check.note);
         checks.push(check);
     }

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::VerifyArgs;
+use crate::docker::DockerSettings;
 use crate::error::{Error, Result};
 use crate::verify::Sets;
-use crate::verify::docker::DockerSettings;
 use crate::{config, paths, system};
 
 /// `iptables-restore --test` on the whole file; a rejection is an error.

@@ -25,10 +25,10 @@ use crate::printer::{Json, Printer, Shown};
 
 use crate::config;
 use crate::config::NodeSpec;
+use crate::docker;
 use crate::error::{Error, Result};
 use crate::family::Family;
 use crate::system;
-use crate::verify::docker;
 use crate::verify::{self, Report};
 
 pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {

@@ -11,7 +11,7 @@ use crate::commands::{nat_table, program};
 use crate::config::NodeSpec;
 use crate::error::{Error, Result};
 use crate::live::{Change, repair};
-use crate::verify::{self, Report, Ruleset, Sets, docker::DockerCheck};
+use crate::verify::{self, Report, Ruleset, Sets};
 use crate::{config, rules_file, system};
 
 /// What one family's verdict reads.
@@ -106,7 +106,7 @@ impl<'s> Read<'s> {
     pub(super) fn judge(
         &self,
         ruleset: Option<&Ruleset>,
-        docker: Option<&DockerCheck>,
+        docker: Option<&crate::docker::DockerCheck>,
     ) -> Result<Report> {
         self.with_layers(ruleset, |layers| {
             let report = verify::evaluate_layers(self.spec, layers)

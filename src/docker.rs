@@ -9,8 +9,8 @@
 use ipnet::{IpNet, Ipv4Net};
 use serde::Serialize;
 
-use super::Status;
 use crate::config::{Family, Mode, NodeSpec};
+use crate::verdict::Status;
 
 /// One docker setting and the file that set it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,15 +10,15 @@ use super::sets::{Member, Sets};
 
 /// Where a walk ended.
 #[derive(Debug, Clone)]
-pub(super) enum End<'a> {
+pub(in crate::verify) enum End<'a> {
     Nat(&'a Rule<'a>, usize),
     NoNat(Option<&'a Rule<'a>>, usize),
     CannotDecide(&'a Rule<'a>, String),
 }
 
-pub(super) struct Evaluator<'r, 'a> {
-    pub(super) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
-    pub(super) sets: &'r Sets,
+pub(in crate::verify) struct Evaluator<'r, 'a> {
+    pub(in crate::verify) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
+    pub(in crate::verify) sets: &'r Sets,
 }
 
 /// A three-valued match result.
@@ -29,7 +29,7 @@ enum Tri {
 }
 
 impl<'r, 'a> Evaluator<'r, 'a> {
-    pub(super) fn walk(&self, packet: &Packet) -> End<'r> {
+    pub(in crate::verify) fn walk(&self, packet: &Packet) -> End<'r> {
         let mut p = packet.clone();
         // Frames of (chain, next rule index). Frame 0 is POSTROUTING.
         let mut stack: Vec<(&'r str, usize)> = vec![("POSTROUTING", 0)];
@@ -128,7 +128,7 @@ fn matches(rule: &Rule<'_>, p: &Packet, sets: &Sets) -> Tri {
         }
     }
     for (neg, name, flags) in &rule.sets {
-        match sets.member(name, flags, p) {
+        match sets.member(name, flags, p.src, p.dst) {
             Member::Yes => check(*neg, true),
             Member::No => check(*neg, false),
             Member::Unknown(why) => {

@@ -14,42 +14,42 @@ use crate::config::{Family, NodeSpec};
 
 /// One concrete packet of a class.
 #[derive(Debug, Clone)]
-pub(super) struct Packet {
-    pub(super) src: IpAddr,
+pub(in crate::verify) struct Packet {
+    pub(in crate::verify) src: IpAddr,
     /// The source atom this packet stands for: first and last address.
-    pub(super) src_range: (IpAddr, IpAddr),
-    pub(super) dst: IpAddr,
+    pub(in crate::verify) src_range: (IpAddr, IpAddr),
+    pub(in crate::verify) dst: IpAddr,
     /// The exclusion (or egress range) this destination stands for.
-    pub(super) dst_class: IpNet,
-    pub(super) in_if: String,
-    pub(super) out_if: String,
-    pub(super) proto: String,
+    pub(in crate::verify) dst_class: IpNet,
+    pub(in crate::verify) in_if: String,
+    pub(in crate::verify) out_if: String,
+    pub(in crate::verify) proto: String,
     /// The destination port of a tcp or udp packet, where a rule names one.
-    pub(super) dport: Option<u16>,
-    pub(super) mark: u32,
+    pub(in crate::verify) dport: Option<u16>,
+    pub(in crate::verify) mark: u32,
     /// The question is only whether a rule of podsnat's decides: a rule of
     /// someone else's with an unmodeled match that would end the walk (a
     /// translation, an accept) is taken as not matching: the walk goes on
     /// to ask what podsnat's own rules do.
-    pub(super) lenient: bool,
+    pub(in crate::verify) lenient: bool,
 }
 
-pub(super) struct Atoms {
+pub(in crate::verify) struct Atoms {
     /// One source per atom of the pod subnet, with the atom's range.
-    pub(super) srcs: Vec<(IpAddr, (IpAddr, IpAddr))>,
-    pub(super) cluster_dsts: Vec<(IpAddr, IpNet)>,
-    pub(super) outside_dsts: Vec<(IpAddr, IpNet)>,
+    pub(in crate::verify) srcs: Vec<(IpAddr, (IpAddr, IpAddr))>,
+    pub(in crate::verify) cluster_dsts: Vec<(IpAddr, IpNet)>,
+    pub(in crate::verify) outside_dsts: Vec<(IpAddr, IpNet)>,
     /// This node's own pod subnet, split: traffic to it leaves through the
     /// bridge (to the node's pods, and docker's hairpin NAT).
-    pub(super) bridge_dsts: Vec<(IpAddr, IpNet)>,
+    pub(in crate::verify) bridge_dsts: Vec<(IpAddr, IpNet)>,
     /// Every interface but the bridge that the rules tell apart.
-    pub(super) out_ifs: Vec<String>,
+    pub(in crate::verify) out_ifs: Vec<String>,
     /// The bridge alone.
-    pub(super) bridge: Vec<String>,
-    pub(super) protos: Vec<String>,
+    pub(in crate::verify) bridge: Vec<String>,
+    pub(in crate::verify) protos: Vec<String>,
     /// One destination port per range of ports the rules tell apart; empty
     /// when no rule names a port.
-    pub(super) ports: Vec<u16>,
+    pub(in crate::verify) ports: Vec<u16>,
 }
 
 /// Half-open intervals of addresses, as numbers. An IPv6 interval that
@@ -58,7 +58,7 @@ pub(super) struct Atoms {
 /// it names all of ff00::/8, whose start is a cut of its own.
 type Span = (u128, u128);
 
-pub(super) fn span(n: &IpNet) -> Span {
+pub(in crate::verify) fn span(n: &IpNet) -> Span {
     match n {
         IpNet::V4(n) => (
             u32::from(n.network()) as u128,
@@ -143,7 +143,7 @@ fn not_egress(family: Family) -> &'static [&'static str] {
 impl Atoms {
     /// `extra` holds what the nftables layer's rules name: address
     /// ranges (first, last) and interface names (`eth*` a wildcard).
-    pub(super) fn collect(
+    pub(in crate::verify) fn collect(
         spec: &NodeSpec,
         rules: &[Rule<'_>],
         sets: &Sets,
@@ -164,8 +164,10 @@ impl Atoms {
             rules
                 .iter()
                 .flat_map(|r| r.sets.iter().map(|(_, n, f)| (n.as_str(), f.as_slice()))),
-            &mut src_cuts,
-            &mut dst_cuts,
+            |is_src, net| {
+                let (a, b) = span(&net);
+                if is_src { &mut src_cuts } else { &mut dst_cuts }.extend([a, b]);
+            },
         );
         let mut patterns: BTreeSet<String> = extra
             .1
@@ -286,7 +288,7 @@ impl Atoms {
 
     /// A container's traffic to itself through the bridge (what docker's
     /// hairpin NAT is for): per source atom, packets to its own address.
-    pub(super) fn hairpin_packets(&self, spec: &NodeSpec) -> Vec<Packet> {
+    pub(in crate::verify) fn hairpin_packets(&self, spec: &NodeSpec) -> Vec<Packet> {
         self.srcs
             .iter()
             .flat_map(|src| {
@@ -299,7 +301,7 @@ impl Atoms {
 
     /// One packet per atom: every pod source, each of `dsts`, each of
     /// `out_ifs`, every protocol (and port), carrying `mark`.
-    pub(super) fn packets<'s>(
+    pub(in crate::verify) fn packets<'s>(
         &'s self,
         spec: &'s NodeSpec,
         dsts: &'s [(IpAddr, IpNet)],
@@ -370,7 +372,7 @@ fn representatives(
         .collect()
 }
 
-pub(super) fn proto_name(p: &str) -> String {
+pub(in crate::verify) fn proto_name(p: &str) -> String {
     match p {
         "6" => "tcp".into(),
         "17" => "udp".into(),
@@ -383,7 +385,7 @@ pub(super) fn proto_name(p: &str) -> String {
 }
 
 /// iptables interface patterns: a trailing `+` matches any suffix.
-pub(super) fn iface_matches(pattern: &str, name: &str) -> bool {
+pub(in crate::verify) fn iface_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('+') {
         Some(prefix) => name.starts_with(prefix),
         None => pattern == name,

@@ -71,7 +71,7 @@ pub(in crate::verify) enum VerdictMap {
 }
 
 /// One statement of a rule's `expr`.
-pub(super) fn stmt(v: &Value) -> Stmt {
+pub(in crate::verify) fn stmt(v: &Value) -> Stmt {
     let unknown = || Stmt::Unknown(format!("the statement {v} is not modeled"));
     let Some((kind, body)) = v.as_object().and_then(|o| o.iter().next()) else {
         return unknown();
@@ -116,7 +116,7 @@ fn vmap(body: &Value) -> Option<Stmt> {
 }
 
 /// One `ELEM : VERDICT` of a verdict map.
-pub(super) fn entry(v: &Value) -> Option<(Elem, Stmt)> {
+pub(in crate::verify) fn entry(v: &Value) -> Option<(Elem, Stmt)> {
     let [key, verdict] = v.as_array()?.as_slice() else {
         return None;
     };
@@ -179,7 +179,7 @@ fn field(left: &Value) -> Option<Field> {
 
 /// A right-hand side or set element: an address, a prefix, a range, a
 /// name, a number. `@set` is kept as a name starting with `@`.
-pub(super) fn elem(v: &Value) -> Option<Elem> {
+pub(in crate::verify) fn elem(v: &Value) -> Option<Elem> {
     if let Some(n) = v.as_u64() {
         return u32::try_from(n).ok().map(Elem::Num);
     }
@@ -239,7 +239,7 @@ fn mark_set(body: &Value) -> Option<Stmt> {
 
 /// A statement as a reader recognises it: modeled ones in nft's words,
 /// others as their JSON.
-pub(super) fn show(v: &Value, s: &Stmt) -> String {
+pub(in crate::verify) fn show(v: &Value, s: &Stmt) -> String {
     let elems = |list: &[Elem]| {
         let one = |e: &Elem| match e {
             Elem::Addrs(a, b) if a == b => a.to_string(),

@@ -13,31 +13,31 @@ use crate::rules_file::{self, Table};
 
 /// A rule as the evaluator sees it.
 #[derive(Debug, Clone)]
-pub(super) struct Rule<'a> {
-    pub(super) chain: &'a str,
+pub(in crate::verify) struct Rule<'a> {
+    pub(in crate::verify) chain: &'a str,
     /// 1-based position in its chain, as `iptables -L --line-numbers` counts.
-    pub(super) pos: usize,
-    pub(super) text: &'a str,
-    pub(super) src: Option<(bool, IpNet)>,
-    pub(super) dst: Option<(bool, IpNet)>,
-    pub(super) in_if: Option<(bool, String)>,
-    pub(super) out_if: Option<(bool, String)>,
-    pub(super) proto: Option<(bool, String)>,
+    pub(in crate::verify) pos: usize,
+    pub(in crate::verify) text: &'a str,
+    pub(in crate::verify) src: Option<(bool, IpNet)>,
+    pub(in crate::verify) dst: Option<(bool, IpNet)>,
+    pub(in crate::verify) in_if: Option<(bool, String)>,
+    pub(in crate::verify) out_if: Option<(bool, String)>,
+    pub(in crate::verify) proto: Option<(bool, String)>,
     /// `-m addrtype --src-type/--dst-type` lists. The side does not matter:
     /// a forwarded pod packet's source and destination are both UNICAST.
-    pub(super) addrtype: Vec<(bool, Vec<String>)>,
-    pub(super) marks: Vec<(bool, u32, u32)>,
+    pub(in crate::verify) addrtype: Vec<(bool, Vec<String>)>,
+    pub(in crate::verify) marks: Vec<(bool, u32, u32)>,
     /// `--dport N` or `--dport N:M` (tcp, udp): negated, first, last.
-    pub(super) dport: Option<(bool, u16, u16)>,
+    pub(in crate::verify) dport: Option<(bool, u16, u16)>,
     /// `-m set --match-set NAME FLAGS`: negated, the set, src/dst per dimension.
-    pub(super) sets: Vec<(bool, String, Vec<String>)>,
+    pub(in crate::verify) sets: Vec<(bool, String, Vec<String>)>,
     /// Why a match part cannot be evaluated, if one cannot.
-    pub(super) unknown: Option<String>,
-    pub(super) target: Target,
+    pub(in crate::verify) unknown: Option<String>,
+    pub(in crate::verify) target: Target,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Target {
+pub(in crate::verify) enum Target {
     /// No `-j`: only counters.
     None,
     Accept,
@@ -56,7 +56,9 @@ pub(super) enum Target {
     Unknown(String),
 }
 
-pub(super) fn index_by_chain<'r, 'a>(rules: &'r [Rule<'a>]) -> HashMap<&'a str, Vec<&'r Rule<'a>>> {
+pub(in crate::verify) fn index_by_chain<'r, 'a>(
+    rules: &'r [Rule<'a>],
+) -> HashMap<&'a str, Vec<&'r Rule<'a>>> {
     let mut map: HashMap<&str, Vec<&Rule<'_>>> = HashMap::new();
     for r in rules {
         map.entry(r.chain).or_default().push(r);
@@ -66,7 +68,7 @@ pub(super) fn index_by_chain<'r, 'a>(rules: &'r [Rule<'a>]) -> HashMap<&'a str, 
 
 /// The rules of POSTROUTING and of every chain reachable from it. Other
 /// chains (kube-proxy's thousands of service rules) are never tokenized.
-pub(super) fn reachable_rules<'a>(
+pub(in crate::verify) fn reachable_rules<'a>(
     table: &Table<'a>,
     family: Family,
 ) -> Result<Vec<Rule<'a>>, Malformed> {

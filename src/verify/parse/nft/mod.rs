@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::config::Family;
 use crate::render;
-pub(super) use expr::{Elem, Field, Stmt, VerdictMap};
+pub(in crate::verify) use expr::{Elem, Field, Stmt, VerdictMap};
 use expr::{elem, entry, show, stmt};
 
 /// A table by family and name: `("ip", "podsnat")`.
@@ -46,20 +46,20 @@ pub struct Ruleset {
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Chain {
-    pub(super) family: String,
-    pub(super) table: String,
-    pub(super) name: String,
+pub(in crate::verify) struct Chain {
+    pub(in crate::verify) family: String,
+    pub(in crate::verify) table: String,
+    pub(in crate::verify) name: String,
     /// `Some(priority)` for a nat base chain at postrouting.
-    pub(super) hook_prio: Option<i64>,
-    pub(super) rules: Vec<NftRule>,
+    pub(in crate::verify) hook_prio: Option<i64>,
+    pub(in crate::verify) rules: Vec<NftRule>,
 }
 
 /// One rule: its text for reports, its statements in order.
 #[derive(Debug, Clone)]
-pub(super) struct NftRule {
-    pub(super) text: String,
-    pub(super) stmts: Vec<Stmt>,
+pub(in crate::verify) struct NftRule {
+    pub(in crate::verify) text: String,
+    pub(in crate::verify) stmts: Vec<Stmt>,
 }
 
 #[derive(Deserialize)]
@@ -236,7 +236,11 @@ impl Ruleset {
     /// (tables of that family and `inet`), lowest priority first. The
     /// `skip` table (`ip nat` of iptables-nft, read through iptables-save)
     /// is left out.
-    pub(super) fn base_chains(&self, family: Family, skip_iptables_nft: bool) -> Vec<&Chain> {
+    pub(in crate::verify) fn base_chains(
+        &self,
+        family: Family,
+        skip_iptables_nft: bool,
+    ) -> Vec<&Chain> {
         let own = render::nft_family(family);
         let mut out: Vec<&Chain> = self
             .chains
@@ -256,20 +260,25 @@ impl Ruleset {
         out
     }
 
-    pub(super) fn chain(&self, family: &str, table: &str, name: &str) -> Option<&Chain> {
+    pub(in crate::verify) fn chain(&self, family: &str, table: &str, name: &str) -> Option<&Chain> {
         self.chains
             .get(&(family.to_owned(), table.to_owned(), name.to_owned()))
     }
 
     /// A named set's elements (`@name` in a rule of `family`/`table`).
-    pub(super) fn set(&self, family: &str, table: &str, name: &str) -> Option<&[Elem]> {
+    pub(in crate::verify) fn set(&self, family: &str, table: &str, name: &str) -> Option<&[Elem]> {
         self.sets
             .get(&(family.to_owned(), table.to_owned(), name.to_owned()))
             .and_then(|e| e.as_deref())
     }
 
     /// A named verdict map's entries.
-    pub(super) fn map(&self, family: &str, table: &str, name: &str) -> Option<&[(Elem, Stmt)]> {
+    pub(in crate::verify) fn map(
+        &self,
+        family: &str,
+        table: &str,
+        name: &str,
+    ) -> Option<&[(Elem, Stmt)]> {
         self.maps
             .get(&(family.to_owned(), table.to_owned(), name.to_owned()))
             .and_then(|e| e.as_deref())
@@ -312,7 +321,7 @@ impl Ruleset {
 
     /// Every address and interface a rule of the ruleset names, for the
     /// evaluator's atoms.
-    pub(super) fn mentions(&self) -> (Vec<(IpAddr, IpAddr)>, Vec<String>) {
+    pub(in crate::verify) fn mentions(&self) -> (Vec<(IpAddr, IpAddr)>, Vec<String>) {
         let mut addrs = Vec::new();
         let mut names = Vec::new();
         let mut add = |e: &Elem| match e {

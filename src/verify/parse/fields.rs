@@ -14,7 +14,7 @@ use crate::config::Family;
 /// 32, or 0 to 128) or, for IPv4, a contiguous dotted mask. A list or a host
 /// name is valid for iptables but not modeled: `None`, with the reason in
 /// `unknown`.
-pub(super) fn addr(
+pub(in crate::verify) fn addr(
     s: &str,
     family: Family,
     unknown: &mut Option<String>,
@@ -112,7 +112,7 @@ fn is_len(p: &str) -> bool {
 }
 
 /// `-i`/`-o`: 1 to 15 bytes (a trailing `+` is a wildcard).
-pub(super) fn iface(s: &str) -> Result<String, RuleError> {
+pub(in crate::verify) fn iface(s: &str) -> Result<String, RuleError> {
     let name = s.strip_suffix('+').unwrap_or(s);
     if s.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
         return Err(RuleError::NotInterface(s.to_owned()));
@@ -121,7 +121,7 @@ pub(super) fn iface(s: &str) -> Result<String, RuleError> {
 }
 
 /// `0x4000/0x4000` or `0x4000` (mask all ones), hex or decimal.
-pub(super) fn mark_value(s: &str) -> Result<(u32, u32), RuleError> {
+pub(in crate::verify) fn mark_value(s: &str) -> Result<(u32, u32), RuleError> {
     let num = |x: &str| {
         let parsed = match x.strip_prefix("0x") {
             Some(h) => u32::from_str_radix(h, 16),

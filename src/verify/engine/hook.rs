@@ -7,15 +7,15 @@
 
 use super::RuleRef;
 use super::atoms::Packet;
+use super::iptables::{End, Evaluator};
 use super::nft::{Chain, Elem, Field, Ruleset, Stmt, VerdictMap};
-use super::walk::{End, Evaluator};
 use crate::config::Family;
 
 /// iptables' nat table hooks at this priority (NF_IP_PRI_NAT_SRC).
-pub(super) const IPTABLES_PRIO: i64 = 100;
+pub(in crate::verify) const IPTABLES_PRIO: i64 = 100;
 
 /// How the walk over every chain ended.
-pub(super) enum Decision {
+pub(in crate::verify) enum Decision {
     /// A translation to another address (masquerade, snat to another).
     Translate(RuleRef, usize),
     /// The source stays: an identity snat, or no chain translated (the
@@ -35,16 +35,16 @@ enum Outcome {
     CannotDecide(RuleRef, String),
 }
 
-pub(super) struct Hook<'e, 'r, 'a> {
-    pub(super) iptables: &'e Evaluator<'r, 'a>,
-    pub(super) nft: Option<&'e Ruleset>,
+pub(in crate::verify) struct Hook<'e, 'r, 'a> {
+    pub(in crate::verify) iptables: &'e Evaluator<'r, 'a>,
+    pub(in crate::verify) nft: Option<&'e Ruleset>,
     /// The nft base chains of the family, lowest priority first.
-    pub(super) chains: Vec<&'e Chain>,
-    pub(super) family: Family,
+    pub(in crate::verify) chains: Vec<&'e Chain>,
+    pub(in crate::verify) family: Family,
 }
 
 impl Hook<'_, '_, '_> {
-    pub(super) fn decide(&self, p: &Packet) -> Decision {
+    pub(in crate::verify) fn decide(&self, p: &Packet) -> Decision {
         // The chains in order; `None` stands for iptables' nat table.
         let mut order: Vec<(i64, Option<&Chain>)> = self
             .chains
@@ -292,7 +292,7 @@ fn ends_elsewhere(stmts: &[Stmt]) -> bool {
 /// inserted above anything there). `ours_in_iptables`: podsnat's rules are
 /// in iptables' table, where they bind no NAT for this packet, so they end
 /// only that table's walk. `None` where an iptables rule decided.
-pub(super) fn priority_note(rule: &RuleRef, ours_in_iptables: bool) -> Option<String> {
+pub(in crate::verify) fn priority_note(rule: &RuleRef, ours_in_iptables: bool) -> Option<String> {
     let prio = rule.base_priority?;
     // `table FAMILY NAME chain NAME`, as rule_ref writes it; nft names
     // have no spaces.

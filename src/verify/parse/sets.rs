@@ -14,12 +14,11 @@
 //! set's unknown contents do not give: "cannot decide", unless the rule only
 //! ends the walk (see `Packet::lenient`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::atoms::Packet;
 use crate::config::Family;
 
 /// kube-proxy's hairpin set; see the module comment.
@@ -70,7 +69,7 @@ pub struct Sets {
 }
 
 /// A set match's answer for one packet.
-pub(super) enum Member {
+pub(in crate::verify) enum Member {
     Yes,
     No,
     Unknown(String),
@@ -156,9 +155,16 @@ impl Sets {
         Ok(Sets { sets })
     }
 
-    /// Whether `p` is in set `name` as `flags` (src/dst per dimension) look.
-    pub(super) fn member(&self, name: &str, flags: &[String], p: &Packet) -> Member {
-        let pick = |flag: &str| if flag == "src" { p.src } else { p.dst };
+    /// Whether a packet from `src` to `dst` is in set `name` as `flags`
+    /// (src/dst per dimension) look.
+    pub(in crate::verify) fn member(
+        &self,
+        name: &str,
+        flags: &[String],
+        src: IpAddr,
+        dst: IpAddr,
+    ) -> Member {
+        let pick = |flag: &str| if flag == "src" { src } else { dst };
         match (self.sets.get(name), flags) {
             (Some(Kind::Nets(nets)), [f]) => {
                 let a = pick(f);
@@ -187,7 +193,7 @@ impl Sets {
             )),
             (None, [a, b, c]) if name == KUBE_LOOP_BACK && [a, b, c] == ["dst", "dst", "src"] => {
                 // kube-proxy's hairpin set: a match needs dst == src.
-                if p.dst == p.src {
+                if dst == src {
                     Member::Unknown(format!("set {name}'s contents are not known"))
                 } else {
                     Member::No
@@ -199,19 +205,18 @@ impl Sets {
         }
     }
 
-    /// Address boundaries the sets matched by `uses` add to the atoms, so a
-    /// verdict still holds for every packet of a class.
-    pub(super) fn cuts<'s>(
+    /// The networks of the sets matched by `uses`, each with whether the
+    /// match looks at the source: the engine cuts its atoms at their edges,
+    /// so a verdict still holds for every packet of a class.
+    pub(in crate::verify) fn cuts<'s>(
         &self,
         family: Family,
         uses: impl Iterator<Item = (&'s str, &'s [String])>,
-        src: &mut BTreeSet<u128>,
-        dst: &mut BTreeSet<u128>,
+        mut cut: impl FnMut(bool, IpNet),
     ) {
         let mut side = |flag: &String, net: IpNet| {
             if Family::of(&net) == family {
-                let (a, b) = super::atoms::span(&net.trunc());
-                if flag == "src" { &mut *src } else { &mut *dst }.extend([a, b]);
+                cut(flag == "src", net.trunc());
             }
         };
         for (name, flags) in uses {
