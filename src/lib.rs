@@ -9,7 +9,8 @@
 //!           ├─> fleet       an inventory -> every node's golden files
 //!           ├─> unit/       podsnat's systemd units: render (pure), install
 //!           ├─> live/       the --noflush planner of pin and --repair (pure)
-//!           ├─> verify/     rule parser, atoms, kernel walk, the verdict (pure)
+//!           ├─> verify/     parse/ -> engine/ (one walk over every layer) -> policy -> report (pure)
+//!           ├─> docker      docker's settings, and whether they fit the node
 //!           ├─> write       compare, diff, test, then write a file
 //!           ├─> render      NodeSpec -> one family's nat table text, podsnat's own rules (pure)
 //!           ├─> config/     files and flags -> a checked Node: a NodeSpec per family
@@ -18,6 +19,7 @@
 //!          printer (owns stdout and stderr)
 //! family:  IPv4 or IPv6, the lowest layer (which table, file and programs)
 //! error:   one error type, messages that quote the input
+//! verdict: the Status verify and docker give
 //! ```
 //!
 //! Data flow of `write`: `config::load` -> `NodeSpec` -> `render::nat_table`

@@ -37,7 +37,7 @@ use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
 use hook::Hook;
-use iptables::Evaluator;
+use iptables::NatTable;
 pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
 use rule::{Rule, index_by_chain, reachable_rules};
@@ -232,7 +232,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     let rules = reachable_rules(table, spec.family())?;
     let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
-    let evaluator = Evaluator {
+    let evaluator = NatTable {
         chains: index_by_chain(&rules),
         sets,
     };

@@ -1,22 +1,16 @@
-//! The kernel walk: POSTROUTING as netfilter traverses it for one packet
-//! (jumps, gotos, RETURN, the first terminal target, `!` negations), ending
-//! in NAT, no NAT, or "cannot decide" with the rule that stopped it.
+//! iptables' nat table as a [`Layer`]: POSTROUTING and the user chains
+//! it jumps to, with netfilter's matches (`!` negations, interfaces with
+//! `+`, protocols, marks, ports, ipsets). The walk itself is the engine's.
 
 use std::collections::HashMap;
 
 use super::atoms::{Packet, iface_matches, proto_name};
 use super::rule::{Rule, Target};
 use super::sets::{Member, Sets};
+use super::{Layer, RuleRef, Step};
 
-/// Where a walk ended.
-#[derive(Debug, Clone)]
-pub(in crate::verify) enum End<'a> {
-    Nat(&'a Rule<'a>, usize),
-    NoNat(Option<&'a Rule<'a>>, usize),
-    CannotDecide(&'a Rule<'a>, String),
-}
-
-pub(in crate::verify) struct Evaluator<'r, 'a> {
+/// The rules the walk can reach, by chain.
+pub(in crate::verify) struct NatTable<'r, 'a> {
     pub(in crate::verify) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
     pub(in crate::verify) sets: &'r Sets,
 }
@@ -28,68 +22,47 @@ enum Tri {
     Unknown(String),
 }
 
-impl<'r, 'a> Evaluator<'r, 'a> {
-    pub(in crate::verify) fn walk(&self, packet: &Packet) -> End<'r> {
-        let mut p = packet.clone();
-        // Frames of (chain, next rule index). Frame 0 is POSTROUTING.
-        let mut stack: Vec<(&'r str, usize)> = vec![("POSTROUTING", 0)];
-        // Position in POSTROUTING of the rule the walk is under.
-        let mut top = 0;
-        // The RETURN that sent the packet back to POSTROUTING last: when the
-        // policy then decides, that RETURN is the rule that really did.
-        let mut returned: Option<&'r Rule<'a>> = None;
-        let mut steps = 0usize;
-        while let Some((chain, idx)) = stack.last_mut() {
-            let rules = self.chains.get(*chain).map(Vec::as_slice).unwrap_or(&[]);
-            let Some(rule) = rules.get(*idx) else {
-                // Fell off the end: a user chain returns, POSTROUTING applies its policy.
-                stack.pop();
-                if stack.is_empty() {
-                    return End::NoNat(returned, top);
-                }
-                continue;
-            };
-            *idx += 1;
-            if *chain == "POSTROUTING" {
-                top = rule.pos;
+impl<'r, 'a> Layer for NatTable<'r, 'a> {
+    type Chain = &'r str;
+    type Rule = &'r Rule<'a>;
+
+    fn entry(&self) -> &'r str {
+        "POSTROUTING"
+    }
+
+    fn rule(&self, chain: &'r str, index: usize) -> Option<&'r Rule<'a>> {
+        self.chains.get(chain)?.get(index).copied()
+    }
+
+    fn step(&self, _: &'r str, rule: &'r Rule<'a>, p: &mut Packet) -> Step<&'r str> {
+        match (matches(rule, p, self.sets), &rule.target) {
+            (Tri::No, _) | (_, Target::None | Target::Passive) => Step::Next,
+            (Tri::Unknown(why), target) => Step::Unknown {
+                why,
+                foreign_end: matches!(target, Target::Nat | Target::Accept)
+                    && rule.chain != crate::render::OWN_CHAIN,
+            },
+            (Tri::Yes, Target::Accept) => Step::Accept,
+            (Tri::Yes, Target::Nat) => Step::Bind { identity: false },
+            (Tri::Yes, Target::Return) => Step::Return,
+            (Tri::Yes, Target::Mark { clear, xor }) => {
+                p.mark = (p.mark & !clear) ^ xor;
+                Step::Next
             }
-            steps += 1;
-            if steps > 100_000 || stack.len() > 64 {
-                return End::CannotDecide(rule, "the chains loop or nest too deep".into());
-            }
-            match (matches(rule, &p, self.sets), &rule.target) {
-                (Tri::No, _) | (_, Target::None | Target::Passive) => continue,
-                // Matching or not, podsnat's rules decide nothing here.
-                (Tri::Unknown(_), Target::Nat | Target::Accept)
-                    if p.lenient && rule.chain != crate::render::OWN_CHAIN =>
-                {
-                    continue;
-                }
-                (Tri::Unknown(why), _) => return End::CannotDecide(rule, why),
-                (Tri::Yes, Target::Accept) => return End::NoNat(Some(rule), top),
-                (Tri::Yes, Target::Nat) => return End::Nat(rule, top),
-                (Tri::Yes, Target::Return) => {
-                    stack.pop();
-                    if stack.is_empty() {
-                        // RETURN in a built-in chain applies its policy.
-                        return End::NoNat(Some(rule), top);
-                    }
-                    returned = Some(rule);
-                }
-                (Tri::Yes, Target::Mark { clear, xor }) => p.mark = (p.mark & !clear) ^ xor,
-                (Tri::Yes, Target::Jump(c) | Target::Goto(c)) => {
-                    if matches!(rule.target, Target::Goto(_)) {
-                        // A goto's RETURN goes back to the caller's caller.
-                        stack.pop();
-                    }
-                    stack.push((c.as_str(), 0));
-                }
-                (Tri::Yes, Target::Unknown(t)) => {
-                    return End::CannotDecide(rule, format!("the target {t} is not modeled"));
-                }
+            (Tri::Yes, Target::Jump(c)) => Step::Jump(c.as_str()),
+            (Tri::Yes, Target::Goto(c)) => Step::Goto(c.as_str()),
+            (Tri::Yes, Target::Unknown(t)) => {
+                Step::CannotDecide(format!("the target {t} is not modeled"))
             }
         }
-        End::NoNat(returned, top)
+    }
+
+    fn position(&self, _: usize, rule: &'r Rule<'a>) -> usize {
+        rule.pos
+    }
+
+    fn named(&self, _: &'r str, _: usize, rule: &'r Rule<'a>) -> RuleRef {
+        RuleRef::of(rule)
     }
 }
 
