@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::VerifyArgs;
 use crate::docker::DockerSettings;
 use crate::error::{Error, Result};
-use crate::verify::Sets;
+use crate::verify::{self, Sets};
 use crate::{config, paths, system};
 
 /// `iptables-restore --test` on the whole file; a rejection is an error.
@@ -103,4 +103,59 @@ pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<Do
         }
     }
     Ok((!settings.read.is_empty()).then_some(settings))
+}
+
+/// The nftables ruleset: the live one, or `--nft-file` with `--file`;
+/// `None` when a file is judged alone.
+///
+/// Live, it lists the chains first, then each table that has a nat chain
+/// at postrouting (a jump never leaves its table). iptables-nft's own nat
+/// table is left to iptables-save: on a node with kube-proxy's 20,000 rules
+/// `nft -j list ruleset` takes seconds, most of them for that table.
+pub(super) fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
+    let parse = |origin: String, text: &str| {
+        verify::Ruleset::parse(text).map_err(|e| Error::Unreadable {
+            origin,
+            source: e.into(),
+        })
+    };
+    if let Some(path) = &args.nft_file {
+        let text = config::read_any(path)?;
+        return parse(path.display().to_string(), &text).map(Some);
+    }
+    if !live {
+        return Ok(None);
+    }
+    let list = |what: &[&str]| {
+        system::nft_list(&args.nft, what).map_err(|e| match e {
+            Error::Spawn { command, source } => Error::Failed {
+                command,
+                stderr: format!(
+                    "{source}; verify reads every nftables nat chain too, since any of them can masquerade pod traffic (the nftables package has nft)"
+                ),
+            },
+            e => e,
+        })
+    };
+    let origin = |what: &str| format!("{} -j list {what}", args.nft);
+    let chains = parse(origin("chains"), &list(&["chains"])?)?;
+    let (mut tables, iptables) = chains.nat_tables();
+    for (family, table) in iptables {
+        // Legacy iptables makes no nftables table: one of that name is
+        // someone else's and is read as any other.
+        let save = if family == "ip6" {
+            &args.save.ip6tables_save
+        } else {
+            &args.save.iptables_save
+        };
+        if !system::iptables_is_nft(save)? {
+            tables.push((family, table));
+        }
+    }
+    let mut ruleset = verify::Ruleset::default();
+    for (family, table) in tables {
+        let text = list(&["table", &family, &table])?;
+        ruleset.merge(parse(origin(&format!("table {family} {table}")), &text)?);
+    }
+    Ok(Some(ruleset))
 }

@@ -1,21 +1,24 @@
 //! `podsnat verify`: evaluate the live nat table (or `--file`) in rule
 //! order; with `--repair`, put podsnat's exclusion back with one
-//! `iptables-restore --noflush` transaction and evaluate again. `inputs`
-//! gathers what the evaluation reads besides the table.
+//! `iptables-restore --noflush` transaction and evaluate again. The data
+//! goes one way: `read.rs` reads every input once into one value
+//! (`Inputs`, with `inputs.rs`' readers), the verdict is judged from it,
+//! `--repair` plans from that verdict, acts and judges again, and
+//! `outcome.rs` derives the text, the JSON, the metrics and the exit from
+//! the facts.
 
 mod inputs;
 mod outcome;
 mod read;
 
-use inputs::docker_settings;
-use outcome::{Outcome, Repair, worst};
-use read::Read;
+use outcome::{NodeOutcome, Outcome, Repair};
+use read::{Inputs, Read};
 
 use super::textfile;
 
 use std::path::PathBuf;
 
-use serde_json::json as object;
+use inputs::nft_ruleset;
 
 use super::{ExitStatus, load_spec};
 use crate::cli::{VerifyArgs, VerifyFormat};
@@ -60,34 +63,27 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
         })
         .filter(|(_, file)| live || file.is_some())
         .collect();
-    // Read every input once: docker's settings (the node's, not a
-    // family's: judged once, in the first family's report), the nftables
-    // layer (read once for both families), each family's table and sets.
-    let docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
-    let ruleset = nft_ruleset(args, live)?;
-    let reads: Vec<Read<'_>> = jobs
-        .into_iter()
-        .map(|(spec, file)| Read::new(args, spec, file, live))
-        .collect::<Result<_>>()?;
-    // Judge: one report per family, from those inputs alone.
-    let before: Vec<Report> = reads
-        .iter()
-        .enumerate()
-        .map(|(i, r)| r.judge(ruleset.as_ref(), docker.as_ref().filter(|_| i == 0)))
-        .collect::<Result<_>>()?;
-    let (results, anchor_line) = if args.repair {
-        let plans = plan(&node, &reads, &before, ruleset.as_ref())?;
+    // Read every input once, then judge that value alone.
+    let inputs = Inputs::read(args, &node, jobs, live)?;
+    let before = inputs.judge()?;
+    let (reads, ruleset, docker) = (
+        &inputs.tables,
+        inputs.ruleset.as_ref(),
+        inputs.docker.as_ref(),
+    );
+    let (families, anchor_line) = if args.repair {
+        let plans = plan(&node, reads, &before, ruleset)?;
         let after = if args.check {
             vec![None; reads.len()]
         } else {
-            act(args, &reads, &plans, docker.as_ref())?
+            act(args, reads, &plans, docker)?
         };
         (
-            outcomes(args, &reads, before, &plans, after),
+            outcomes(args, reads, before, &plans, after),
             plans.anchor_line(args),
         )
     } else {
-        let results = reads
+        let families = reads
             .iter()
             .zip(before)
             .map(|(read, report)| Outcome {
@@ -97,10 +93,15 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
                 repair: None,
             })
             .collect();
-        (results, None)
+        (families, None)
+    };
+    let verdict = NodeOutcome {
+        families,
+        anchor_line,
     };
     let titled = node.specs().len() > 1 || node.family(Family::V4).is_none();
-    let runs: Vec<metrics::VerifyRun<'_>> = results
+    let runs: Vec<metrics::VerifyRun<'_>> = verdict
+        .families
         .iter()
         .map(|r| metrics::VerifyRun {
             family: r.family,
@@ -114,40 +115,14 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
         Some(dir) => Some(textfile::write(dir, metrics::VERIFY_FILE, metrics)?),
         None => None,
     };
-    let shown = match (args.format, results.as_slice()) {
+    let shown = match args.format {
         // The file's text where one was written: the counters go on from it.
-        (VerifyFormat::Prometheus, _) => Shown::Text(match textfile {
+        VerifyFormat::Prometheus => Shown::Text(match textfile {
             Some(text) => text,
             None => metrics("").map_err(textfile::unmade)?,
         }),
-        (VerifyFormat::Json, [one]) => Shown::Json(Json::of(&one.json())?),
-        // Each family's report as it is alone, under "ipv4" and "ipv6".
-        (VerifyFormat::Json, all) => {
-            let mut both = serde_json::Map::new();
-            both.insert("status".into(), object!(worst(all)));
-            for r in all {
-                both.insert(r.family.key().into(), r.json());
-            }
-            Shown::Json(Json::of(&both)?)
-        }
-        // The anchor holds every family: its line goes before the first.
-        (VerifyFormat::Text, all) => Shown::Text(
-            anchor_line
-                .into_iter()
-                .chain(all.iter().map(|r| {
-                    if titled {
-                        format!(
-                            "{} nat table ({}):\n{}",
-                            r.family.name(),
-                            r.source,
-                            r.text()
-                        )
-                    } else {
-                        r.text()
-                    }
-                }))
-                .collect(),
-        ),
+        VerifyFormat::Json => Shown::Json(Json::of(&verdict.json())?),
+        VerifyFormat::Text => Shown::Text(verdict.text(titled)),
     };
     // The notes of the reading (a --test that could not run) first, on
     // stderr. The metrics hold no input text, but they are printed lines
@@ -156,62 +131,7 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
         p.note(note);
     }
     p.show(&shown)?;
-    Ok(outcome::node_exit(&results, args.repair))
-}
-
-/// The nftables ruleset: the live one, or `--nft-file` with `--file`;
-/// `None` when a file is judged alone.
-///
-/// Live, it lists the chains first, then each table that has a nat chain
-/// at postrouting (a jump never leaves its table). iptables-nft's own nat
-/// table is left to iptables-save: on a node with kube-proxy's 20,000 rules
-/// `nft -j list ruleset` takes seconds, most of them for that table.
-fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
-    let parse = |origin: String, text: &str| {
-        verify::Ruleset::parse(text).map_err(|e| Error::Unreadable {
-            origin,
-            source: e.into(),
-        })
-    };
-    if let Some(path) = &args.nft_file {
-        let text = config::read_any(path)?;
-        return parse(path.display().to_string(), &text).map(Some);
-    }
-    if !live {
-        return Ok(None);
-    }
-    let list = |what: &[&str]| {
-        system::nft_list(&args.nft, what).map_err(|e| match e {
-            Error::Spawn { command, source } => Error::Failed {
-                command,
-                stderr: format!(
-                    "{source}; verify reads every nftables nat chain too, since any of them can masquerade pod traffic (the nftables package has nft)"
-                ),
-            },
-            e => e,
-        })
-    };
-    let origin = |what: &str| format!("{} -j list {what}", args.nft);
-    let chains = parse(origin("chains"), &list(&["chains"])?)?;
-    let (mut tables, iptables) = chains.nat_tables();
-    for (family, table) in iptables {
-        // Legacy iptables makes no nftables table: one of that name is
-        // someone else's and is read as any other.
-        let save = if family == "ip6" {
-            &args.save.ip6tables_save
-        } else {
-            &args.save.iptables_save
-        };
-        if !system::iptables_is_nft(save)? {
-            tables.push((family, table));
-        }
-    }
-    let mut ruleset = verify::Ruleset::default();
-    for (family, table) in tables {
-        let text = list(&["table", &family, &table])?;
-        ruleset.merge(parse(origin(&format!("table {family} {table}")), &text)?);
-    }
-    Ok(Some(ruleset))
+    Ok(verdict.exit(args.repair))
 }
 
 /// What `--repair` plans, from the reports the families were judged with:

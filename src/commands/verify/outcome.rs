@@ -128,23 +128,71 @@ fn verdict_exit(report: &Report) -> ExitStatus {
     }
 }
 
-/// The worst verdict of several families, from their last reports.
-pub(super) fn worst(all: &[Outcome]) -> Status {
-    Status::worst(all.iter().map(|o| o.last().status))
+/// The node's outcome: its families', and the anchor's load, which holds
+/// every family.
+pub(super) struct NodeOutcome {
+    pub(super) families: Vec<Outcome>,
+    /// "loaded the anchor ..." (or "would load"), where it was missing.
+    pub(super) anchor_line: Option<String>,
 }
 
-/// The node's exit over its families. As within one table, drift outranks
-/// "cannot decide" (exit 2 over 1); with `--repair`, a repair that failed
-/// (1) outranks one that worked (2).
-pub(super) fn node_exit(all: &[Outcome], repair: bool) -> ExitStatus {
-    all.iter()
-        .map(Outcome::exit)
-        .max_by_key(|e| match (e, repair) {
-            (ExitStatus::Unchanged, _) => 0,
-            (ExitStatus::Failed, false) | (ExitStatus::Changed, true) => 1,
-            (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
-        })
-        .unwrap_or(ExitStatus::Unchanged)
+impl NodeOutcome {
+    /// The worst verdict of the families, from their last reports.
+    pub(super) fn status(&self) -> Status {
+        worst(&self.families)
+    }
+
+    /// The node's exit over its families. As within one table, drift
+    /// outranks "cannot decide" (exit 2 over 1); with `--repair`, a repair
+    /// that failed (1) outranks one that worked (2).
+    pub(super) fn exit(&self, repair: bool) -> ExitStatus {
+        self.families
+            .iter()
+            .map(Outcome::exit)
+            .max_by_key(|e| match (e, repair) {
+                (ExitStatus::Unchanged, _) => 0,
+                (ExitStatus::Failed, false) | (ExitStatus::Changed, true) => 1,
+                (ExitStatus::Changed, false) | (ExitStatus::Failed, true) => 2,
+            })
+            .unwrap_or(ExitStatus::Unchanged)
+    }
+
+    /// The anchor's line, then each family's text, `titled` with its
+    /// family and source on a node of more than IPv4.
+    pub(super) fn text(&self, titled: bool) -> String {
+        let families = self.families.iter().map(|r| {
+            if titled {
+                format!(
+                    "{} nat table ({}):\n{}",
+                    r.family.name(),
+                    r.source,
+                    r.text()
+                )
+            } else {
+                r.text()
+            }
+        });
+        self.anchor_line.iter().cloned().chain(families).collect()
+    }
+
+    /// One family's report as it is; several under "ipv4" and "ipv6", with
+    /// the node's status.
+    pub(super) fn json(&self) -> serde_json::Value {
+        if let [one] = self.families.as_slice() {
+            return one.json();
+        }
+        let mut both = serde_json::Map::new();
+        both.insert("status".into(), object!(self.status()));
+        for r in &self.families {
+            both.insert(r.family.key().into(), r.json());
+        }
+        serde_json::Value::Object(both)
+    }
+}
+
+/// The worst verdict of several families, from their last reports.
+fn worst(all: &[Outcome]) -> Status {
+    Status::worst(all.iter().map(|o| o.last().status))
 }
 
 #[cfg(test)]
@@ -208,7 +256,11 @@ mod tests {
         let failed = repaired(Family::V6, Status::Drift);
         assert_eq!(fixed.exit(), ExitStatus::Changed);
         assert_eq!(failed.exit(), ExitStatus::Failed);
-        assert_eq!(node_exit(&[fixed, failed], true), ExitStatus::Failed);
+        let node = |families| NodeOutcome {
+            families,
+            anchor_line: None,
+        };
+        assert_eq!(node(vec![fixed, failed]).exit(true), ExitStatus::Failed);
         let anchor_only = Outcome {
             repair: Some(Repair {
                 plan: None,
@@ -225,12 +277,11 @@ mod tests {
             before: report(status),
             repair: None,
         };
+        let both = node(vec![plain(Status::CannotDecide), plain(Status::Drift)]);
+        assert_eq!(both.exit(false), ExitStatus::Changed);
+        assert_eq!(both.status(), Status::Drift);
         assert_eq!(
-            node_exit(&[plain(Status::CannotDecide), plain(Status::Drift)], false),
-            ExitStatus::Changed
-        );
-        assert_eq!(
-            node_exit(&[plain(Status::Ok)], false),
+            node(vec![plain(Status::Ok)]).exit(false),
             ExitStatus::Unchanged
         );
     }

@@ -5,14 +5,60 @@
 
 use std::path::PathBuf;
 
-use super::inputs::{ipsets, test_file};
+use super::inputs::{docker_settings, ipsets, nft_ruleset, test_file};
 use crate::cli::VerifyArgs;
 use crate::commands::{nat_table, program};
-use crate::config::NodeSpec;
+use crate::config::{Node, NodeSpec};
+use crate::docker::{self, DockerCheck};
 use crate::error::{Error, Result};
 use crate::live::{Change, repair};
 use crate::verify::{self, Report, Ruleset, Sets};
 use crate::{config, rules_file, system};
+
+/// Everything one run of verify reads, read once: docker's settings (the
+/// node's, judged once, in the first family's report), the nftables layer
+/// (once for both families), and each family's table and sets. The
+/// verdict is a function of this value alone.
+pub(super) struct Inputs<'s> {
+    pub(super) docker: Option<DockerCheck>,
+    pub(super) ruleset: Option<Ruleset>,
+    pub(super) tables: Vec<Read<'s>>,
+}
+
+impl<'s> Inputs<'s> {
+    /// Reads what the families in `jobs` (each with its `--file`, if any)
+    /// are judged from.
+    pub(super) fn read(
+        args: &VerifyArgs,
+        node: &'s Node,
+        jobs: Vec<(&'s NodeSpec, Option<&PathBuf>)>,
+        live: bool,
+    ) -> Result<Inputs<'s>> {
+        let docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
+        let ruleset = nft_ruleset(args, live)?;
+        let tables = jobs
+            .into_iter()
+            .map(|(spec, file)| Read::new(args, spec, file, live))
+            .collect::<Result<_>>()?;
+        Ok(Inputs {
+            docker,
+            ruleset,
+            tables,
+        })
+    }
+
+    /// One report per family, from these inputs alone.
+    pub(super) fn judge(&self) -> Result<Vec<Report>> {
+        self.tables
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let docker = self.docker.as_ref().filter(|_| i == 0);
+                r.judge(self.ruleset.as_ref(), docker)
+            })
+            .collect()
+    }
+}
 
 /// What one family's verdict reads.
 pub(super) struct Read<'s> {
@@ -106,7 +152,7 @@ impl<'s> Read<'s> {
     pub(super) fn judge(
         &self,
         ruleset: Option<&Ruleset>,
-        docker: Option<&crate::docker::DockerCheck>,
+        docker: Option<&DockerCheck>,
     ) -> Result<Report> {
         self.with_layers(ruleset, |layers| {
             let report = verify::evaluate_layers(self.spec, layers)
