@@ -1,7 +1,9 @@
 //! `podsnat generate man|completion` (hidden, for packaging): the man page
-//! and shell completions, generated from the same clap definitions as
-//! `--help`, so they never drift from it. Text goes through the `roff`
-//! crate, which escapes it.
+//! and shell completions. The completions and the man page's command and
+//! option sections come from the same clap definitions as `--help`, so
+//! they never drift from it; the configuration, exit status, files and
+//! units sections are written in `templates/podsnat.8.in`. Text goes
+//! through the `roff` crate, which escapes it.
 
 use askama::Template;
 use clap::CommandFactory;
