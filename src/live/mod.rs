@@ -38,6 +38,8 @@ struct Taken<'t> {
     /// index into `kept`.
     at_exclusion: Option<usize>,
     at_first: Option<usize>,
+    /// POSTROUTING as it is live, listed once.
+    live: Vec<&'t str>,
 }
 
 impl Taken<'_> {
@@ -53,13 +55,15 @@ impl Taken<'_> {
 }
 
 fn take<'t>(owner: &Owner, live: &Table<'t>) -> Taken<'t> {
+    let rules = live.chain_rules("POSTROUTING");
     let mut taken = Taken {
         kept: Vec::new(),
         removed: Vec::new(),
         at_exclusion: None,
         at_first: None,
+        live: Vec::new(),
     };
-    for r in live.chain_rules("POSTROUTING") {
+    for &r in &rules {
         if owner.moves(r) {
             if r == owner.exclusion() {
                 taken.at_exclusion.get_or_insert(taken.kept.len());
@@ -70,6 +74,7 @@ fn take<'t>(owner: &Owner, live: &Table<'t>) -> Taken<'t> {
             taken.kept.push(r);
         }
     }
+    taken.live = rules;
     taken
 }
 
@@ -88,7 +93,7 @@ fn put_back(owner: &Owner, live: &Table<'_>, taken: Taken<'_>, at: usize) -> Opt
         None => true,
         Some(rules) => live.chains.contains(&OWN_CHAIN) && live.chain_rules(OWN_CHAIN) == *rules,
     };
-    if want == live.chain_rules("POSTROUTING") && chain_ok {
+    if want == taken.live && chain_ok {
         return None;
     }
     let transaction = rules_file::noflush_transaction(
