@@ -133,6 +133,23 @@ pub struct DockerCheck {
     pub notes: Vec<String>,
 }
 
+/// Whether docker runs this node's pods, so that its settings are the
+/// pod network's: its bridge is the config's. A docker that names no
+/// bridge keeps its own docker0; on a node whose pods are on another
+/// bridge (containerd or CRI-O with the CNI bridge plugin's cni0, docker
+/// installed beside them), docker is not their runtime and its settings are
+/// not checked.
+pub fn runs_the_pods(specs: &[NodeSpec], docker: &DockerSettings) -> bool {
+    let bridge = docker
+        .bridge
+        .as_ref()
+        .map_or(DEFAULT_BRIDGE, |b| b.value.as_str());
+    docker.bridge.is_some() || specs.iter().any(|s| s.bridge().as_str() == bridge)
+}
+
+/// The bridge docker makes when its settings name none.
+const DEFAULT_BRIDGE: &str = "docker0";
+
 /// Compares docker's settings with the node's config: `specs` are the
 /// node's families (IPv4 first); the mode and bridge are the node's.
 pub fn check(specs: &[NodeSpec], docker: &DockerSettings) -> DockerCheck {
@@ -251,6 +268,30 @@ mod tests {
         let c = check(&spec("guard"), &d);
         assert_eq!(c.status, Status::Ok);
         assert!(c.notes[0].contains("fits this node"), "{:?}", c.notes);
+    }
+
+    /// docker with its default docker0 beside pods on cni0 is not their
+    /// runtime; a docker that names a bridge, or pods on docker0, is.
+    #[test]
+    fn docker_runs_the_pods_only_on_its_bridge() {
+        let node = |bridge: &str| {
+            let raw = RawConfig {
+                cluster_cidr: Some("10.244.0.0/16".into()),
+                pod_subnet: Some("10.244.1.0/24".into()),
+                bridge: Some(bridge.into()),
+                ..RawConfig::default()
+            };
+            node_spec("test", &raw, &RawConfig::default()).unwrap()
+        };
+        let default = DockerSettings::default();
+        assert!(!runs_the_pods(node("cni0").specs(), &default));
+        assert!(runs_the_pods(node("docker0").specs(), &default));
+        let mut named = DockerSettings::default();
+        named.add_unit(
+            "docker.service",
+            "[Service]\nExecStart=/usr/bin/dockerd -b cbr0\n",
+        );
+        assert!(runs_the_pods(node("cni0").specs(), &named));
     }
 
     #[test]

@@ -228,7 +228,8 @@ pub struct InstallUnitArgs {
     #[arg(long = "after", value_name = "UNIT")]
     pub after: Vec<String>,
     /// A unit that adds its rules to the nat table later; repeatable
-    /// [default: docker.service kubelet.service kube-proxy.service].
+    /// [default: docker.service containerd.service crio.service
+    /// kubelet.service kube-proxy.service].
     #[arg(long = "before", value_name = "UNIT")]
     pub before: Vec<String>,
     /// The rules file `podsnat write` keeps (absolute) [default: as for

@@ -1,6 +1,7 @@
 //! The units: `podsnat.service` runs `iptables-restore -T nat` on the file
-//! `podsnat write` produced, after flanneld and before docker, kubelet and
-//! kube-proxy, which then build their rules on top of the restored table;
+//! `podsnat write` produced, after flanneld and before docker, containerd,
+//! CRI-O, kubelet and kube-proxy, which then build their rules on top of the
+//! restored table;
 //! podsnat-anchor.service loads the nftables anchor; podsnat-pin.service
 //! runs after every docker start. Rendering is pure; installing goes
 //! through `write::update` (files) and `atomic::symlink` (enablement).
@@ -151,11 +152,20 @@ impl UnitSpec {
     }
 }
 
-/// After flanneld; before docker, kubelet and kube-proxy, which then build
-/// their own rules (docker's DOCKER chain and port maps, kube-proxy's
-/// chains) on top of the restored table instead of losing them to it.
+/// After flanneld; before the container runtimes (docker, containerd,
+/// CRI-O: the CNI bridge plugin adds a pod's rules when the runtime sets the
+/// pod up), kubelet and kube-proxy, which then build their own rules
+/// (docker's DOCKER chain and port maps, the CNI's per-pod chains,
+/// kube-proxy's chains) on top of the restored table instead of losing them
+/// to it. systemd ignores a Before= unit that is not installed.
 pub const DEFAULT_AFTER: [&str; 1] = ["flanneld.service"];
-pub const DEFAULT_BEFORE: [&str; 3] = ["docker.service", "kubelet.service", "kube-proxy.service"];
+pub const DEFAULT_BEFORE: [&str; 5] = [
+    "docker.service",
+    "containerd.service",
+    "crio.service",
+    "kubelet.service",
+    "kube-proxy.service",
+];
 
 /// An enablement link's state after (or, with `check`, before) install.
 #[derive(Debug, Clone, Serialize)]

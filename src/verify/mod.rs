@@ -12,6 +12,7 @@
 // The rooms, by stage: the parsers read text into models, the engine
 // walks a packet through every layer the kernel runs, the policy names the
 // classes of pod traffic and what each must be, the report says it.
+mod egress;
 mod engine;
 mod parse;
 mod policy;
@@ -100,6 +101,10 @@ pub struct Check {
     /// Why it cannot be decided.
     pub reason: Option<String>,
     /// The deciding rule translated the source (for the report's words).
+    /// pod→outside on a node whose CNI masquerades per pod: the number of
+    /// pods its rules name, the only sources judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cni_pods: Option<usize>,
     #[serde(skip)]
     pub(crate) translated: bool,
     /// Position in POSTROUTING where the walk left the built-in chain.
@@ -246,6 +251,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     };
 
     let owner = render::Owner::of(spec);
+    let pods = egress::cni_pods(spec, &rules);
     // Whether podsnat has a rule in both layers, and in iptables' alone:
     // asked of every class, answered once.
     let present = podsnat_present(spec, &owner, table, nft);
@@ -260,6 +266,10 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     ] {
         let only_podsnat = class.expect.only_podsnat();
         let packets = atoms.packets(spec, dsts, out_ifs, mark, only_podsnat);
+        // Where the CNI masquerades per pod, egress is judged for its pods.
+        let judged_pods = (class.name == OUTSIDE.name && !pods.is_empty()).then_some(&pods);
+        let packets =
+            packets.filter(|p| judged_pods.is_none_or(|ps| ps.iter().any(|n| n.contains(&p.src))));
         let check = if only_podsnat && !present {
             // Where podsnat has no rule, none of its rules can decide
             // bridge or marked traffic: no walk needed.
@@ -279,6 +289,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
             policy::run(spec, &owner, &hook, class, packets)
         };
         let mut check = check.unwrap_or_else(|| policy::empty(spec, class));
+        check.cni_pods = judged_pods.map(Vec::len);
         let nft_decided = check
             .rule
             .as_ref()

@@ -193,6 +193,7 @@ pub(super) fn empty(spec: &NodeSpec, class: &Class) -> Check {
         class: class.promise,
         note: Some(note),
         reason: None,
+        cni_pods: None,
         translated: false,
         top: 0,
     }
@@ -226,6 +227,13 @@ pub(super) fn note(
                 Some(_) => Some("podsnat's exclusion does not cover it".into()),
                 None if table.chains.contains(&render::OWN_CHAIN) => {
                     Some("podsnat's exclusion is missing".into())
+                }
+                None if check
+                    .rule
+                    .as_ref()
+                    .is_some_and(|r| super::egress::in_cni_chain(&r.chain)) =>
+                {
+                    Some("the CNI bridge plugin's masquerade of each pod, \"ipMasq\": true; podsnat's exclusion or anchor must decide before it".into())
                 }
                 None => None,
             }
@@ -334,6 +342,7 @@ pub(super) fn run(
             },
             note: None,
             reason,
+            cni_pods: None,
             translated: rank == 2,
             top,
         };

@@ -1,6 +1,7 @@
 //! The human-readable report: one line per check, then podsnat's anchor
 //! and docker's settings.
 
+use super::egress::in_cni_chain;
 use super::{Check, CheckName, Expect, Promise, Report, Status};
 use crate::render;
 
@@ -11,6 +12,22 @@ fn sources(c: &Check) -> String {
         [] => String::new(),
         list => format!("; pod sources that drift: {}", list.join(", ")),
     }
+}
+
+fn pods(n: usize) -> String {
+    if n == 1 {
+        "1 pod".into()
+    } else {
+        format!("{n} pods")
+    }
+}
+
+/// `; judged for the N pods ...` where the CNI's per-pod rules chose the
+/// sources.
+fn judged(c: &Check) -> String {
+    c.cni_pods.map_or_else(String::new, |n| {
+        format!("; judged for the {} the CNI's per-pod rules name", pods(n))
+    })
 }
 
 /// Human-readable report lines.
@@ -68,7 +85,15 @@ pub fn text(report: &Report) -> String {
             (Status::Ok, Expect::Keep) => {
                 format!("ok: {what} keeps the pod source IP; decided by {rule}")
             }
-            (Status::Ok, _) => format!("ok: {what} is masqueraded by {rule}"),
+            (Status::Ok, _) => match c.cni_pods {
+                Some(n) if c.rule.as_ref().is_some_and(|r| in_cni_chain(&r.chain)) => {
+                    format!(
+                        "ok: {what} is masqueraded by the CNI's per-pod chains ({})",
+                        pods(n)
+                    )
+                }
+                _ => format!("ok: {what} is masqueraded by {rule}{}", judged(c)),
+            },
             (Status::Drift, Expect::Keep) => format!(
                 "drift: {what} is masqueraded by {rule}{note}; packet {} (destination {}){}",
                 c.packet,
@@ -76,9 +101,10 @@ pub fn text(report: &Report) -> String {
                 sources(c)
             ),
             (Status::Drift, _) => format!(
-                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}{}",
+                "drift: {what} is not masqueraded; decided by {rule}{note}; packet {}{}{}",
                 c.packet,
-                sources(c)
+                sources(c),
+                judged(c)
             ),
             (Status::CannotDecide, _) => format!(
                 "warning: cannot decide {what}: {rule}: {}; packet {}",

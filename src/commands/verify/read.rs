@@ -34,7 +34,10 @@ impl<'s> Inputs<'s> {
         jobs: Vec<(&'s NodeSpec, Option<&PathBuf>)>,
         live: bool,
     ) -> Result<Inputs<'s>> {
-        let docker = docker_settings(args, live)?.map(|d| docker::check(node.specs(), &d));
+        // Only where docker runs the pods are its settings the pod network's.
+        let docker = docker_settings(args, live)?
+            .filter(|d| docker::runs_the_pods(node.specs(), d))
+            .map(|d| docker::check(node.specs(), &d));
         let ruleset = nft_ruleset(args, live)?;
         let tables = jobs
             .into_iter()
