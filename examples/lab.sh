@@ -16,12 +16,22 @@
 # link gets IPv6 too: hosts fd00:4:7::21 and ::22, bridges ::1, pods ::2,
 # host A fd00:9::1 and the outside host fd00:9::2.
 #
+# A containerd-style host A: with CNI_PATH (the CNI plugins' directory,
+# e.g. /usr/lib/cni), host A's bridge and pod A are made by the real CNI
+# `bridge` plugin, called as containerd calls it ("isGateway": true,
+# "ipMasq": true, host-local IPAM over SUBNET_A: pod A gets .2, the next
+# pod .3). CNI_IPTABLES, if set, is a directory put first on the plugin's
+# PATH (an `iptables` there picks the backend). `cni ADD|DEL NAME ID` adds
+# or deletes a pod (namespace LAB-NAME) as kubelet does through the
+# runtime.
+#
 # Usage (as root; settings come from the environment):
 #   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] \
 #     [SUBNET6_A=fd00:7:0:21::/64 SUBNET6_B=fd00:7:0:22::/64] lab.sh up
 #   LAB=x lab.sh probe FROM_NS TO_NS TO_IP [VIA_IP]  # prints the source address TO_NS saw
 #                                             # (VIA_IP: connect there, a service IP that DNATs to TO_IP)
 #   LAB=x lab.sh http FROM_NS IP PORT         # prints the last line of an HTTP GET
+#   LAB=x CNI_PATH=/usr/lib/cni lab.sh cni ADD|DEL NAME ID   # a CNI pod on host A
 #   LAB=x lab.sh down
 # Pod subnets must be /24s: the gateway is .1 and the pod is .2.
 set -euo pipefail
@@ -59,7 +69,7 @@ up() {
   # meet the host's interfaces.
   ip link add eth0 netns "$LAB-a" type veth peer name eth0 netns "$LAB-b"
   ip link add eth1 netns "$LAB-a" type veth peer name eth0 netns "$LAB-out"
-  ip link add veth-pod netns "$LAB-a" type veth peer name eth0 netns "$LAB-pa"
+  [[ -n ${CNI_PATH:-} ]] || ip link add veth-pod netns "$LAB-a" type veth peer name eth0 netns "$LAB-pa"
   ip link add veth-pod netns "$LAB-b" type veth peer name eth0 netns "$LAB-pb"
   local host pod net node peer_net peer_node
   for host in a b; do
@@ -68,6 +78,11 @@ up() {
     in_ns $host sysctl -qw net.ipv4.ip_forward=1
     in_ns $host ip addr add "$node/24" dev eth0
     in_ns $host ip link set eth0 up
+    if [[ $host == a && -n ${CNI_PATH:-} ]]; then
+      in_ns $host ip route add "$peer_net" via "$peer_node"   # flannel host-gw
+      cni ADD pa a1
+      continue
+    fi
     in_ns $host ip link add "$BRIDGE" type bridge
     # A fixed MAC, as docker gives the bridge it creates: otherwise the
     # bridge takes its ports' lowest MAC, which changes when docker
@@ -142,14 +157,32 @@ http() {
   echo "${body:-none}"
 }
 
+# The CNI bridge plugin on host A: ADD sets up pod NAME (its namespace
+# made first), DEL tears it down, as the runtime calls it for kubelet.
+cni() {
+  local cmd=$1 name=$2 id=$3
+  if [[ $cmd == ADD && ! -e /run/netns/$LAB-$name ]]; then
+    ip netns add "$LAB-$name"
+    in_ns "$name" ip link set lo up
+  fi
+  printf '{"cniVersion":"0.4.0","name":"cbr0","type":"bridge","bridge":"%s","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","subnet":"%s","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"/run/%s-cni"}}' \
+    "$BRIDGE" "$SUBNET_A" "$LAB" |
+    in_ns a env PATH="${CNI_IPTABLES:+$CNI_IPTABLES:}$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
+      CNI_NETNS="/run/netns/$LAB-$name" CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" "$CNI_PATH/bridge" > /dev/null
+  if [[ $cmd == DEL ]]; then ip netns del "$LAB-$name"; fi
+}
+
 down() {
-  for ns in a b pa pb out; do ip netns del "$LAB-$ns" 2>/dev/null || true; done
+  # Every namespace of the lab, the CNI's pods among them.
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "/run/$LAB-cni"
 }
 
 case "${1:-}" in
   up) up ;;
   probe) probe "${@:2}" ;;
   http) http "$2" "$3" "$4" ;;
+  cni) cni "$2" "$3" "$4" ;;
   down) down ;;
-  *) sed -n '2,26p' "$0" >&2; exit 1 ;;
+  *) sed -n '2,36p' "$0" >&2; exit 1 ;;
 esac

@@ -20,6 +20,7 @@ mod anchor;
 mod anchor_docker;
 mod ansible;
 mod boot;
+mod cni;
 mod corpus;
 mod crash;
 mod crosshost;

@@ -43,6 +43,38 @@ impl Lab {
         Lab::start(env, tag)
     }
 
+    /// A containerd-style host A: its bridge and pod A (`pa`, the pod
+    /// subnet's .2) made by the real CNI bridge plugin in `cni_path`, which
+    /// runs the `iptables` found first in `iptables_dir`; host B as ever.
+    pub fn cni(
+        bridge: &str,
+        subnet_a: &str,
+        subnet_b: &str,
+        cni_path: &str,
+        iptables_dir: &Path,
+        tag: &str,
+    ) -> Lab {
+        let env = vec![
+            ("BRIDGE", bridge.to_owned()),
+            ("SUBNET_A", subnet_a.to_owned()),
+            ("SUBNET_B", subnet_b.to_owned()),
+            ("CNI_PATH", cni_path.to_owned()),
+            ("CNI_IPTABLES", iptables_dir.display().to_string()),
+        ];
+        Lab::start(env, tag)
+    }
+
+    /// The CNI plugin's `ADD` or `DEL` of pod `name` (namespace LAB-name)
+    /// with container id `id`, as the runtime calls it for kubelet.
+    pub fn cni_pod(&self, command: &str, name: &str, id: &str) {
+        let out = self.run(&["cni", command, name, id]);
+        assert!(
+            out.status.success(),
+            "cni {command} {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn start(env: Vec<(&'static str, String)>, tag: &str) -> Lab {
         let lab = Lab {
             name: format!("psx{}{tag}", std::process::id()),
