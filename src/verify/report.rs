@@ -14,6 +14,10 @@ fn sources(c: &Check) -> String {
     }
 }
 
+/// flanneld's `--ip-masq` chain (flannel-io/flannel
+/// pkg/trafficmngr/iptables/iptables.go).
+const FLANNEL_CHAIN: &str = "FLANNEL-POSTRTG";
+
 fn pods(n: usize) -> String {
     if n == 1 {
         "1 pod".into()
@@ -83,7 +87,14 @@ pub fn text(report: &Report) -> String {
                 sources(c)
             ),
             (Status::Ok, Expect::Keep) => {
-                format!("ok: {what} keeps the pod source IP; decided by {rule}")
+                // k3s, RKE2, flanneld --ip-masq: flannel's chain returns it.
+                let why = match &c.rule {
+                    Some(r) if r.chain == FLANNEL_CHAIN => {
+                        " (flannel's own masquerade, flanneld --ip-masq, leaves pod→cluster traffic alone)"
+                    }
+                    _ => "",
+                };
+                format!("ok: {what} keeps the pod source IP; decided by {rule}{why}")
             }
             (Status::Ok, _) => match c.cni_pods {
                 Some(n) if c.rule.as_ref().is_some_and(|r| in_cni_chain(&r.chain)) => {

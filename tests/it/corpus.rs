@@ -1,7 +1,9 @@
 //! `podsnat verify --file` on the nat tables real clusters have, written as
 //! their tools write them (each `tests/corpus/<shape>/nat.rules` cites the
 //! upstream source file it follows): kube-proxy in ipvs and iptables mode,
-//! flannel 0.11 and 0.2x, ip-masq-agent, Calico with its ipsets. Each
+//! flannel 0.11 and 0.2x, flanneld --ip-masq on k3s and beside the CNI
+//! bridge plugin, the CNI bridge plugin (as written and as 1.1.1 wrote it
+//! here), ip-masq-agent, Calico with its ipsets. Each
 //! shape's folder holds its settings (`args`), any `ipsets` (`ipset save`
 //! output), and the reviewed text and JSON reports as snapshots.
 
