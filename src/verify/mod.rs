@@ -251,7 +251,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     };
 
     let owner = render::Owner::of(spec);
-    let pods = egress::cni_pods(spec, &rules);
+    let pods = egress::cni_pods(spec, &rules, nft);
     // Whether podsnat has a rule in both layers, and in iptables' alone:
     // asked of every class, answered once.
     let present = podsnat_present(spec, &owner, table, nft);

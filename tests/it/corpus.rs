@@ -5,7 +5,8 @@
 //! bridge plugin, the CNI bridge plugin (as written and as 1.1.1 wrote it
 //! here), ip-masq-agent, Calico with its ipsets. Each
 //! shape's folder holds its settings (`args`), any `ipsets` (`ipset save`
-//! output), and the reviewed text and JSON reports as snapshots.
+//! output), any nftables layer (`nft.json`, listed by the real nft from
+//! `source.nft`), and the reviewed text and JSON reports as snapshots.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,11 @@ fn real_world_shapes_are_decided_and_explained() {
         );
         if dir.join("ipsets").is_file() {
             args.extend(["--ipsets".into(), "ipsets".into()]);
+        }
+        // The nftables layer: `nft -j list ruleset` of what `source.nft`
+        // loads into a network namespace.
+        if dir.join("nft.json").is_file() {
+            args.extend(["--nft-file".into(), "nft.json".into()]);
         }
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(&dir);
