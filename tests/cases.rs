@@ -134,6 +134,13 @@ fn run_case(dir: &Path) -> Result<(), Failed> {
     settings.set_snapshot_path(dir);
     settings.set_prepend_module_to_snapshot(false);
     settings.set_input_file(dir.join("args"));
-    settings.bind(|| insta::assert_snapshot!("transcript", transcript));
+    // insta prints the diff; the dump says what the run saw around it.
+    let snapshot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        settings.bind(|| insta::assert_snapshot!("transcript", transcript));
+    }));
+    ran.check(
+        snapshot.is_ok(),
+        "the transcript differs from transcript.snap",
+    );
     Ok(())
 }
