@@ -93,6 +93,6 @@ pub use live::{Change, repair::plan_repair};
 /// verify: judge a nat table (with its ipsets) against a node's spec,
 /// and the report.
 pub use verify::{
-    CheckName, Expect, Layers, Malformed, NftLayer, Report, RuleError, Ruleset, Sets, Status,
-    check_all, evaluate, evaluate_layers, evaluate_with, text as report_text,
+    CheckName, Expect, Forward, Layers, Malformed, NftLayer, Report, RuleError, Ruleset, Sets,
+    Status, check_all, evaluate, evaluate_layers, evaluate_with, text as report_text,
 };

@@ -157,9 +157,14 @@ pub fn daemon_reload() -> Result<()> {
 /// costs about 10% of iptables-save's own run). Where memfd_create is not
 /// available it falls back to the pipe.
 pub fn save_nat(save: &str) -> Result<String> {
+    save_table(save, "nat")
+}
+
+/// `iptables-save -t TABLE` (filter, raw), read the same way.
+pub fn save_table(save: &str, table: &str) -> Result<String> {
     let done = match memfd() {
-        Some(file) => run_into(save, &["-t", "nat"], file)?,
-        None => run(save, &["-t", "nat"], None)?,
+        Some(file) => run_into(save, &["-t", table], file)?,
+        None => run(save, &["-t", table], None)?,
     };
     done.text()
 }

@@ -14,6 +14,7 @@
 // classes of pod traffic and what each must be, the report says it.
 mod egress;
 mod engine;
+mod incoming;
 mod parse;
 mod policy;
 mod report;
@@ -38,6 +39,7 @@ use crate::render;
 use crate::rules_file::Table;
 use atoms::Atoms;
 use hook::Hook;
+pub use incoming::Forward;
 use iptables::NatTable;
 pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
@@ -183,6 +185,9 @@ pub struct Layers<'a> {
     pub table: &'a Table<'a>,
     pub sets: &'a Sets,
     pub nft: Option<NftLayer<'a>>,
+    /// The filter (and raw) table, where they were read: the forward path
+    /// of cluster→pod traffic is judged from them.
+    pub forward: Option<Forward<'a>>,
 }
 
 /// The whole verdict.
@@ -226,6 +231,7 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         table,
         sets,
         nft: None,
+        forward: None,
     };
     evaluate_layers(spec, layers)
 }
@@ -233,13 +239,19 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
 /// [`evaluate_with`] across both layers: every nftables nat chain at
 /// postrouting and iptables' nat table, in priority order.
 pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Malformed> {
-    let Layers { table, sets, nft } = layers;
+    let Layers {
+        table,
+        sets,
+        nft,
+        forward,
+    } = layers;
     let rules = reachable_rules(table, spec.family())?;
     let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
     let evaluator = NatTable {
         chains: index_by_chain(&rules),
         sets,
+        entry: "POSTROUTING",
     };
     let hook = Hook {
         iptables: &evaluator,
@@ -299,6 +311,9 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
             .or_else(|| policy::note(spec, &owner, table, &check))
             .or(check.note);
         checks.push(check);
+    }
+    if let Some(forward) = forward {
+        checks.push(incoming::check(spec, forward, sets));
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {
         let priority = n.anchor_priority(spec.family());

@@ -22,6 +22,8 @@ pub enum CheckName {
     PodToOutside,
     PodViaBridge,
     MarkedToCluster,
+    /// Traffic from the cluster's other pods to this node's pods.
+    ClusterToPod,
 }
 
 /// Which promise a check's sample stands for: `cluster` (cluster_cidr),
@@ -34,6 +36,7 @@ pub enum Promise {
     Outside,
     Bridge,
     Marked,
+    Incoming,
 }
 
 /// What must happen to a class of packets.
@@ -50,6 +53,8 @@ pub enum Expect {
     /// No rule of podsnat's keeps its source: whoever asked for its
     /// masquerade (kube-proxy's KUBE-POSTROUTING) gets to do it.
     NotKept,
+    /// It is forwarded to the bridge, not dropped.
+    Forward,
 }
 
 impl Expect {
@@ -295,7 +300,8 @@ pub(super) fn run(
                     Expect::Keep => Status::Drift,
                     Expect::Masquerade => Status::Ok,
                     Expect::Untouched if decides(&r) => Status::Drift,
-                    Expect::Untouched | Expect::NotKept => Status::Ok,
+                    // The nat walk never judges the forward path.
+                    Expect::Untouched | Expect::NotKept | Expect::Forward => Status::Ok,
                 };
                 (status, Some(r), top, None)
             }
@@ -306,7 +312,7 @@ pub(super) fn run(
                     Expect::Untouched | Expect::NotKept if r.as_ref().is_some_and(decides) => {
                         Status::Drift
                     }
-                    Expect::Untouched | Expect::NotKept => Status::Ok,
+                    Expect::Untouched | Expect::NotKept | Expect::Forward => Status::Ok,
                 };
                 (status, r, top, None)
             }

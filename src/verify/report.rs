@@ -34,10 +34,49 @@ fn judged(c: &Check) -> String {
     })
 }
 
+/// The forward path's line.
+fn incoming(c: &Check) -> String {
+    let what = "cluster→pod traffic to this node's pods";
+    let rule = c
+        .rule
+        .as_ref()
+        .map_or_else(|| "the FORWARD policy".to_owned(), |r| r.to_string());
+    let note = c
+        .note
+        .as_ref()
+        .map_or_else(String::new, |n| format!(" ({n})"));
+    let pods = match c.sources.as_slice() {
+        _ if c.all_sources => String::new(),
+        [] => String::new(),
+        list => format!("; pod addresses it cannot reach: {}", list.join(", ")),
+    };
+    match c.status {
+        Status::Ok if c.packet.is_empty() => format!("ok: {what}: no such traffic exists"),
+        Status::Ok => format!("ok: {what} is forwarded to the bridge; decided by {rule}"),
+        Status::Drift if c.rule.is_none() => {
+            format!("drift: {what} is dropped{note}; packet {}{pods}", c.packet)
+        }
+        Status::Drift => format!(
+            "drift: {what} is dropped by {rule}{note}; packet {}{pods}",
+            c.packet
+        ),
+        Status::CannotDecide => format!(
+            "warning: cannot decide {what}: {rule}: {}; packet {}",
+            c.reason.as_deref().unwrap_or("not modeled"),
+            c.packet
+        ),
+    }
+}
+
 /// Human-readable report lines.
 pub fn text(report: &Report) -> String {
     let mut out = String::new();
     for c in &report.checks {
+        if c.name == CheckName::ClusterToPod {
+            out.push_str(&incoming(c));
+            out.push('\n');
+            continue;
+        }
         let what = match (c.name, c.class, c.status) {
             (
                 CheckName::PodToCluster,
@@ -52,6 +91,7 @@ pub fn text(report: &Report) -> String {
                 "pod→cluster traffic with the masquerade mark (kube-proxy's)".to_owned()
             }
             (CheckName::PodToOutside, _, _) => "pod→outside traffic".to_owned(),
+            (CheckName::ClusterToPod, _, _) => "cluster→pod traffic".to_owned(),
         };
         if c.packet.is_empty() {
             let note = c

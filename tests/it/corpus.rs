@@ -3,7 +3,8 @@
 //! upstream source file it follows): kube-proxy in ipvs and iptables mode,
 //! flannel 0.11 and 0.2x, flanneld --ip-masq on k3s and beside the CNI
 //! bridge plugin, the CNI bridge plugin (as written and as 1.1.1 wrote it
-//! here), ip-masq-agent, Calico with its ipsets. Each
+//! here), ip-masq-agent, Calico with its ipsets, docker 28's filter table
+//! and a FORWARD policy of DROP. Each
 //! shape's folder holds its settings (`args`), any `ipsets` (`ipset save`
 //! output), any nftables layer (`nft.json`, listed by the real nft from
 //! `source.nft`), and the reviewed text and JSON reports as snapshots.

@@ -59,6 +59,7 @@ fn repair_with(spec: &NodeSpec, table: &str, sets: &podsnat::Sets) -> Option<pod
         table: &tables[0],
         sets,
         nft: None,
+        forward: None,
     };
     let report = podsnat::evaluate_with(spec, &tables[0], sets).unwrap();
     podsnat::plan_repair(spec, &report, layers).unwrap()
@@ -806,6 +807,7 @@ fn repair_plan_reads_the_nft_layer_the_report_read() {
         table: &tables[0],
         sets: &sets,
         nft: Some(podsnat::NftLayer::new(&ruleset, false)),
+        forward: None,
     };
     let report = podsnat::evaluate_layers(&g, layers).unwrap();
     assert_eq!(status(&report, CheckName::PodToCluster), Status::Drift);
@@ -829,6 +831,7 @@ fn repair_plan_reads_the_nft_layer_the_report_read() {
         table: &tables[0],
         sets: &sets,
         nft: Some(podsnat::NftLayer::new(&anchor, false)),
+        forward: None,
     };
     let report = podsnat::evaluate_layers(&g, layers).unwrap();
     assert_eq!(
@@ -849,6 +852,7 @@ fn repair_plan_reads_the_nft_layer_the_report_read() {
     let empty = podsnat::Ruleset::parse(r#"{"nftables": []}"#).unwrap();
     let layers = podsnat::Layers {
         nft: Some(podsnat::NftLayer::new(&empty, false)),
+        forward: None,
         ..layers
     };
     let report = podsnat::evaluate_layers(&g, layers).unwrap();

@@ -39,9 +39,12 @@ impl<'s> Inputs<'s> {
             .filter(|d| docker::runs_the_pods(node.specs(), d))
             .map(|d| docker::check(node.specs(), &d));
         let ruleset = nft_ruleset(args, live)?;
+        // The forward path (filter and raw) is read live where docker runs
+        // the pods: docker 28 and later drop routed traffic there.
+        let forward = live && docker.is_some();
         let tables = jobs
             .into_iter()
-            .map(|(spec, file)| Read::new(args, spec, file, live))
+            .map(|(spec, file)| Read::new(args, spec, file, live, forward))
             .collect::<Result<_>>()?;
         Ok(Inputs {
             docker,
@@ -73,6 +76,9 @@ pub(super) struct Read<'s> {
     /// iptables-save says which backend printed it; a legacy table is not
     /// the nft `ip nat` table, which is then read as any other.
     legacy: bool,
+    /// The filter and raw tables (`iptables-save -t filter` and `-t raw`
+    /// live, the file's own under `--file`), where they were read.
+    forward: Option<String>,
     /// What the reading could not do (a --test that did not run), printed
     /// as notes on stderr.
     pub(super) notes: Vec<String>,
@@ -87,6 +93,7 @@ impl<'s> Read<'s> {
         spec: &'s NodeSpec,
         file: Option<&PathBuf>,
         live: bool,
+        forward: bool,
     ) -> Result<Read<'s>> {
         let family = spec.family();
         let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
@@ -112,13 +119,20 @@ impl<'s> Read<'s> {
                 notes.extend(test_file(restore, &source, &text)?);
             }
         }
-        let sets = ipsets(args, &text, live)?;
+        let forward = match file {
+            Some(_) => text.contains("*filter").then(|| text.clone()),
+            None if forward => Some(read_forward(save)?),
+            None => None,
+        };
+        let all = format!("{text}{}", forward.as_deref().unwrap_or(""));
+        let sets = ipsets(args, &all, live)?;
         Ok(Read {
             spec,
             source,
             legacy: is_legacy(&text),
             text,
             sets,
+            forward,
             notes,
         })
     }
@@ -131,12 +145,17 @@ impl<'s> Read<'s> {
             &args.save.ip6tables_save,
         );
         let text = system::save_nat(save)?;
+        let forward = match self.forward {
+            Some(_) => Some(read_forward(save)?),
+            None => None,
+        };
         Ok(Read {
             spec: self.spec,
             source: self.source.clone(),
             legacy: is_legacy(&text),
             text,
             sets: self.sets.clone(),
+            forward,
             notes: Vec::new(),
         })
     }
@@ -189,12 +208,29 @@ impl<'s> Read<'s> {
         f: impl FnOnce(verify::Layers<'_>) -> Result<T>,
     ) -> Result<T> {
         let table = nat_table(&self.source, &self.text)?;
+        let others = match &self.forward {
+            Some(text) => rules_file::parse(text).map_err(|e| Error::Unreadable {
+                origin: self.source.clone(),
+                source: e.into(),
+            })?,
+            None => Vec::new(),
+        };
+        let named = |name: &str| others.iter().find(|t| t.name == name);
         f(verify::Layers {
             table: &table,
             sets: &self.sets,
             nft: ruleset.map(|rs| verify::NftLayer::new(rs, !self.legacy)),
+            forward: named("filter").map(|filter| verify::Forward {
+                filter,
+                raw: named("raw"),
+            }),
         })
     }
+}
+
+/// The filter table, then the raw table, of the live node.
+fn read_forward(save: &str) -> Result<String> {
+    Ok(system::save_table(save, "filter")? + &system::save_table(save, "raw")?)
 }
 
 /// iptables-save names the backend that printed it in its first lines.

@@ -56,7 +56,7 @@ pub(in crate::verify) struct Atoms {
 /// would end past the last address ends at it instead: `ffff:...:ffff` is
 /// multicast, never a checked source or destination, and a rule that names
 /// it names all of ff00::/8, whose start is a cut of its own.
-type Span = (u128, u128);
+pub(in crate::verify) type Span = (u128, u128);
 
 pub(in crate::verify) fn span(n: &IpNet) -> Span {
     match n {
@@ -80,7 +80,7 @@ fn everything(family: Family) -> Span {
 }
 
 /// Splits `spans` at every boundary in `cuts`; returns each piece's start.
-fn split(spans: &[Span], cuts: &BTreeSet<u128>) -> Vec<u128> {
+pub(in crate::verify) fn split(spans: &[Span], cuts: &BTreeSet<u128>) -> Vec<u128> {
     let mut out = Vec::new();
     for &(lo, hi) in spans {
         out.push(lo);
@@ -90,7 +90,7 @@ fn split(spans: &[Span], cuts: &BTreeSet<u128>) -> Vec<u128> {
 }
 
 /// `spans` minus `holes`, both lists of half-open intervals.
-fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
+pub(in crate::verify) fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
     let mut out = Vec::new();
     for &(lo, hi) in spans {
         let mut pieces = vec![(lo, hi)];
@@ -122,7 +122,7 @@ fn num(a: IpAddr) -> u128 {
     }
 }
 
-fn addr(family: Family, x: u128) -> IpAddr {
+pub(in crate::verify) fn addr(family: Family, x: u128) -> IpAddr {
     match family {
         Family::V4 => IpAddr::V4(Ipv4Addr::from(x as u32)),
         Family::V6 => IpAddr::V6(Ipv6Addr::from(x)),

@@ -88,6 +88,16 @@ impl Hook<'_, '_, '_> {
                 };
                 match end {
                     End::CannotDecide(r, why) => return Decision::CannotDecide(r, why),
+                    // iptables refuses DROP in the nat table; nft's nat
+                    // chains are walked without a drop statement.
+                    End::Drop(r) => {
+                        return Decision::CannotDecide(
+                            r,
+                            "a drop in a nat chain is not modeled".into(),
+                        );
+                    }
+                    // An accept ends only its own chain.
+                    End::Accept(r, top) => last = (Some(r), top),
                     End::Pass(r, top) => {
                         if r.is_some() {
                             last = (r, top);
@@ -130,6 +140,7 @@ fn without_top(end: End) -> End {
             top: 0,
         },
         End::Pass(r, _) => End::Pass(r, 0),
+        End::Accept(r, _) => End::Accept(r, 0),
         e => e,
     }
 }

@@ -9,10 +9,13 @@ use super::rule::{Rule, Target};
 use super::sets::{Member, Sets};
 use super::{Layer, RuleRef, Step};
 
-/// The rules the walk can reach, by chain.
+/// The rules the walk can reach from `entry`, by chain: iptables' nat
+/// table from POSTROUTING, or the filter or raw table from FORWARD or
+/// PREROUTING.
 pub(in crate::verify) struct NatTable<'r, 'a> {
     pub(in crate::verify) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
     pub(in crate::verify) sets: &'r Sets,
+    pub(in crate::verify) entry: &'static str,
 }
 
 /// A three-valued match result.
@@ -27,7 +30,7 @@ impl<'r, 'a> Layer for NatTable<'r, 'a> {
     type Rule = &'r Rule<'a>;
 
     fn entry(&self) -> &'r str {
-        "POSTROUTING"
+        self.entry
     }
 
     fn rule(&self, chain: &'r str, index: usize) -> Option<&'r Rule<'a>> {
@@ -39,10 +42,11 @@ impl<'r, 'a> Layer for NatTable<'r, 'a> {
             (Tri::No, _) | (_, Target::None | Target::Passive) => Step::Next,
             (Tri::Unknown(why), target) => Step::Unknown {
                 why,
-                foreign_end: matches!(target, Target::Nat | Target::Accept)
+                foreign_end: matches!(target, Target::Nat | Target::Accept | Target::Drop)
                     && rule.chain != crate::render::OWN_CHAIN,
             },
             (Tri::Yes, Target::Accept) => Step::Accept,
+            (Tri::Yes, Target::Drop) => Step::Drop,
             (Tri::Yes, Target::Nat) => Step::Bind { identity: false },
             (Tri::Yes, Target::Return) => Step::Return,
             (Tri::Yes, Target::Mark { clear, xor }) => {
@@ -92,6 +96,10 @@ fn matches(rule: &Rule<'_>, p: &Packet, sets: &Sets) -> Tri {
     }
     for (neg, val, mask) in &rule.marks {
         check(*neg, p.mark & mask == *val);
+    }
+    for (neg, states) in &rule.ctstate {
+        // The connection's first packet: NEW.
+        check(*neg, states.iter().any(|s| s == "NEW"));
     }
     let mut set_unknown = None;
     if let Some((neg, lo, hi)) = rule.dport {

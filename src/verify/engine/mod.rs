@@ -36,6 +36,8 @@ pub(super) enum Step<C> {
     /// The rule cannot be followed (an unmodeled target, a missing chain).
     CannotDecide(String),
     Accept,
+    /// DROP or REJECT: the packet goes no further (filter and raw tables).
+    Drop,
     /// A NAT binding: the source kept (`identity`) or translated.
     Bind {
         identity: bool,
@@ -73,6 +75,10 @@ pub(super) enum End {
     /// No binding: the layer's policy. The rule that decided last (an
     /// accept, or the return that led back to the policy), if any.
     Pass(Option<RuleRef>, usize),
+    /// Accepted by this rule: the end of this layer, as its policy would be.
+    Accept(RuleRef, usize),
+    /// Dropped by this rule.
+    Drop(RuleRef),
     CannotDecide(RuleRef, String),
 }
 
@@ -108,7 +114,8 @@ pub(super) fn walk<L: Layer>(layer: &L, p: &mut Packet) -> End {
             Step::Unknown { why, .. } | Step::CannotDecide(why) => {
                 return End::CannotDecide(named(), why);
             }
-            Step::Accept => return End::Pass(Some(named()), top),
+            Step::Accept => return End::Accept(named(), top),
+            Step::Drop => return End::Drop(named()),
             Step::Bind { identity } => {
                 return End::Bind {
                     identity,

@@ -29,6 +29,10 @@ pub(in crate::verify) struct Rule<'a> {
     pub(in crate::verify) marks: Vec<(bool, u32, u32)>,
     /// `--dport N` or `--dport N:M` (tcp, udp): negated, first, last.
     pub(in crate::verify) dport: Option<(bool, u16, u16)>,
+    /// `-m conntrack --ctstate LIST` (and `-m state --state`): negated, the
+    /// states. A connection's first packet, the one NAT and the forward
+    /// path decide, is NEW.
+    pub(in crate::verify) ctstate: Vec<(bool, Vec<String>)>,
     /// `-m set --match-set NAME FLAGS`: negated, the set, src/dst per dimension.
     pub(in crate::verify) sets: Vec<(bool, String, Vec<String>)>,
     /// Why a match part cannot be evaluated, if one cannot.
@@ -42,6 +46,8 @@ pub(in crate::verify) enum Target {
     None,
     Accept,
     Return,
+    /// DROP or REJECT (filter and raw tables): the packet goes no further.
+    Drop,
     /// MASQUERADE or SNAT: the source address is rewritten.
     Nat,
     Jump(String),
@@ -72,6 +78,15 @@ pub(in crate::verify) fn reachable_rules<'a>(
     table: &Table<'a>,
     family: Family,
 ) -> Result<Vec<Rule<'a>>, Malformed> {
+    reachable_from(table, "POSTROUTING", family)
+}
+
+/// The rules of `entry` and of every chain reachable from it.
+pub(in crate::verify) fn reachable_from<'a>(
+    table: &Table<'a>,
+    entry: &'static str,
+    family: Family,
+) -> Result<Vec<Rule<'a>>, Malformed> {
     let mut by_chain: HashMap<&str, Vec<&rules_file::Rule<'a>>> = HashMap::new();
     for r in &table.rules {
         by_chain.entry(r.chain).or_default().push(r);
@@ -81,7 +96,7 @@ pub(in crate::verify) fn reachable_rules<'a>(
     let chains: HashSet<&'a str> = table.chains.iter().copied().collect();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut todo = vec!["POSTROUTING"];
+    let mut todo = vec![entry];
     while let Some(chain) = todo.pop() {
         if !seen.insert(chain) {
             continue;
@@ -155,6 +170,8 @@ fn negatable(opt: &str, module: &str) -> bool {
             | "--fragment"
     ) || match module {
         "mark" => opt == "--mark",
+        "conntrack" => opt == "--ctstate",
+        "state" => opt == "--state",
         "addrtype" => matches!(opt, "--src-type" | "--dst-type"),
         "tcp" | "udp" => opt.starts_with("--"),
         "comment" | "" => false,
@@ -163,7 +180,16 @@ fn negatable(opt: &str, module: &str) -> bool {
     }
 }
 
-const MODELED: [&str; 6] = ["comment", "addrtype", "mark", "tcp", "udp", "set"];
+const MODELED: [&str; 8] = [
+    "comment",
+    "addrtype",
+    "mark",
+    "tcp",
+    "udp",
+    "set",
+    "conntrack",
+    "state",
+];
 
 /// Parses one rule strictly: a malformed rule is an error that says what
 /// is wrong, never a guess. A well-formed rule with a match podsnat does
@@ -187,6 +213,7 @@ fn parse_rule<'a>(
         addrtype: Vec::new(),
         marks: Vec::new(),
         dport: None,
+        ctstate: Vec::new(),
         sets: Vec::new(),
         unknown: None,
         target: Target::None,
@@ -269,6 +296,7 @@ fn parse_rule<'a>(
                     _ if chains.contains(&name.as_str()) => Target::Jump(name),
                     "ACCEPT" => Target::Accept,
                     "RETURN" => Target::Return,
+                    "DROP" | "REJECT" => Target::Drop,
                     "MASQUERADE" | "SNAT" => Target::Nat,
                     "MARK" => Target::Mark { clear: 0, xor: 0 },
                     "LOG" | "TRACE" | "NFLOG" => Target::Passive,
@@ -318,6 +346,24 @@ fn parse_rule<'a>(
                 match ports(&v) {
                     Some((lo, hi)) => rule.dport = Some((neg, lo, hi)),
                     None => unknown(&mut rule, format!("the port {v:?} is not modeled")),
+                }
+            }
+            "--ctstate" | "--state"
+                if (module == "conntrack" && tok == "--ctstate")
+                    || (module == "state" && tok == "--state") =>
+            {
+                let v = value(false)?;
+                let states: Vec<String> = v.split(',').map(str::to_owned).collect();
+                // The real states; SNAT and DNAT (is the connection
+                // translated?) depend on what NAT did first: not modeled.
+                const REAL: [&str; 5] = ["NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"];
+                if states.iter().all(|s| REAL.contains(&s.as_str())) {
+                    rule.ctstate.push((neg, states));
+                } else {
+                    unknown(
+                        &mut rule,
+                        format!("the state {v:?} (-m {module}) is not modeled"),
+                    );
                 }
             }
             "--mark" if module == "mark" => {
