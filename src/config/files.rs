@@ -6,6 +6,7 @@ use std::path::Path;
 use super::values::{parse_cidr, parse_cidr_loose, parse_cidr6, parse_cidr6_loose};
 use super::{Given, Layer, RawConfig};
 use crate::error::{Error, Result};
+use crate::family::Family;
 
 /// The largest config or subnet.env podsnat reads. Real ones are a few
 /// hundred bytes; 10,000 `no_masquerade` CIDRs are about 200 KiB.
@@ -169,4 +170,46 @@ pub(super) fn load_flannel_env(path: &Path) -> Result<Layer> {
         layer.pod_subnet_v6 = Some(Given::from(&origin, pod));
     }
     Ok(layer)
+}
+
+/// What a node's config file says about its units: the families whose
+/// cluster network (or pod subnet) it names, and whether podsnat's anchor
+/// is loaded (`anchor`, default true). `install-unit --config` reads it,
+/// before flannel may have written subnet.env, so no other source is
+/// needed; every value is checked as `write` checks it.
+#[derive(Debug)]
+pub struct UnitSettings {
+    pub families: Vec<Family>,
+    pub anchor: bool,
+}
+
+/// Reads [`UnitSettings`] from the config file at `path`.
+pub fn unit_settings(path: &Path) -> Result<UnitSettings> {
+    let layer = load_config_file(path)?;
+    let families: Vec<Family> = [
+        (
+            Family::V4,
+            layer.cluster_cidr.is_some() || layer.pod_subnet.is_some(),
+        ),
+        (
+            Family::V6,
+            layer.cluster_cidr_v6.is_some() || layer.pod_subnet_v6.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(f, named)| named.then_some(f))
+    .collect();
+    if families.is_empty() {
+        return Err(Error::Missing {
+            field: "cluster_cidr",
+            read: path.display().to_string(),
+            hint: "the units restore the families whose cluster network the config names; \
+                   set cluster_cidr and/or cluster_cidr_v6 there, or give install-unit --family"
+                .into(),
+        });
+    }
+    Ok(UnitSettings {
+        families,
+        anchor: layer.anchor.is_none_or(|g| g.value),
+    })
 }

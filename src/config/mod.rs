@@ -14,6 +14,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 pub use crate::family::Family;
+pub use files::{UnitSettings, unit_settings};
 use files::{load_config_file, load_flannel_env};
 pub use files::{read_any, read_limited, read_text, toml_message};
 pub use node::{Node, NodeSpec};
@@ -279,48 +280,6 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
         masquerade_bit: node.masquerade_bit.or(cluster.masquerade_bit),
     };
     Node::from_layers(&[merged.into_layer(origin, false)?])
-}
-
-/// What a node's config file says about its units: the families whose
-/// cluster network (or pod subnet) it names, and whether podsnat's anchor
-/// is loaded (`anchor`, default true). `install-unit --config` reads it,
-/// before flannel may have written subnet.env, so no other source is
-/// needed; every value is checked as `write` checks it.
-#[derive(Debug)]
-pub struct UnitSettings {
-    pub families: Vec<Family>,
-    pub anchor: bool,
-}
-
-/// Reads [`UnitSettings`] from the config file at `path`.
-pub fn unit_settings(path: &Path) -> Result<UnitSettings> {
-    let layer = load_config_file(path)?;
-    let families: Vec<Family> = [
-        (
-            Family::V4,
-            layer.cluster_cidr.is_some() || layer.pod_subnet.is_some(),
-        ),
-        (
-            Family::V6,
-            layer.cluster_cidr_v6.is_some() || layer.pod_subnet_v6.is_some(),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(f, named)| named.then_some(f))
-    .collect();
-    if families.is_empty() {
-        return Err(Error::Missing {
-            field: "cluster_cidr",
-            read: path.display().to_string(),
-            hint: "the units restore the families whose cluster network the config names; \
-                   set cluster_cidr and/or cluster_cidr_v6 there, or give install-unit --family"
-                .into(),
-        });
-    }
-    Ok(UnitSettings {
-        families,
-        anchor: layer.anchor.is_none_or(|g| g.value),
-    })
 }
 
 /// Reads and merges every source into a checked [`Node`].

@@ -134,3 +134,48 @@ pub(in crate::verify) fn mark_value(s: &str) -> Result<(u32, u32), RuleError> {
         None => Ok((num(s)?, u32::MAX)),
     }
 }
+
+/// Options a `!` may stand before, outside unmodeled modules.
+pub(in crate::verify) fn negatable(opt: &str, module: &str) -> bool {
+    matches!(
+        opt,
+        "-s" | "--source"
+            | "-d"
+            | "--destination"
+            | "-i"
+            | "--in-interface"
+            | "-o"
+            | "--out-interface"
+            | "-p"
+            | "--protocol"
+            | "-f"
+            | "--fragment"
+    ) || match module {
+        "mark" => opt == "--mark",
+        "conntrack" => opt == "--ctstate",
+        "state" => opt == "--state",
+        "addrtype" => matches!(opt, "--src-type" | "--dst-type"),
+        "tcp" | "udp" => opt.starts_with("--"),
+        "comment" | "" => false,
+        // An unmodeled module's option: iptables-restore --test decides.
+        _ => opt.starts_with("--"),
+    }
+}
+
+pub(in crate::verify) const MODELED: [&str; 8] = [
+    "comment",
+    "addrtype",
+    "mark",
+    "tcp",
+    "udp",
+    "set",
+    "conntrack",
+    "state",
+];
+
+/// A port or a range of ports as iptables-save prints them: `80`, `80:90`.
+pub(in crate::verify) fn ports(v: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = v.split_once(':').unwrap_or((v, v));
+    let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
+    (lo <= hi).then_some((lo, hi))
+}

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 
-use super::fields::{addr, iface, mark_value};
+use super::fields::{MODELED, addr, iface, mark_value, negatable, ports};
 use super::malformed::{Malformed, RuleError};
 use crate::config::Family;
 use crate::rules_file::{self, Table};
@@ -152,44 +152,6 @@ fn parse<'a>(
         why,
     })
 }
-
-/// Options a `!` may stand before, outside unmodeled modules.
-fn negatable(opt: &str, module: &str) -> bool {
-    matches!(
-        opt,
-        "-s" | "--source"
-            | "-d"
-            | "--destination"
-            | "-i"
-            | "--in-interface"
-            | "-o"
-            | "--out-interface"
-            | "-p"
-            | "--protocol"
-            | "-f"
-            | "--fragment"
-    ) || match module {
-        "mark" => opt == "--mark",
-        "conntrack" => opt == "--ctstate",
-        "state" => opt == "--state",
-        "addrtype" => matches!(opt, "--src-type" | "--dst-type"),
-        "tcp" | "udp" => opt.starts_with("--"),
-        "comment" | "" => false,
-        // An unmodeled module's option: iptables-restore --test decides.
-        _ => opt.starts_with("--"),
-    }
-}
-
-const MODELED: [&str; 8] = [
-    "comment",
-    "addrtype",
-    "mark",
-    "tcp",
-    "udp",
-    "set",
-    "conntrack",
-    "state",
-];
 
 /// Parses one rule strictly: a malformed rule is an error that says what
 /// is wrong, never a guess. A well-formed rule with a match podsnat does
@@ -387,13 +349,6 @@ fn parse_rule<'a>(
         neg = false;
     }
     Ok(rule)
-}
-
-/// A port or a range of ports as iptables-save prints them: `80`, `80:90`.
-fn ports(v: &str) -> Option<(u16, u16)> {
-    let (lo, hi) = v.split_once(':').unwrap_or((v, v));
-    let (lo, hi) = (lo.parse().ok()?, hi.parse().ok()?);
-    (lo <= hi).then_some((lo, hi))
 }
 
 /// The words after a target's or an unmodeled module's option, up to the
