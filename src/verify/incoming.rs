@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use super::atoms::{Packet, Span, addr, span, split, subtract};
 use super::engine::{End, walk};
-use super::iptables::NatTable;
+use super::iptables::IptablesTable;
 use super::rule::{Rule, index_by_chain, reachable_from};
 use super::{Check, CheckName, Expect, Malformed, Promise, RuleRef, Sets, Status, merge_ranges};
 use crate::config::NodeSpec;
@@ -71,12 +71,12 @@ fn walk_all(spec: &NodeSpec, forward: Forward<'_>, sets: &Sets) -> Result<Check,
         Some(raw) => reachable_from(raw, "PREROUTING", family)?,
         None => Vec::new(),
     };
-    let filter = NatTable {
+    let filter = IptablesTable {
         chains: index_by_chain(&filter_rules),
         sets,
         entry: "FORWARD",
     };
-    let raw = NatTable {
+    let raw = IptablesTable {
         chains: index_by_chain(&raw_rules),
         sets,
         entry: "PREROUTING",

@@ -40,7 +40,7 @@ use crate::rules_file::Table;
 use atoms::Atoms;
 use hook::Hook;
 pub use incoming::Forward;
-use iptables::NatTable;
+use iptables::IptablesTable;
 pub use malformed::{Malformed, RuleError};
 pub use nft::Ruleset;
 use rule::{Rule, index_by_chain, reachable_rules};
@@ -248,7 +248,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
     let rules = reachable_rules(table, spec.family())?;
     let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
-    let evaluator = NatTable {
+    let evaluator = IptablesTable {
         chains: index_by_chain(&rules),
         sets,
         entry: "POSTROUTING",

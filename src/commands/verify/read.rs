@@ -76,9 +76,8 @@ pub(super) struct Read<'s> {
     /// iptables-save says which backend printed it; a legacy table is not
     /// the nft `ip nat` table, which is then read as any other.
     legacy: bool,
-    /// The filter and raw tables (`iptables-save -t filter` and `-t raw`
-    /// live, the file's own under `--file`), where they were read.
-    forward: Option<String>,
+    /// Where the filter and raw tables come from, if they were read.
+    forward: Forward,
     /// What the reading could not do (a --test that did not run), printed
     /// as notes on stderr.
     pub(super) notes: Vec<String>,
@@ -120,12 +119,14 @@ impl<'s> Read<'s> {
             }
         }
         let forward = match file {
-            Some(_) => text.contains("*filter").then(|| text.clone()),
-            None if forward => Some(read_forward(save)?),
-            None => None,
+            Some(_) if text.contains("*filter") => Forward::InFile,
+            None if forward => Forward::Saved(read_forward(save)?),
+            _ => Forward::Unread,
         };
-        let all = format!("{text}{}", forward.as_deref().unwrap_or(""));
-        let sets = ipsets(args, &all, live)?;
+        let sets = match &forward {
+            Forward::Saved(saved) => ipsets(args, &format!("{text}{saved}"), live)?,
+            _ => ipsets(args, &text, live)?,
+        };
         Ok(Read {
             spec,
             source,
@@ -146,8 +147,8 @@ impl<'s> Read<'s> {
         );
         let text = system::save_nat(save)?;
         let forward = match self.forward {
-            Some(_) => Some(read_forward(save)?),
-            None => None,
+            Forward::Saved(_) => Forward::Saved(read_forward(save)?),
+            _ => Forward::Unread,
         };
         Ok(Read {
             spec: self.spec,
@@ -208,7 +209,12 @@ impl<'s> Read<'s> {
         f: impl FnOnce(verify::Layers<'_>) -> Result<T>,
     ) -> Result<T> {
         let table = nat_table(&self.source, &self.text)?;
-        let others = match &self.forward {
+        let text = match &self.forward {
+            Forward::Unread => None,
+            Forward::InFile => Some(self.text.as_str()),
+            Forward::Saved(saved) => Some(saved.as_str()),
+        };
+        let others = match text {
             Some(text) => rules_file::parse(text).map_err(|e| Error::Unreadable {
                 origin: self.source.clone(),
                 source: e.into(),
@@ -226,6 +232,15 @@ impl<'s> Read<'s> {
             }),
         })
     }
+}
+
+/// Where a family's filter and raw tables come from.
+enum Forward {
+    Unread,
+    /// The `--file` under review holds them beside its nat table.
+    InFile,
+    /// `iptables-save -t filter` and `-t raw` of the live node.
+    Saved(String),
 }
 
 /// The filter table, then the raw table, of the live node.

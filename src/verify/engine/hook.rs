@@ -7,7 +7,7 @@
 //! (`snat to ip saddr` at srcnat - 1) sets up one that keeps the source.
 
 use super::atoms::Packet;
-use super::iptables::NatTable;
+use super::iptables::IptablesTable;
 use super::model::{Chain, Ruleset};
 use super::nft::BaseChain;
 use super::{End, RuleRef, walk};
@@ -27,7 +27,7 @@ pub(in crate::verify) enum Decision {
 }
 
 pub(in crate::verify) struct Hook<'e, 'r, 'a> {
-    pub(in crate::verify) iptables: &'e NatTable<'r, 'a>,
+    pub(in crate::verify) iptables: &'e IptablesTable<'r, 'a>,
     pub(in crate::verify) nft: Option<&'e Ruleset>,
     /// The nft base chains of the family, lowest priority first.
     pub(in crate::verify) chains: Vec<&'e Chain>,

@@ -12,7 +12,7 @@ use super::{Layer, RuleRef, Step};
 /// The rules the walk can reach from `entry`, by chain: iptables' nat
 /// table from POSTROUTING, or the filter or raw table from FORWARD or
 /// PREROUTING.
-pub(in crate::verify) struct NatTable<'r, 'a> {
+pub(in crate::verify) struct IptablesTable<'r, 'a> {
     pub(in crate::verify) chains: HashMap<&'a str, Vec<&'r Rule<'a>>>,
     pub(in crate::verify) sets: &'r Sets,
     pub(in crate::verify) entry: &'static str,
@@ -25,7 +25,7 @@ enum Tri {
     Unknown(String),
 }
 
-impl<'r, 'a> Layer for NatTable<'r, 'a> {
+impl<'r, 'a> Layer for IptablesTable<'r, 'a> {
     type Chain = &'r str;
     type Rule = &'r Rule<'a>;
 
