@@ -29,7 +29,8 @@
 #   LAB=x BRIDGE=docker0 SUBNET_A=172.7.21.0/24 SUBNET_B=172.7.22.0/24 [EXTRA=ip/len] \
 #     [SUBNET6_A=fd00:7:0:21::/64 SUBNET6_B=fd00:7:0:22::/64] lab.sh up
 #   LAB=x lab.sh probe FROM_NS TO_NS TO_IP [VIA_IP]  # prints the source address TO_NS saw
-#                                             # (VIA_IP: connect there, a service IP that DNATs to TO_IP)
+#                                             # (VIA_IP: connect there, a service IP that DNATs to TO_IP;
+#                                             # PROBE_WAIT: seconds to wait for the connection, 3)
 #   LAB=x lab.sh http FROM_NS IP PORT         # prints the last line of an HTTP GET
 #   LAB=x CNI_PATH=/usr/lib/cni lab.sh cni ADD|DEL NAME ID   # a CNI pod on host A
 #   LAB=x lab.sh down
@@ -136,13 +137,21 @@ probe() {
   local from=$1 to=$2 ip=$3 listener seen tcp=TCP addr=$3 via=${4:-$3}
   # An IPv6 address: socat's TCP6, with the address in brackets.
   if [[ $ip == *:* ]]; then tcp=TCP6 addr="[$ip]" via="[$via]"; fi
-  in_ns "$to" timeout 10 socat -T 5 "$tcp-LISTEN:$PORT,bind=$addr,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR' &
+  # Started without in_ns's subshell, so that $! is the listener itself
+  # (ip netns exec and nsenter exec it) and the kill below ends it: a
+  # listener left behind would answer the next probe, and hold the
+  # caller's output open until its timeout.
+  local listen=(timeout 10 socat -T 5 "$tcp-LISTEN:$PORT,bind=$addr,reuseaddr" SYSTEM:'echo $SOCAT_PEERADDR')
+  case $to in
+    pid:*) nsenter -t "${to#pid:}" -n "${listen[@]}" & ;;
+    *) ip netns exec "$LAB-$to" "${listen[@]}" & ;;
+  esac
   listener=$!
   for _ in $(seq 100); do
     in_ns "$to" ss -Hltn "sport = :$PORT" | grep -q . && break
     sleep 0.02
   done
-  seen=$(in_ns "$from" timeout 5 socat -T 3 - "$tcp:$via:$PORT,connect-timeout=3" < /dev/null || true)
+  seen=$(in_ns "$from" timeout 5 socat -T 3 - "$tcp:$via:$PORT,connect-timeout=${PROBE_WAIT:-3}" < /dev/null || true)
   kill "$listener" 2>/dev/null || true
   wait "$listener" 2>/dev/null || true
   echo "${seen:-none}"

@@ -26,6 +26,10 @@ pub struct DockerSettings {
     pub bip: Option<Setting<String>>,
     pub bridge: Option<Setting<String>>,
     pub fixed_cidr_v6: Option<Setting<String>>,
+    /// `"allow-direct-routing"` (docker 28.2 and later): docker then adds
+    /// no raw-table drop for packets to a container's address that arrive
+    /// on another interface.
+    pub allow_direct_routing: Option<Setting<bool>>,
     /// Every file that was read, for the report.
     pub read: Vec<String>,
 }
@@ -35,8 +39,8 @@ pub struct DockerSettings {
 pub enum DaemonJsonError {
     #[error("is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("\"ip-masq\" is not true or false")]
-    IpMasq,
+    #[error("{0:?} is not true or false")]
+    NotBool(&'static str),
     #[error("{0:?} is not a string")]
     NotString(&'static str),
 }
@@ -51,12 +55,17 @@ impl DockerSettings {
             value: v,
             origin: origin.to_owned(),
         };
-        if let Some(v) = at("ip-masq") {
-            let b = v.as_bool().ok_or(DaemonJsonError::IpMasq)?;
-            self.ip_masq.get_or_insert(Setting {
-                value: b,
-                origin: origin.to_owned(),
-            });
+        for (key, slot) in [
+            ("ip-masq", &mut self.ip_masq),
+            ("allow-direct-routing", &mut self.allow_direct_routing),
+        ] {
+            if let Some(v) = at(key) {
+                let b = v.as_bool().ok_or(DaemonJsonError::NotBool(key))?;
+                slot.get_or_insert(Setting {
+                    value: b,
+                    origin: origin.to_owned(),
+                });
+            }
         }
         for (key, slot) in [
             ("bip", &mut self.bip),
@@ -73,6 +82,7 @@ impl DockerSettings {
     }
 
     /// Adds the flags on docker.service's `ExecStart=` lines (`--ip-masq=false`,
+    /// `--allow-direct-routing`,
     /// `--bip=CIDR` or `--bip CIDR`, `--bridge=NAME` or `-b NAME`).
     pub fn add_unit(&mut self, origin: &str, text: &str) {
         let setting = |v: &str| Setting {
@@ -91,9 +101,13 @@ impl DockerSettings {
                     None => (*w, None),
                 };
                 match flag {
-                    "--ip-masq" => {
+                    "--ip-masq" | "--allow-direct-routing" => {
                         let on = value.is_none_or(|v| v != "false");
-                        self.ip_masq.get_or_insert(Setting {
+                        let slot = match flag {
+                            "--ip-masq" => &mut self.ip_masq,
+                            _ => &mut self.allow_direct_routing,
+                        };
+                        slot.get_or_insert(Setting {
                             value: on,
                             origin: origin.to_owned(),
                         });
@@ -131,6 +145,10 @@ pub struct DockerCheck {
     pub findings: Vec<String>,
     /// What is worth knowing but agrees.
     pub notes: Vec<String>,
+    /// The file that sets `"allow-direct-routing": true`, for the
+    /// forward path's report.
+    #[serde(skip)]
+    pub direct_routing: Option<String>,
 }
 
 /// Whether docker runs this node's pods, so that its settings are the
@@ -159,6 +177,7 @@ pub fn check(specs: &[NodeSpec], docker: &DockerSettings) -> DockerCheck {
             read: docker.read.clone(),
             findings: Vec::new(),
             notes: Vec::new(),
+            direct_routing: None,
         };
     };
     let v4 = specs.iter().find(|s| s.family() == Family::V4);
@@ -223,6 +242,11 @@ pub fn check(specs: &[NodeSpec], docker: &DockerSettings) -> DockerCheck {
             spec.bridge().as_str()
         ));
     }
+    let direct_routing = docker
+        .allow_direct_routing
+        .as_ref()
+        .filter(|s| s.value)
+        .map(|s| s.origin.clone());
     let status = if drift.is_empty() {
         Status::Ok
     } else {
@@ -233,6 +257,7 @@ pub fn check(specs: &[NodeSpec], docker: &DockerSettings) -> DockerCheck {
         read: docker.read.clone(),
         findings: drift,
         notes,
+        direct_routing,
     }
 }
 
@@ -346,6 +371,30 @@ mod tests {
         assert!(
             d.add_daemon_json("daemon.json", r#"{"ip-masq": "no"}"#)
                 .is_err()
+        );
+    }
+
+    /// `"allow-direct-routing"` (or the flag) is read and handed to the
+    /// forward path's report; a value docker would refuse is an error.
+    #[test]
+    fn allow_direct_routing_is_read_from_daemon_json_and_the_unit() {
+        let mut d = DockerSettings::default();
+        d.add_daemon_json("daemon.json", r#"{"allow-direct-routing": true}"#)
+            .unwrap();
+        let c = check(&spec("guard"), &d);
+        assert_eq!(c.direct_routing.as_deref(), Some("daemon.json"));
+        let mut d = DockerSettings::default();
+        d.add_unit(
+            "docker.service",
+            "ExecStart=/usr/bin/dockerd --allow-direct-routing=false\n",
+        );
+        assert_eq!(check(&spec("guard"), &d).direct_routing, None);
+        let e = DockerSettings::default()
+            .add_daemon_json("daemon.json", r#"{"allow-direct-routing": "yes"}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "\"allow-direct-routing\" is not true or false"
         );
     }
 }

@@ -246,8 +246,8 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         forward,
     } = layers;
     let rules = reachable_rules(table, spec.family())?;
-    let (addrs, names) = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
-    let atoms = Atoms::collect(spec, &rules, sets, (&addrs, &names));
+    let mentions = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
+    let atoms = Atoms::collect(spec, &rules, sets, &mentions);
     let evaluator = IptablesTable {
         chains: index_by_chain(&rules),
         sets,
@@ -313,7 +313,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         checks.push(check);
     }
     if let Some(forward) = forward {
-        checks.push(incoming::check(spec, forward, sets));
+        checks.push(incoming::check(spec, forward, sets, nft));
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {
         let priority = n.anchor_priority(spec.family());

@@ -25,6 +25,7 @@ mod corpus;
 mod crash;
 mod crosshost;
 mod docker;
+mod docker_forward;
 mod dualstack;
 mod fleet;
 mod generate;

@@ -109,10 +109,15 @@ pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<Do
 /// `None` when a file is judged alone.
 ///
 /// Live, it lists the chains first, then each table that has a nat chain
-/// at postrouting (a jump never leaves its table). iptables-nft's own nat
-/// table is left to iptables-save: on a node with kube-proxy's 20,000 rules
+/// at postrouting (a jump never leaves its table), and with `forward` each
+/// that has a filter chain at prerouting or forward. iptables-nft's own
+/// tables are left to iptables-save: on a node with kube-proxy's 20,000 rules
 /// `nft -j list ruleset` takes seconds, most of them for that table.
-pub(super) fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify::Ruleset>> {
+pub(super) fn nft_ruleset(
+    args: &VerifyArgs,
+    live: bool,
+    forward: bool,
+) -> Result<Option<verify::Ruleset>> {
     let parse = |origin: String, text: &str| {
         verify::Ruleset::parse(text).map_err(|e| Error::Unreadable {
             origin,
@@ -139,7 +144,7 @@ pub(super) fn nft_ruleset(args: &VerifyArgs, live: bool) -> Result<Option<verify
     };
     let origin = |what: &str| format!("{} -j list {what}", args.nft);
     let chains = parse(origin("chains"), &list(&["chains"])?)?;
-    let (mut tables, iptables) = chains.nat_tables();
+    let (mut tables, iptables) = chains.tables_to_read(forward);
     for (family, table) in iptables {
         // Legacy iptables makes no nftables table: one of that name is
         // someone else's and is read as any other.

@@ -200,7 +200,7 @@ fn act(
     if !acted.contains(&true) {
         return Ok(vec![None; reads.len()]);
     }
-    let ruleset = nft_ruleset(args, true)?;
+    let ruleset = nft_ruleset(args, true, docker.is_some())?;
     reads
         .iter()
         .zip(&acted)

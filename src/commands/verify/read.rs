@@ -38,13 +38,12 @@ impl<'s> Inputs<'s> {
         let docker = docker_settings(args, live)?
             .filter(|d| docker::runs_the_pods(node.specs(), d))
             .map(|d| docker::check(node.specs(), &d));
-        let ruleset = nft_ruleset(args, live)?;
-        // The forward path (filter and raw) is read live where docker runs
-        // the pods: docker 28 and later drop routed traffic there.
-        let forward = live && docker.is_some();
+        // Where docker runs the pods, its nftables filter chains (docker
+        // 29) are read for the forward path too.
+        let ruleset = nft_ruleset(args, live, docker.is_some())?;
         let tables = jobs
             .into_iter()
-            .map(|(spec, file)| Read::new(args, spec, file, live, forward))
+            .map(|(spec, file)| Read::new(args, spec, file, live, docker.as_ref()))
             .collect::<Result<_>>()?;
         Ok(Inputs {
             docker,
@@ -78,6 +77,8 @@ pub(super) struct Read<'s> {
     legacy: bool,
     /// Where the filter and raw tables come from, if they were read.
     forward: Forward,
+    /// The docker file that sets `"allow-direct-routing": true`.
+    direct_routing: Option<String>,
     /// What the reading could not do (a --test that did not run), printed
     /// as notes on stderr.
     pub(super) notes: Vec<String>,
@@ -86,13 +87,16 @@ pub(super) struct Read<'s> {
 impl<'s> Read<'s> {
     /// Reads the family's table (`file`, or the live one) and its ipsets.
     /// A file under review must be one the kernel would load: every rule
-    /// is checked, and iptables-restore --test has the last word.
+    /// is checked, and iptables-restore --test has the last word. `docker`
+    /// is the verdict on docker's settings where docker runs the pods: the
+    /// forward path (filter and raw) is then read live too, since docker
+    /// 28 and later drop routed traffic there.
     pub(super) fn new(
         args: &VerifyArgs,
         spec: &'s NodeSpec,
         file: Option<&PathBuf>,
         live: bool,
-        forward: bool,
+        docker: Option<&DockerCheck>,
     ) -> Result<Read<'s>> {
         let family = spec.family();
         let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
@@ -120,7 +124,7 @@ impl<'s> Read<'s> {
         }
         let forward = match file {
             Some(_) if text.contains("*filter") => Forward::InFile,
-            None if forward => Forward::Saved(read_forward(save)?),
+            None if live && docker.is_some() => Forward::Saved(read_forward(save)?),
             _ => Forward::Unread,
         };
         let sets = match &forward {
@@ -134,6 +138,7 @@ impl<'s> Read<'s> {
             text,
             sets,
             forward,
+            direct_routing: docker.and_then(|d| d.direct_routing.clone()),
             notes,
         })
     }
@@ -157,6 +162,7 @@ impl<'s> Read<'s> {
             text,
             sets: self.sets.clone(),
             forward,
+            direct_routing: self.direct_routing.clone(),
             notes: Vec::new(),
         })
     }
@@ -229,6 +235,7 @@ impl<'s> Read<'s> {
             forward: named("filter").map(|filter| verify::Forward {
                 filter,
                 raw: named("raw"),
+                direct_routing: self.direct_routing.as_deref(),
             }),
         })
     }

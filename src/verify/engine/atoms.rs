@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
+use super::model::Mentions;
 use super::rule::Rule;
 use super::sets::Sets;
 use crate::config::{Family, NodeSpec};
@@ -115,7 +116,7 @@ pub(in crate::verify) fn subtract(spans: &[Span], holes: &[Span]) -> Vec<Span> {
 }
 
 /// An address as a number, either family.
-fn num(a: IpAddr) -> u128 {
+pub(in crate::verify) fn num(a: IpAddr) -> u128 {
     match a {
         IpAddr::V4(a) => u128::from(u32::from(a)),
         IpAddr::V6(a) => u128::from(a),
@@ -147,12 +148,12 @@ impl Atoms {
         spec: &NodeSpec,
         rules: &[Rule<'_>],
         sets: &Sets,
-        extra: (&[(IpAddr, IpAddr)], &[String]),
+        extra: &Mentions,
     ) -> Atoms {
         let family = spec.family();
         let mut src_cuts = BTreeSet::new();
         let mut dst_cuts = BTreeSet::new();
-        for &(a, b) in extra.0 {
+        for &(a, b) in &extra.addrs {
             if a.is_ipv4() == (family == Family::V4) {
                 let (lo, hi) = (num(a), num(b).saturating_add(1));
                 src_cuts.extend([lo, hi]);
@@ -170,7 +171,7 @@ impl Atoms {
             },
         );
         let mut patterns: BTreeSet<String> = extra
-            .1
+            .names
             .iter()
             .map(|n| match n.strip_suffix('*') {
                 Some(prefix) => format!("{prefix}+"),
@@ -179,6 +180,11 @@ impl Atoms {
             .collect();
         let mut named_protos = BTreeSet::new();
         let mut port_cuts = BTreeSet::new();
+        // nftables' `tcp dport 80`: the protocol and the port count.
+        for (proto, port) in &extra.ports {
+            named_protos.insert(proto.clone());
+            port_cuts.extend([u128::from(*port), u128::from(*port) + 1]);
+        }
         for r in rules {
             if let Some((_, lo, hi)) = r.dport {
                 port_cuts.extend([u128::from(lo), u128::from(hi) + 1]);

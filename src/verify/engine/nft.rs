@@ -1,6 +1,7 @@
 //! One nftables base chain (and the regular chains it jumps to) as a
-//! [`Layer`]: matches on addresses, interfaces and marks, named sets,
-//! verdict maps, marks set, accept, return, jump and goto, and the NAT
+//! [`Layer`]: matches on addresses, interfaces, marks, `ct state` and
+//! ports, named sets, verdict maps, marks set, accept, drop, return, jump
+//! and goto, and the NAT
 //! statements (`snat to ip saddr` keeps the source). The walk itself is
 //! the engine's.
 
@@ -52,11 +53,22 @@ impl<'e> Layer for BaseChain<'e> {
                 if self.other_family(field) {
                     return Step::Next;
                 }
+                // Only a packet of the protocol has its port, so a packet
+                // of every protocol (`any`) never matches, negated or not,
+                // as iptables' `-p tcp --dport` does not.
+                if let Field::Port { proto } = field
+                    && *proto != p.proto
+                {
+                    return Step::Next;
+                }
                 match matches(rs, chain, p, field, any_of) {
                     Some(hit) if hit == *neg => return Step::Next,
                     Some(_) => {}
                     None => {
-                        unknown.get_or_insert_with(|| "a set it uses is not modeled".to_owned());
+                        unknown.get_or_insert_with(|| match field {
+                            Field::Port { .. } => "the packet's port is not modeled".to_owned(),
+                            _ => "a set it uses is not modeled".to_owned(),
+                        });
                     }
                 }
             }
@@ -86,6 +98,7 @@ impl<'e> Layer for BaseChain<'e> {
                     };
                 }
                 Stmt::Accept => return Step::Accept,
+                Stmt::Drop => return Step::Drop,
                 Stmt::Identity => return Step::Bind { identity: true },
                 Stmt::Translate => return Step::Bind { identity: false },
                 Stmt::Return => return Step::Return,
@@ -153,19 +166,17 @@ impl<'e> BaseChain<'e> {
 /// translation, an identity snat, an accept): whether its unmodeled part
 /// matches or not, it cannot make a rule of podsnat's decide.
 fn ends_elsewhere(stmts: &[Stmt]) -> bool {
-    stmts
-        .iter()
-        .any(|s| matches!(s, Stmt::Translate | Stmt::Identity | Stmt::Accept))
-        && !stmts.iter().any(|s| {
-            matches!(
-                s,
-                Stmt::SetMark { .. }
-                    | Stmt::Jump(_)
-                    | Stmt::Goto(_)
-                    | Stmt::Return
-                    | Stmt::Vmap { .. }
-            )
-        })
+    stmts.iter().any(|s| {
+        matches!(
+            s,
+            Stmt::Translate | Stmt::Identity | Stmt::Accept | Stmt::Drop
+        )
+    }) && !stmts.iter().any(|s| {
+        matches!(
+            s,
+            Stmt::SetMark { .. } | Stmt::Jump(_) | Stmt::Goto(_) | Stmt::Return | Stmt::Vmap { .. }
+        )
+    })
 }
 
 /// A rule of `chain`, reached from the base chain `base`.
@@ -220,6 +231,17 @@ fn matches(
         Field::Mark(mask) => {
             let v = p.mark & mask;
             elems.iter().any(|e| matches!(e, Elem::Num(n) if *n == v))
+        }
+        // The connection's first packet: new.
+        Field::CtState => elems
+            .iter()
+            .any(|e| matches!(e, Elem::Name(n) if n == "new")),
+        Field::Port { .. } => {
+            let port = p.dport?;
+            elems.iter().any(|e| match e {
+                Elem::Num(n) => *n == u32::from(port),
+                _ => false,
+            })
         }
     };
     Some(hit)

@@ -113,6 +113,21 @@ impl Lab {
             .map_or(seen.clone(), |a| a.to_string())
     }
 
+    /// Whether a TCP connection from `from` to `ip` on `to` fails to
+    /// arrive within a second: the lab's links answer in microseconds, so
+    /// a second is a dropped packet, not a slow one.
+    pub fn dropped(&self, from: &str, to: &str, ip: &str) -> bool {
+        let out = Command::new("bash")
+            .arg(lab_sh())
+            .args(["probe", from, to, ip])
+            .env("LAB", &self.name)
+            .env("PROBE_WAIT", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "none"
+    }
+
     /// The source address `to` saw for a TCP connection from `from` to
     /// `via` (a service address that DNATs to `ip`, `to`'s own).
     pub fn seen_via(&self, from: &str, to: &str, ip: &str, via: &str) -> String {

@@ -18,6 +18,10 @@ pub(in crate::verify) enum Field {
     Iface { out: bool },
     /// `meta mark & MASK`.
     Mark(u32),
+    /// `ct state`: a connection's first packet is `new`.
+    CtState,
+    /// `tcp dport`, `udp dport`...: only packets of that protocol have it.
+    Port { proto: String },
 }
 
 /// A set element or a right-hand side.
@@ -38,6 +42,8 @@ pub(in crate::verify) enum Stmt {
         any_of: Vec<Elem>,
     },
     Accept,
+    /// drop or reject: the packet goes no further (filter chains).
+    Drop,
     Return,
     Jump(String),
     Goto(String),
@@ -79,6 +85,7 @@ pub(in crate::verify) fn stmt(v: &Value) -> Stmt {
     match kind.as_str() {
         "match" => matcher(body).unwrap_or_else(unknown),
         "accept" => Stmt::Accept,
+        "drop" | "reject" => Stmt::Drop,
         "return" => Stmt::Return,
         "jump" => target(body).map_or_else(unknown, Stmt::Jump),
         "goto" => target(body).map_or_else(unknown, Stmt::Goto),
@@ -139,7 +146,12 @@ fn matcher(body: &Value) -> Option<Stmt> {
     };
     let field = field(body.get("left")?)?;
     let right = body.get("right")?;
-    let any_of = match right.get("set").and_then(Value::as_array) {
+    // `ct state established,related` lists its flags as a plain array.
+    let list = right
+        .get("set")
+        .and_then(Value::as_array)
+        .or(right.as_array());
+    let any_of = match list {
         Some(list) => list.iter().map(elem).collect::<Option<Vec<_>>>()?,
         None => vec![elem(right)?],
     };
@@ -147,8 +159,17 @@ fn matcher(body: &Value) -> Option<Stmt> {
 }
 
 fn field(left: &Value) -> Option<Field> {
+    if left.pointer("/ct/key").and_then(Value::as_str) == Some("state") {
+        return Some(Field::CtState);
+    }
     if let Some(p) = left.get("payload") {
-        let family = match p.get("protocol")?.as_str()? {
+        let proto = p.get("protocol")?.as_str()?;
+        if p.get("field")?.as_str()? == "dport" && matches!(proto, "tcp" | "udp" | "sctp") {
+            return Some(Field::Port {
+                proto: proto.to_owned(),
+            });
+        }
+        let family = match proto {
             "ip" => Family::V4,
             "ip6" => Family::V6,
             _ => return None,
@@ -248,6 +269,7 @@ pub(in crate::verify) fn show(v: &Value, s: &Stmt) -> String {
             Elem::Name(n) => format!("{n:?}"),
             Elem::Num(n) => format!("0x{n:08x}"),
         };
+
         match list {
             [e] => one(e),
             _ => format!(
@@ -268,6 +290,8 @@ pub(in crate::verify) fn show(v: &Value, s: &Stmt) -> String {
                 Field::Iface { out: false } => "iifname".into(),
                 Field::Mark(u32::MAX) => "meta mark".into(),
                 Field::Mark(m) => format!("meta mark & 0x{m:08x} =="),
+                Field::CtState => "ct state".into(),
+                Field::Port { proto } => format!("{proto} dport"),
             };
             let op = if *neg { "!= " } else { "" };
             // A prefix reads as a CIDR.
@@ -277,11 +301,21 @@ pub(in crate::verify) fn show(v: &Value, s: &Stmt) -> String {
                 v.pointer("/match/right/prefix/len"),
             ) {
                 (Some(addr), Some(len)) => format!("{addr}/{len}"),
+                _ if matches!(field, Field::CtState | Field::Port { .. }) => {
+                    // A port or a connection state reads as nft prints it.
+                    let plain = |e: &Elem| match e {
+                        Elem::Num(n) => n.to_string(),
+                        Elem::Name(n) => n.clone(),
+                        Elem::Addrs(..) => elems(std::slice::from_ref(e)),
+                    };
+                    any_of.iter().map(plain).collect::<Vec<_>>().join(",")
+                }
                 _ => elems(any_of),
             };
             format!("{left} {op}{right}")
         }
         Stmt::Accept => "accept".into(),
+        Stmt::Drop if v.get("drop").is_some() => "drop".into(),
         Stmt::Return => "return".into(),
         Stmt::Jump(t) => format!("jump {t}"),
         Stmt::Goto(t) => format!("goto {t}"),

@@ -1,5 +1,6 @@
 //! The nftables layer, read from `nft -j list` (chains, then tables): every nat chain
-//! hooked at postrouting, its rules turned into the matches and
+//! hooked at postrouting and every filter chain at prerouting or forward
+//! (hooks.rs), its rules turned into the matches and
 //! statements the evaluator understands. A match or statement it does not
 //! model is kept as a reason, never dropped, so a chain that could
 //! translate the packet in an unmodeled way makes the verdict "cannot
@@ -12,9 +13,11 @@
 //! by one: a dependency that would remove no code.
 
 mod expr;
+mod hooks;
+
+pub(in crate::verify) use hooks::Mentions;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -52,7 +55,20 @@ pub(in crate::verify) struct Chain {
     pub(in crate::verify) name: String,
     /// `Some(priority)` for a nat base chain at postrouting.
     pub(in crate::verify) hook_prio: Option<i64>,
+    /// For a filter base chain at prerouting or forward: where, and its
+    /// policy (the forward path of cluster→pod traffic walks them).
+    pub(in crate::verify) filter_hook: Option<FilterHook>,
     pub(in crate::verify) rules: Vec<NftRule>,
+}
+
+/// A filter base chain's hook, priority and policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::verify) struct FilterHook {
+    /// At prerouting (docker 29's raw-PREROUTING), else at forward.
+    pub(in crate::verify) prerouting: bool,
+    pub(in crate::verify) prio: i64,
+    /// `policy drop`.
+    pub(in crate::verify) drops: bool,
 }
 
 /// One rule: its text for reports, its statements in order.
@@ -76,6 +92,7 @@ struct ChainDef {
     kind: Option<String>,
     hook: Option<String>,
     prio: Option<i64>,
+    policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +147,16 @@ impl Ruleset {
                         let c: ChainDef = serde_json::from_value(value).map_err(bad)?;
                         let base = c.kind.as_deref() == Some("nat")
                             && c.hook.as_deref() == Some("postrouting");
+                        let filter_hook = match (c.kind.as_deref(), c.hook.as_deref()) {
+                            (Some("filter"), Some(hook @ ("prerouting" | "forward"))) => {
+                                Some(FilterHook {
+                                    prerouting: hook == "prerouting",
+                                    prio: c.prio.unwrap_or(0),
+                                    drops: c.policy.as_deref() == Some("drop"),
+                                })
+                            }
+                            _ => None,
+                        };
                         let entry = rs
                             .chains
                             .entry(key(&c.family, &c.table, &c.name))
@@ -138,9 +165,11 @@ impl Ruleset {
                                 table: c.table.clone(),
                                 name: c.name.clone(),
                                 hook_prio: None,
+                                filter_hook: None,
                                 rules: Vec::new(),
                             });
                         entry.hook_prio = if base { c.prio.or(Some(0)) } else { None };
+                        entry.filter_hook = filter_hook;
                     }
                     "rule" => {
                         let r: RuleDef = serde_json::from_value(value).map_err(bad)?;
@@ -162,6 +191,7 @@ impl Ruleset {
                                 table: r.table.clone(),
                                 name: r.chain.clone(),
                                 hook_prio: None,
+                                filter_hook: None,
                                 rules: Vec::new(),
                             })
                             .rules
@@ -200,6 +230,7 @@ impl Ruleset {
             match self.chains.get_mut(&k) {
                 Some(mine) => {
                     mine.hook_prio = mine.hook_prio.or(c.hook_prio);
+                    mine.filter_hook = mine.filter_hook.or(c.filter_hook);
                     mine.rules.extend(c.rules);
                 }
                 None => {
@@ -209,55 +240,6 @@ impl Ruleset {
         }
         self.sets.extend(other.sets);
         self.maps.extend(other.maps);
-    }
-
-    /// Every table with a nat chain at postrouting, as (family, name); a
-    /// listing of the chains alone is enough to find them. iptables-nft's
-    /// own nat table is named apart: `(tables, iptables-nft's)`.
-    pub fn nat_tables(&self) -> (Vec<TableName>, Vec<TableName>) {
-        let mut tables: Vec<TableName> = Vec::new();
-        let mut iptables = Vec::new();
-        for c in self.chains.values().filter(|c| c.hook_prio.is_some()) {
-            let key = (c.family.clone(), c.table.clone());
-            if is_iptables_nft(c) {
-                iptables.push(key);
-            } else {
-                tables.push(key);
-            }
-        }
-        tables.sort();
-        tables.dedup();
-        iptables.sort();
-        iptables.dedup();
-        (tables, iptables)
-    }
-
-    /// The nat base chains at postrouting that see packets of `family`
-    /// (tables of that family and `inet`), lowest priority first. The
-    /// `skip` table (`ip nat` of iptables-nft, read through iptables-save)
-    /// is left out.
-    pub(in crate::verify) fn base_chains(
-        &self,
-        family: Family,
-        skip_iptables_nft: bool,
-    ) -> Vec<&Chain> {
-        let own = render::nft_family(family);
-        let mut out: Vec<&Chain> = self
-            .chains
-            .values()
-            .filter(|c| c.hook_prio.is_some())
-            .filter(|c| c.family == own || c.family == "inet")
-            .filter(|c| !(skip_iptables_nft && is_iptables_nft(c)))
-            .collect();
-        out.sort_by(|a, b| {
-            (a.hook_prio, &a.family, &a.table, &a.name).cmp(&(
-                b.hook_prio,
-                &b.family,
-                &b.table,
-                &b.name,
-            ))
-        });
-        out
     }
 
     pub(in crate::verify) fn chain(&self, family: &str, table: &str, name: &str) -> Option<&Chain> {
@@ -318,43 +300,4 @@ impl Ruleset {
                 })
         })
     }
-
-    /// Every address and interface a rule of the ruleset names, for the
-    /// evaluator's atoms.
-    pub(in crate::verify) fn mentions(&self) -> (Vec<(IpAddr, IpAddr)>, Vec<String>) {
-        let mut addrs = Vec::new();
-        let mut names = Vec::new();
-        let mut add = |e: &Elem| match e {
-            Elem::Addrs(a, b) => addrs.push((*a, *b)),
-            Elem::Name(n) => names.push(n.clone()),
-            Elem::Num(_) => {}
-        };
-        for c in self.chains.values() {
-            for r in &c.rules {
-                for s in &r.stmts {
-                    match s {
-                        Stmt::Match { any_of, .. } => any_of.iter().for_each(&mut add),
-                        Stmt::Vmap {
-                            map: VerdictMap::Anonymous(entries),
-                            ..
-                        } => entries.iter().for_each(|(e, _)| add(e)),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        for e in self.sets.values().flatten().flatten() {
-            add(e);
-        }
-        for (e, _) in self.maps.values().flatten().flatten() {
-            add(e);
-        }
-        (addrs, names)
-    }
-}
-
-/// iptables-nft's own nat table: `ip nat` (or `ip6 nat`) with its
-/// built-in chain POSTROUTING, which iptables-save already shows.
-fn is_iptables_nft(c: &Chain) -> bool {
-    (c.family == "ip" || c.family == "ip6") && c.table == "nat" && c.name == "POSTROUTING"
 }
