@@ -20,7 +20,7 @@
 # e.g. /usr/lib/cni), host A's bridge and pod A are made by the real CNI
 # `bridge` plugin, called as containerd calls it ("isGateway": true,
 # "ipMasq": true, host-local IPAM over SUBNET_A: pod A gets .2, the next
-# pod .3). CNI_IPTABLES, if set, is a directory put first on the plugin's
+# pod .3; the network config is /run/LAB-cni.conf). CNI_IPTABLES, if set, is a directory put first on the plugin's
 # PATH (an `iptables` there picks the backend). `cni ADD|DEL NAME ID` adds
 # or deletes a pod (namespace LAB-NAME) as kubelet does through the
 # runtime.
@@ -174,17 +174,19 @@ cni() {
     ip netns add "$LAB-$name"
     in_ns "$name" ip link set lo up
   fi
+  # The network config, kept as a runtime keeps it (podsnat's cni_config
+  # reads it), then handed to the plugin on stdin.
   printf '{"cniVersion":"0.4.0","name":"cbr0","type":"bridge","bridge":"%s","isGateway":true,"ipMasq":true,"ipam":{"type":"host-local","subnet":"%s","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"/run/%s-cni"}}' \
-    "$BRIDGE" "$SUBNET_A" "$LAB" |
-    in_ns a env PATH="${CNI_IPTABLES:+$CNI_IPTABLES:}$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
-      CNI_NETNS="/run/netns/$LAB-$name" CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" "$CNI_PATH/bridge" > /dev/null
+    "$BRIDGE" "$SUBNET_A" "$LAB" > "/run/$LAB-cni.conf"
+  in_ns a env PATH="${CNI_IPTABLES:+$CNI_IPTABLES:}$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
+      CNI_NETNS="/run/netns/$LAB-$name" CNI_IFNAME=eth0 CNI_PATH="$CNI_PATH" "$CNI_PATH/bridge" < "/run/$LAB-cni.conf" > /dev/null
   if [[ $cmd == DEL ]]; then ip netns del "$LAB-$name"; fi
 }
 
 down() {
   # Every namespace of the lab, the CNI's pods among them.
   for ns in $(ip netns list | awk '{print $1}' | grep "^$LAB-" || true); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -rf "/run/$LAB-cni"
+  rm -rf "/run/$LAB-cni" "/run/$LAB-cni.conf"
 }
 
 case "${1:-}" in

@@ -17,6 +17,17 @@ pub enum Error {
         problem: String,
     },
 
+    /// A file a setting names that cannot be used: the setting, the file
+    /// as given, and why, kept as the source.
+    #[error("{}: {field} {} {}", shown(origin), quoted(value), shown(&source.to_string()))]
+    FieldFile {
+        origin: String,
+        field: &'static str,
+        value: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A setting that no source provided.
     #[error("{field} is not set by {}; {hint}", shown(read))]
     Missing {

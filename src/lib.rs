@@ -41,6 +41,7 @@
 
 mod atomic;
 mod cli;
+mod cni;
 mod commands;
 mod config;
 mod docker;

@@ -10,7 +10,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 pub use deferred::Deferred;
 pub use shared::{ChangeArgs, Families, Format, RestorePrograms, SavePrograms, VerifyFormat};
 
-use crate::config::Mode;
+use crate::config::{EgressOwner, Mode};
 use crate::paths;
 
 const EXAMPLES: &str = "\
@@ -160,6 +160,13 @@ pub struct SpecArgs {
     /// How podsnat writes the exclusion [default: guard].
     #[arg(long, value_name = "MODE")]
     pub mode: Option<Mode>,
+    /// Who masquerades pod egress, for verify [default: detect].
+    #[arg(long, value_name = "OWNER")]
+    pub egress_owner: Option<EgressOwner>,
+    /// The node's CNI network config (a .conflist or .conf), which verify
+    /// reads to learn whether the CNI bridge plugin masquerades.
+    #[arg(long, value_name = "FILE")]
+    pub cni_config: Option<String>,
     /// Do not render, write or expect podsnat's nftables anchor (table ip
     /// podsnat): the iptables-only path, for nodes that forbid nftables.
     #[arg(long)]

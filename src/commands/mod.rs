@@ -72,6 +72,8 @@ pub fn load_spec(args: &SpecArgs) -> Result<Node> {
         mode: args.mode.map(|m| m.to_string()),
         anchor: args.no_anchor.then_some(false),
         masquerade_bit: args.masquerade_bit,
+        egress_owner: args.egress_owner.map(|o| o.to_string()),
+        cni_config: args.cni_config.clone(),
     };
     config::load(Sources {
         config: args.config.as_deref(),

@@ -3,6 +3,7 @@
 //! merged and checked once into a [`Node`]: one [`NodeSpec`] per address
 //! family the node has (IPv4, IPv6 or both). Nothing downstream re-checks.
 
+mod egress;
 mod files;
 mod node;
 mod values;
@@ -14,6 +15,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 
 pub use crate::family::Family;
+pub use egress::EgressOwner;
 pub use files::{UnitSettings, unit_settings};
 use files::{load_config_file, load_flannel_env};
 pub use files::{read_any, read_limited, read_text, toml_message};
@@ -49,6 +51,8 @@ struct Layer {
     mode: Option<Given<Mode>>,
     anchor: Option<Given<bool>>,
     masquerade_bit: Option<Given<MasqueradeMark>>,
+    egress_owner: Option<Given<EgressOwner>>,
+    cni_config: Option<Given<std::path::PathBuf>>,
 }
 
 /// Declares a raw (serde) struct that holds the settings every source of
@@ -80,6 +84,10 @@ macro_rules! raw_with_settings {
             pub anchor: Option<bool>,
             /// kube-proxy's `--iptables-masquerade-bit` (default 14, mark 0x4000).
             pub masquerade_bit: Option<i64>,
+            /// Who masquerades pod egress (default "detect").
+            pub egress_owner: Option<String>,
+            /// The CNI network config the node's pods are set up with.
+            pub cni_config: Option<String>,
             $($(#[$tm])* pub $tail: $tty,)*
         }
 
@@ -94,6 +102,8 @@ macro_rules! raw_with_settings {
                     mode: self.mode.clone(),
                     anchor: self.anchor,
                     masquerade_bit: self.masquerade_bit,
+                    egress_owner: self.egress_owner.clone(),
+                    cni_config: self.cni_config.clone(),
                     ..config
                 }
             }
@@ -168,6 +178,15 @@ impl RawConfig {
             random_fully: self.random_fully.map(|v| Given::from(origin, v)),
             docker: self.docker.map(|v| Given::from(origin, v)),
             mode: typed(origin, &key("mode"), self.mode, Mode::parse)?,
+            egress_owner: typed(
+                origin,
+                &key("egress_owner"),
+                self.egress_owner,
+                EgressOwner::parse,
+            )?,
+            cni_config: self
+                .cni_config
+                .map(|p| Given::from(origin, std::path::PathBuf::from(p))),
             anchor: self.anchor.map(|v| Given::from(origin, v)),
             masquerade_bit: match self.masquerade_bit {
                 None => None,
@@ -278,6 +297,14 @@ pub fn node_spec(origin: &str, cluster: &RawConfig, node: &RawConfig) -> Result<
         mode: node.mode.clone().or_else(|| cluster.mode.clone()),
         anchor: node.anchor.or(cluster.anchor),
         masquerade_bit: node.masquerade_bit.or(cluster.masquerade_bit),
+        egress_owner: node
+            .egress_owner
+            .clone()
+            .or_else(|| cluster.egress_owner.clone()),
+        cni_config: node
+            .cni_config
+            .clone()
+            .or_else(|| cluster.cni_config.clone()),
     };
     Node::from_layers(&[merged.into_layer(origin, false)?])
 }
@@ -295,84 +322,4 @@ pub fn load(sources: Sources<'_>) -> Result<Node> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn layer(cluster: &str, pod: &str, origin: &str) -> Layer {
-        RawConfig {
-            cluster_cidr: Some(cluster.into()),
-            pod_subnet: Some(pod.into()),
-            ..RawConfig::default()
-        }
-        .into_layer(origin, origin == FLAGS_ORIGIN)
-        .unwrap()
-    }
-
-    #[test]
-    fn files_must_agree_but_flags_win() {
-        let a = layer("172.7.0.0/16", "172.7.21.0/24", "a.env");
-        let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
-        let err = Node::from_layers(&[a, b]).unwrap_err().to_string();
-        assert!(
-            err.contains("a.env says") && err.contains("b.toml says"),
-            "{err}"
-        );
-
-        let flags = layer("172.9.0.0/16", "172.9.1.0/24", FLAGS_ORIGIN);
-        let b = layer("172.8.0.0/16", "172.8.21.0/24", "b.toml");
-        let node = Node::from_layers(&[flags, b]).unwrap();
-        assert_eq!(node.specs()[0].cluster_cidr().to_string(), "172.9.0.0/16");
-    }
-
-    #[test]
-    fn exclusions_aggregate() {
-        let mut l = layer("172.7.0.0/16", "172.7.21.0/24", "x");
-        l.no_masquerade = Some(Given::from(
-            "x",
-            ["10.0.0.0/16", "10.1.0.0/16", "172.7.5.0/24", "10.0.3.0/24"]
-                .iter()
-                .map(|s| parse_cidr_any(s).unwrap())
-                .collect(),
-        ));
-        let node = Node::from_layers(&[l]).unwrap();
-        let got: Vec<String> = node.specs()[0]
-            .exclusions()
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(got, ["10.0.0.0/15", "172.7.0.0/16"]);
-    }
-
-    /// Each family aggregates on its own; the other family's entries never
-    /// reach its table.
-    #[test]
-    fn dual_stack_exclusions_aggregate_per_family() {
-        let raw = RawConfig {
-            cluster_cidr: Some("172.7.0.0/16".into()),
-            pod_subnet: Some("172.7.21.0/24".into()),
-            cluster_cidr_v6: Some("fd00:7::/48".into()),
-            pod_subnet_v6: Some("fd00:7:0:21::/64".into()),
-            no_masquerade: Some(
-                [
-                    "fd00:7:1::/48",
-                    "10.0.0.0/16",
-                    "fd00:7:0:5::/64",
-                    "10.1.0.0/16",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            ),
-            ..RawConfig::default()
-        };
-        let node = node_spec("x", &raw, &RawConfig::default()).unwrap();
-        let got: Vec<Vec<String>> = node
-            .specs()
-            .iter()
-            .map(|s| s.exclusions().iter().map(|n| n.to_string()).collect())
-            .collect();
-        assert_eq!(
-            got,
-            [vec!["10.0.0.0/15", "172.7.0.0/16"], vec!["fd00:7::/47"]]
-        );
-    }
-}
+mod tests;

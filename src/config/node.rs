@@ -6,8 +6,8 @@
 
 use ipnet::IpNet;
 
+use super::{EgressOwner, Iface, MasqueradeMark, Mode};
 use super::{Given, Layer, key_name, pick};
-use super::{Iface, MasqueradeMark, Mode};
 use crate::error::{Error, Result};
 use crate::family::Family;
 
@@ -16,12 +16,21 @@ use crate::family::Family;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     specs: Vec<NodeSpec>,
+    /// `cni_config` and the file (or the command line) that named it.
+    cni_config: Option<(std::path::PathBuf, String)>,
 }
 
 impl Node {
     /// Every family's spec, IPv4 first.
     pub fn specs(&self) -> &[NodeSpec] {
         &self.specs
+    }
+
+    /// The node's CNI network config, and where it was named.
+    pub fn cni_config(&self) -> Option<(&std::path::Path, &str)> {
+        self.cni_config
+            .as_ref()
+            .map(|(p, origin)| (p.as_path(), origin.as_str()))
     }
 
     pub fn family(&self, family: Family) -> Option<&NodeSpec> {
@@ -51,6 +60,7 @@ pub struct NodeSpec {
     mode: Mode,
     anchor: bool,
     masquerade_mark: MasqueradeMark,
+    egress_owner: EgressOwner,
 }
 
 impl NodeSpec {
@@ -85,6 +95,10 @@ impl NodeSpec {
     pub fn masquerade_mark(&self) -> MasqueradeMark {
         self.masquerade_mark
     }
+    /// Who masquerades pod egress, as the config says (`egress_owner`).
+    pub fn egress_owner(&self) -> EgressOwner {
+        self.egress_owner
+    }
 
     /// The destinations whose traffic keeps the pod source IP: the cluster
     /// plus every `no_masquerade` CIDR, aggregated so that overlapping and
@@ -103,6 +117,7 @@ struct Shared {
     no_masquerade: Option<Given<Vec<IpNet>>>,
     anchor: bool,
     masquerade_mark: MasqueradeMark,
+    egress_owner: EgressOwner,
 }
 
 /// A family's two networks, picked by precedence, with their key names.
@@ -176,7 +191,12 @@ impl Node {
             masquerade_mark: pick("masquerade_bit", layers, |l| l.masquerade_bit.as_ref())?
                 .map(|g| g.value)
                 .unwrap_or_default(),
+            egress_owner: pick("egress_owner", layers, |l| l.egress_owner.as_ref())?
+                .map(|g| g.value)
+                .unwrap_or_default(),
         };
+        let cni_config =
+            pick("cni_config", layers, |l| l.cni_config.as_ref())?.map(|g| (g.value, g.origin));
         let mut specs = Vec::new();
         for f in families {
             let (cluster_key, pod_key) = f.keys;
@@ -218,7 +238,7 @@ impl Node {
                 ),
             ));
         }
-        Ok(Node { specs })
+        Ok(Node { specs, cni_config })
     }
 }
 
@@ -270,6 +290,7 @@ fn family_spec(
         mode: shared.mode.as_ref().map(|g| g.value).unwrap_or_default(),
         anchor: shared.anchor,
         masquerade_mark: shared.masquerade_mark,
+        egress_owner: shared.egress_owner,
     };
     refuse_aggregates(&spec, cluster_key, shared)?;
     // Classic mode is one rule with one `! -d`; it can only express a

@@ -25,6 +25,8 @@ pub enum ValueError {
     /// The valid modes, quoted and joined ("guard", "classic" or "owner").
     #[error("is not a mode; use {0}")]
     NotMode(String),
+    #[error("is not an egress owner; use {0}")]
+    NotEgressOwner(String),
     #[error(
         "is not a bit of the 32-bit packet mark; kube-proxy's --iptables-masquerade-bit is 0 to 31 (default 14)"
     )]

@@ -188,6 +188,11 @@ pub struct Layers<'a> {
     /// The filter (and raw) table, where they were read: the forward path
     /// of cluster→pod traffic is judged from them.
     pub forward: Option<Forward<'a>>,
+    /// Why the CNI is known to masquerade each pod it adds, where the
+    /// tables alone cannot tell (`egress_owner = "cni"`, or a `cni_config`
+    /// with `"ipMasq": true`): pod→outside traffic is then judged for the
+    /// pods its rules name, also when there are none yet.
+    pub cni_masquerades: Option<&'a str>,
 }
 
 /// The whole verdict.
@@ -232,6 +237,7 @@ pub fn evaluate_with(spec: &NodeSpec, table: &Table<'_>, sets: &Sets) -> Result<
         sets,
         nft: None,
         forward: None,
+        cni_masquerades: None,
     };
     evaluate_layers(spec, layers)
 }
@@ -244,6 +250,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         sets,
         nft,
         forward,
+        cni_masquerades,
     } = layers;
     let rules = reachable_rules(table, spec.family())?;
     let mentions = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
@@ -279,7 +286,8 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         let only_podsnat = class.expect.only_podsnat();
         let packets = atoms.packets(spec, dsts, out_ifs, mark, only_podsnat);
         // Where the CNI masquerades per pod, egress is judged for its pods.
-        let judged_pods = (class.name == OUTSIDE.name && !pods.is_empty()).then_some(&pods);
+        let per_pod = !pods.is_empty() || cni_masquerades.is_some();
+        let judged_pods = (class.name == OUTSIDE.name && per_pod).then_some(&pods);
         let packets =
             packets.filter(|p| judged_pods.is_none_or(|ps| ps.iter().any(|n| n.contains(&p.src))));
         let check = if only_podsnat && !present {
@@ -310,6 +318,13 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         check.note = nft_decided
             .or_else(|| policy::note(spec, &owner, table, &check))
             .or(check.note);
+        if check.cni_pods == Some(0)
+            && let Some(why) = cni_masquerades
+        {
+            check.note = Some(format!(
+                "no pod has a CNI per-pod rule yet; {why}: the CNI masquerades each pod it adds"
+            ));
+        }
         checks.push(check);
     }
     if let Some(forward) = forward {

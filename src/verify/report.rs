@@ -137,6 +137,13 @@ pub fn text(report: &Report) -> String {
                 format!("ok: {what} keeps the pod source IP; decided by {rule}{why}")
             }
             (Status::Ok, _) => match c.cni_pods {
+                // A CNI node before its first pod: nothing sends yet.
+                Some(0) => format!(
+                    "ok: {what}: {}",
+                    c.note
+                        .as_deref()
+                        .unwrap_or("no pod has a CNI per-pod rule yet")
+                ),
                 Some(n) if c.rule.as_ref().is_some_and(|r| in_cni_chain(&r.chain)) => {
                     format!(
                         "ok: {what} is masqueraded by the CNI's per-pod chains ({})",

@@ -4,7 +4,9 @@
 //! backends: before podsnat the pod on host B sees host A's address; after
 //! `verify --repair` it sees the pod's IP, egress is still masqueraded and
 //! verify is ok; a pod added after podsnat ran (the plugin's ADD) keeps its
-//! IP too, and a pod deleted (DEL) leaves no drift.
+//! IP too, and a pod deleted (DEL) leaves no drift; with the last pod gone,
+//! `cni_config` naming the network config the plugin ran with tells verify
+//! the CNI masquerades the pods to come.
 
 use std::fs;
 use std::path::Path;
@@ -74,6 +76,7 @@ fn cni_bridge_node_keeps_pod_ips_after_repair() {
             "cluster_cidr = \"10.244.0.0/16\"\npod_subnet = \"10.244.1.0/24\"\nbridge = \"cni0\"\n",
         )
         .unwrap();
+        let tag = format!("c{i}");
         let anchor = Command::new(common::podsnat_bin())
             .args(["render", "--anchor", "--config"])
             .arg(dir.join("node.toml"))
@@ -88,7 +91,7 @@ fn cni_bridge_node_keeps_pod_ips_after_repair() {
             "10.244.2.0/24",
             CNI_PATH,
             &dir.join("shim"),
-            &format!("c{i}"),
+            &tag,
         );
         let b = backend.name;
         assert_eq!(lab.seen("pa", "pb", POD_B), NODE_A, "{b}: before podsnat");
@@ -134,5 +137,21 @@ fn cni_bridge_node_keeps_pod_ips_after_repair() {
         let (code, out) = verify(&lab, backend, dir, &[]);
         assert_eq!(code, 0, "{b}: after a pod left:\n{out}");
         assert!(out.contains("judged for the 1 pod"), "{b}:\n{out}");
+
+        // The last pod goes: with cni_config naming the network config the
+        // plugin ran with, verify knows the CNI masquerades the pods to come.
+        lab.cni_pod("DEL", "pc", "c3");
+        let with_conf = format!(
+            "cluster_cidr = \"10.244.0.0/16\"\npod_subnet = \"10.244.1.0/24\"\nbridge = \"cni0\"\ncni_config = {:?}\n",
+            lab.cni_conf().display().to_string()
+        );
+        fs::write(dir.join("node.toml"), with_conf).unwrap();
+        let (code, out) = verify(&lab, backend, dir, &[]);
+        assert_eq!(code, 0, "{b}: no pod left:\n{out}");
+        let want = format!(
+            "ok: pod→outside traffic: no pod has a CNI per-pod rule yet; {} sets \"ipMasq\": true: the CNI masquerades each pod it adds",
+            lab.cni_conf().display()
+        );
+        assert!(out.contains(&want), "{b}:\n{out}");
     }
 }

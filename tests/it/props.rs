@@ -56,6 +56,8 @@ prop_compose! {
             mode: Some(if classic { "classic" } else { "guard" }.into()),
             anchor: None,
             masquerade_bit: None,
+            egress_owner: None,
+            cni_config: None,
         }
     }
 }

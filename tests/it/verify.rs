@@ -60,6 +60,7 @@ fn repair_with(spec: &NodeSpec, table: &str, sets: &podsnat::Sets) -> Option<pod
         sets,
         nft: None,
         forward: None,
+        cni_masquerades: None,
     };
     let report = podsnat::evaluate_with(spec, &tables[0], sets).unwrap();
     podsnat::plan_repair(spec, &report, layers).unwrap()
@@ -808,6 +809,7 @@ fn repair_plan_reads_the_nft_layer_the_report_read() {
         sets: &sets,
         nft: Some(podsnat::NftLayer::new(&ruleset, false)),
         forward: None,
+        cni_masquerades: None,
     };
     let report = podsnat::evaluate_layers(&g, layers).unwrap();
     assert_eq!(status(&report, CheckName::PodToCluster), Status::Drift);
@@ -832,6 +834,7 @@ fn repair_plan_reads_the_nft_layer_the_report_read() {
         sets: &sets,
         nft: Some(podsnat::NftLayer::new(&anchor, false)),
         forward: None,
+        cni_masquerades: None,
     };
     let report = podsnat::evaluate_layers(&g, layers).unwrap();
     assert_eq!(

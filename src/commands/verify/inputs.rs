@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::VerifyArgs;
+use crate::cni::{self, CniError};
+use crate::config::{EgressOwner, Node};
 use crate::docker::DockerSettings;
 use crate::error::{Error, Result};
 use crate::verify::{self, Sets};
@@ -163,4 +165,61 @@ pub(super) fn nft_ruleset(
         ruleset.merge(parse(origin(&format!("table {family} {table}")), &text)?);
     }
     Ok(Some(ruleset))
+}
+
+/// Why the CNI is known to masquerade each pod, where the tables alone
+/// cannot tell: `egress_owner = "cni"`, or the `cni_config` file's bridge
+/// plugin with `"ipMasq": true`. A `cni_config` that cannot be read, is not
+/// a CNI config, sets up another bridge than the config's, or says the
+/// plugin does not masquerade where `egress_owner = "cni"` says it does, is
+/// an error naming the setting and the file: read before anything is
+/// judged or repaired.
+pub(super) fn cni_masquerades(node: &Node) -> Result<Option<String>> {
+    let Some(spec) = node.specs().first() else {
+        return Ok(None);
+    };
+    let net = match node.cni_config() {
+        None => None,
+        Some((path, origin)) => {
+            let value = path.display().to_string();
+            let bad = |e: CniError| Error::FieldFile {
+                origin: origin.to_owned(),
+                field: "cni_config",
+                value: value.clone(),
+                source: Box::new(e),
+            };
+            let text =
+                config::read_text(path).map_err(|e| bad(CniError::Unreadable(Box::new(e))))?;
+            let net = cni::parse(&text).map_err(bad)?;
+            if net.bridge != spec.bridge().as_str() {
+                return Err(Error::field(
+                    origin,
+                    "cni_config",
+                    value,
+                    format!(
+                        "sets up bridge {:?} (its {} plugin), but bridge is {:?}",
+                        net.bridge,
+                        net.plugin,
+                        spec.bridge().as_str()
+                    ),
+                ));
+            }
+            Some((value, origin, net))
+        }
+    };
+    match (spec.egress_owner(), net) {
+        (EgressOwner::Cni, Some((value, origin, net))) if net.ip_masq == Some(false) => {
+            Err(Error::field(
+                origin,
+                "cni_config",
+                value,
+                "sets no \"ipMasq\": true, but egress_owner = \"cni\" says the CNI masquerades each pod",
+            ))
+        }
+        (EgressOwner::Cni, _) => Ok(Some("egress_owner = \"cni\"".to_owned())),
+        (EgressOwner::Detect, Some((value, _, net))) if net.ip_masq == Some(true) => {
+            Ok(Some(format!("{value} sets \"ipMasq\": true")))
+        }
+        (EgressOwner::Detect, _) => Ok(None),
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::inputs::{docker_settings, ipsets, nft_ruleset, test_file};
+use super::inputs::{cni_masquerades, docker_settings, ipsets, nft_ruleset, test_file};
 use crate::cli::VerifyArgs;
 use crate::commands::{nat_table, program};
 use crate::config::{Node, NodeSpec};
@@ -34,6 +34,9 @@ impl<'s> Inputs<'s> {
         jobs: Vec<(&'s NodeSpec, Option<&PathBuf>)>,
         live: bool,
     ) -> Result<Inputs<'s>> {
+        // The CNI config first: a bad one stops verify before anything is
+        // read or repaired.
+        let cni = cni_masquerades(node)?;
         // Only where docker runs the pods are its settings the pod network's.
         let docker = docker_settings(args, live)?
             .filter(|d| docker::runs_the_pods(node.specs(), d))
@@ -43,7 +46,12 @@ impl<'s> Inputs<'s> {
         let ruleset = nft_ruleset(args, live, docker.is_some())?;
         let tables = jobs
             .into_iter()
-            .map(|(spec, file)| Read::new(args, spec, file, live, docker.as_ref()))
+            .map(|(spec, file)| {
+                Read::new(args, spec, file, live, docker.as_ref()).map(|r| Read {
+                    cni_masquerades: cni.clone(),
+                    ..r
+                })
+            })
             .collect::<Result<_>>()?;
         Ok(Inputs {
             docker,
@@ -79,6 +87,8 @@ pub(super) struct Read<'s> {
     forward: Forward,
     /// The docker file that sets `"allow-direct-routing": true`.
     direct_routing: Option<String>,
+    /// Why the CNI is known to masquerade each pod (`verify::Layers`).
+    cni_masquerades: Option<String>,
     /// What the reading could not do (a --test that did not run), printed
     /// as notes on stderr.
     pub(super) notes: Vec<String>,
@@ -139,6 +149,7 @@ impl<'s> Read<'s> {
             sets,
             forward,
             direct_routing: docker.and_then(|d| d.direct_routing.clone()),
+            cni_masquerades: None,
             notes,
         })
     }
@@ -163,6 +174,7 @@ impl<'s> Read<'s> {
             sets: self.sets.clone(),
             forward,
             direct_routing: self.direct_routing.clone(),
+            cni_masquerades: self.cni_masquerades.clone(),
             notes: Vec::new(),
         })
     }
@@ -237,6 +249,7 @@ impl<'s> Read<'s> {
                 raw: named("raw"),
                 direct_routing: self.direct_routing.as_deref(),
             }),
+            cni_masquerades: self.cni_masquerades.as_deref(),
         })
     }
 }

@@ -99,6 +99,11 @@ impl Lab {
             .unwrap()
     }
 
+    /// The CNI network config the lab's plugin runs with (`Lab::cni`).
+    pub fn cni_conf(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/run/{}-cni.conf", self.name))
+    }
+
     pub fn ns(&self, host: &str) -> String {
         format!("{}-{host}", self.name)
     }
