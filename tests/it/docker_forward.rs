@@ -244,8 +244,19 @@ fn docker_29_drops_cluster_traffic_as_verify_says() {
             lab.dropped("pb", "pa", POD_A),
             "{b}: past another table's accept"
         );
+        // daemon.json names the mark: the note says so.
+        fs::write(
+            dir.join("daemon.json"),
+            "{\"bridge-accept-fwmark\": \"1\"}\n",
+        )
+        .unwrap();
         let out = verify(&lab, backend, dir).1;
         assert!(incoming(&out).starts_with(drop), "{b}: {out}");
+        let sets = format!(
+            "{} sets \"bridge-accept-fwmark\": \"1\", and docker accepts packets carrying it",
+            dir.join("daemon.json").display()
+        );
+        assert!(incoming(&out).contains(&sets), "{b}: {out}");
 
         // The fix the note names: docker's rule for "bridge-accept-fwmark":
         // "1", as moby's nftabler writes it (after the conntrack rule), and

@@ -87,6 +87,8 @@ pub(super) struct Read<'s> {
     forward: Forward,
     /// The docker file that sets `"allow-direct-routing": true`.
     direct_routing: Option<String>,
+    /// docker's `"bridge-accept-fwmark"`, and the file that sets it.
+    accept_fwmark: Option<(String, String)>,
     /// Why the CNI is known to masquerade each pod (`verify::Layers`).
     cni_masquerades: Option<String>,
     /// What the reading could not do (a --test that did not run), printed
@@ -149,6 +151,7 @@ impl<'s> Read<'s> {
             sets,
             forward,
             direct_routing: docker.and_then(|d| d.direct_routing.clone()),
+            accept_fwmark: docker.and_then(|d| d.accept_fwmark.clone()),
             cni_masquerades: None,
             notes,
         })
@@ -174,6 +177,7 @@ impl<'s> Read<'s> {
             sets: self.sets.clone(),
             forward,
             direct_routing: self.direct_routing.clone(),
+            accept_fwmark: self.accept_fwmark.clone(),
             cni_masquerades: self.cni_masquerades.clone(),
             notes: Vec::new(),
         })
@@ -248,6 +252,10 @@ impl<'s> Read<'s> {
                 filter,
                 raw: named("raw"),
                 direct_routing: self.direct_routing.as_deref(),
+                accept_fwmark: self
+                    .accept_fwmark
+                    .as_ref()
+                    .map(|(m, origin)| (m.as_str(), origin.as_str())),
             }),
             cni_masquerades: self.cni_masquerades.as_deref(),
         })

@@ -16,17 +16,12 @@
 //!   `"allow-direct-routing": true` (removed at docker's next start) and
 //!   spares the network's trusted host interfaces.
 
-use super::RuleRef;
+use super::{Forward, RuleRef};
 use crate::config::{Family, NodeSpec};
 
 /// The note for a drop by `r`, where the rule is docker's and names the
-/// bridge; `direct_routing` is the file that sets
-/// `"allow-direct-routing": true`, if any.
-pub(super) fn docker_fix(
-    r: &RuleRef,
-    spec: &NodeSpec,
-    direct_routing: Option<&str>,
-) -> Option<String> {
+/// bridge; `forward` says what docker's files set.
+pub(super) fn docker_fix(r: &RuleRef, spec: &NodeSpec, forward: Forward<'_>) -> Option<String> {
     let bridge = spec.bridge().as_str();
     let family = spec.family();
     let nft_table = format!(
@@ -44,7 +39,7 @@ pub(super) fn docker_fix(
     let nft_drop = nft_chain == Some(&format!("filter-forward-in__{bridge}"))
         && r.text.contains("UNPUBLISHED PORT DROP");
     if raw_drop {
-        let fix = match direct_routing {
+        let fix = match forward.direct_routing {
             Some(origin) => format!(
                 "{origin} sets \"allow-direct-routing\": true, and docker removes these drops when it next starts"
             ),
@@ -63,9 +58,15 @@ pub(super) fn docker_fix(
             spec.cluster_cidr()
         ))
     } else if nft_drop {
-        Some(
-            "docker 29's nftables backend drops traffic routed into the bridge from other interfaces, and an accept in another table ends only that table's chain; with \"bridge-accept-fwmark\" in daemon.json docker accepts packets carrying that mark, which a rule of yours must set on the cluster's traffic before docker's forward chain runs".to_owned(),
-        )
+        let fix = match forward.accept_fwmark {
+            Some((mark, origin)) => format!(
+                "{origin} sets \"bridge-accept-fwmark\": {mark:?}, and docker accepts packets carrying it, which a rule of yours must set on the cluster's traffic before docker's forward chain runs"
+            ),
+            None => "with \"bridge-accept-fwmark\" in daemon.json docker accepts packets carrying that mark, which a rule of yours must set on the cluster's traffic before docker's forward chain runs".to_owned(),
+        };
+        Some(format!(
+            "docker 29's nftables backend drops traffic routed into the bridge from other interfaces, and an accept in another table ends only that table's chain; {fix}"
+        ))
     } else {
         None
     }

@@ -35,6 +35,8 @@ pub struct Forward<'a> {
     pub filter: &'a Table<'a>,
     pub raw: Option<&'a Table<'a>>,
     pub direct_routing: Option<&'a str>,
+    /// docker's `"bridge-accept-fwmark"` and the file that sets it.
+    pub accept_fwmark: Option<(&'a str, &'a str)>,
 }
 
 /// The `:CHAIN POLICY [p:b]` of a built-in chain.
@@ -235,7 +237,7 @@ fn walk_all(
                 }
                 Fate::Dropped(r) => {
                     c.status = Status::Drift;
-                    c.note = fix::docker_fix(&r, spec, forward.direct_routing);
+                    c.note = fix::docker_fix(&r, spec, forward);
                     match by_rule.iter_mut().find(|(seen, _)| *seen == r) {
                         Some((_, ranges)) => ranges.push(dst_range),
                         None => by_rule.push((r.clone(), vec![dst_range])),
@@ -269,7 +271,7 @@ fn walk_all(
             .into_iter()
             .filter(|(r, _)| check.rule.as_ref() != Some(r))
             .map(|(r, ranges)| {
-                let fix = fix::docker_fix(&r, spec, forward.direct_routing)
+                let fix = fix::docker_fix(&r, spec, forward)
                     .map(|f| format!(" ({f})"))
                     .unwrap_or_default();
                 format!("{r} drops {}{fix}", merge_ranges(ranges).join(", "))
