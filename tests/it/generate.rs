@@ -257,6 +257,7 @@ fn golden_tables_conflict_with_every_setting() {
                     .map(|v| v.get_name().to_owned());
                 words.push(match value.as_deref() {
                     Some("guard") => "guard",
+                    Some("detect") => "detect",
                     _ if flag == "--masquerade-bit" => "14",
                     _ => "10.0.0.0/8",
                 });
