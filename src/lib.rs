@@ -44,6 +44,7 @@ mod cli;
 mod cni;
 mod commands;
 mod config;
+mod conntrack;
 mod docker;
 mod error;
 mod family;

@@ -147,8 +147,36 @@ pub fn verify(runs: &[VerifyRun<'_>], clock: Clock, previous_file: &str) -> Made
         "Repairs verify --repair applied: layer iptables is a --noflush transaction, layer nftables a load of the missing anchor.",
         &["family", "layer"],
     )?;
+    let flows = gauges(
+        &reg,
+        "podsnat_translated_flows",
+        "Live flows from the pod subnet to the cluster that still carry the node's address (set up before the fix), by protocol; tcp and udp are always given.",
+        &["family", "proto"],
+    )?;
+    let flows_checked = gauges(
+        &reg,
+        "podsnat_flows_checked",
+        "The live flows were read (conntrack): 1 yes, 0 no (conntrack missing or failing).",
+        &["family"],
+    )?;
     for run in runs {
         let family = run.family.key();
+        if let Some(f) = &run.report.flows {
+            let checked = f.status != crate::verify::flows::FlowStatus::NotChecked;
+            flows_checked
+                .with_label_values(&[family])
+                .set(if checked { 1.0 } else { 0.0 });
+            if checked {
+                for proto in ["tcp", "udp"] {
+                    flows.with_label_values(&[family, proto]).set(0.0);
+                }
+                for (proto, n) in &f.translated {
+                    flows
+                        .with_label_values(&[family, proto.as_str()])
+                        .set(*n as f64);
+                }
+            }
+        }
         let check = |name| run.report.check(name).map(|c| c.status);
         exclusion
             .with_label_values(&[family])

@@ -1,6 +1,6 @@
 //! The only module that runs other programs.
 
-use std::io::Write;
+use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
@@ -233,4 +233,93 @@ pub fn ipset_save() -> Result<Option<String>> {
         Err(e) => return Err(e),
     };
     done.text().map(Some)
+}
+
+/// Runs `prog args` and hands each line of its stdout (without the
+/// newline, numbered from 1) to `each` as it is read, holding one line of
+/// at most `max` bytes (and the byte that shows it is longer) at a time:
+/// conntrack's table on a busy node holds 262,144 flows. The first error
+/// of `each` stops the program and is returned.
+pub fn each_line(
+    prog: &str,
+    args: &[&str],
+    max: usize,
+    mut each: impl FnMut(usize, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let command = format!("{prog} {}", args.join(" "));
+    let spawn_err = |source| Error::Spawn {
+        command: command.clone(),
+        source,
+    };
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(Error::Failed {
+            command,
+            stderr: "no pipe to read its output from".into(),
+        });
+    };
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut buf = Vec::with_capacity(512);
+    let mut number = 0;
+    loop {
+        buf.clear();
+        let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+        let read = match (&mut reader).take(limit).read_until(b'\n', &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(spawn_err(e));
+            }
+        };
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if let Err(e) = each(number, line) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    }
+    let mut message = String::new();
+    let _ = stderr.read_to_string(&mut message);
+    let status = child.wait().map_err(spawn_err)?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(Finished {
+        command,
+        ok: false,
+        status,
+        stdout: Vec::new(),
+        stderr: message,
+    }
+    .failure())
+}
+
+/// Runs conntrack's `-D` with `args` and returns how many flows it deleted
+/// (its stderr says `N flow entries have been deleted`).
+pub fn conntrack_delete(prog: &str, args: &[&str]) -> Result<usize> {
+    let mut all = vec!["-D"];
+    all.extend_from_slice(args);
+    let done = run(prog, &all, None)?;
+    // conntrack exits 1 when nothing matched: no error, nothing deleted.
+    let deleted = done
+        .stderr
+        .split_whitespace()
+        .zip(done.stderr.split_whitespace().skip(1))
+        .find_map(|(n, next)| (next == "flow").then(|| n.parse::<usize>().ok()).flatten());
+    match deleted {
+        Some(n) => Ok(n),
+        None if done.ok => Ok(0),
+        None => Err(done.failure()),
+    }
 }

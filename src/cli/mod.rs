@@ -380,6 +380,14 @@ pub struct VerifyArgs {
     /// postrouting) and, with --repair, loads a missing anchor.
     #[arg(long, value_name = "PROGRAM", default_value = "nft")]
     pub nft: String,
+    /// The conntrack (conntrack-tools) that lists the live flows from the
+    /// pod subnet and, with --repair, deletes those the fix did not reach.
+    #[arg(long, value_name = "PROGRAM", default_value = "conntrack")]
+    pub conntrack: String,
+    /// With --repair: delete such TCP and SCTP flows too, which resets
+    /// their connections (the clients reconnect with the pod's IP).
+    #[arg(long, requires = "repair")]
+    pub reset_connections: bool,
     /// With --repair: the anchor file to load when the anchor is missing.
     #[arg(long, value_name = "PATH", default_value = paths::ANCHOR_FILE)]
     pub anchor_file: PathBuf,

@@ -14,6 +14,7 @@
 // classes of pod traffic and what each must be, the report says it.
 mod egress;
 mod engine;
+pub mod flows;
 mod incoming;
 mod parse;
 mod policy;
@@ -206,6 +207,9 @@ pub struct Report {
     /// docker's settings against the config, where they were read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<crate::docker::DockerCheck>,
+    /// The live flows, where they were read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<flows::FlowsCheck>,
 }
 
 impl Report {
@@ -355,6 +359,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         checks,
         anchor,
         docker: None,
+        flows: None,
     })
 }
 

@@ -204,5 +204,9 @@ pub fn text(report: &Report) -> String {
             out += &format!("note: {n}\n");
         }
     }
+    if let Some(f) = &report.flows {
+        out += &super::flows::line(f);
+        out.push('\n');
+    }
     out
 }

@@ -28,6 +28,7 @@ mod docker;
 mod docker_forward;
 mod dualstack;
 mod fleet;
+mod flows;
 mod generate;
 mod hostile;
 mod kube_proxy;

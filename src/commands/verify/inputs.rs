@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::VerifyArgs;
 use crate::cni::{self, CniError};
-use crate::config::{EgressOwner, Node};
+use crate::config::{EgressOwner, Family, Node, NodeSpec};
+use crate::conntrack;
 use crate::docker::DockerSettings;
 use crate::error::{Error, Result};
+use crate::verify::flows::{FlowJudge, FlowsCheck};
 use crate::verify::{self, Sets};
 use crate::{config, paths, system};
 
@@ -221,5 +223,45 @@ pub(super) fn cni_masquerades(node: &Node) -> Result<Option<String>> {
             Ok(Some(format!("{value} sets \"ipMasq\": true")))
         }
         (EgressOwner::Detect, _) => Ok(None),
+    }
+}
+
+/// The family's live flows from the pod subnet that were source-NATed
+/// (the kernel filters: `-s` with the mask, `--src-nat`), judged as they
+/// stream in. A conntrack that is not installed, or that fails, leaves them
+/// not checked, and the report says so; a line podsnat cannot read is an
+/// error naming it. `keep_connections`: for a repair that resets them.
+pub(super) fn flows(
+    conntrack_prog: &str,
+    spec: &NodeSpec,
+    keep_connections: bool,
+) -> Result<FlowsCheck> {
+    let family = match spec.family() {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    };
+    let subnet = spec.pod_subnet().to_string();
+    let args = ["-L", "-f", family, "-s", subnet.as_str(), "--src-nat"];
+    let command = format!("{conntrack_prog} {}", args.join(" "));
+    let mut judge = FlowJudge::new(spec, keep_connections);
+    let read = system::each_line(conntrack_prog, &args, conntrack::MAX_LINE, |n, line| {
+        let flow = conntrack::parse_bytes(line).map_err(|e| Error::Unreadable {
+            origin: format!("{command}: line {n}"),
+            source: Box::new(e),
+        })?;
+        judge.add(flow);
+        Ok(())
+    });
+    match read {
+        Ok(()) => Ok(judge.done()),
+        Err(Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(FlowsCheck::not_checked(format!(
+                "{conntrack_prog} is not installed (Debian's conntrack, RHEL's conntrack-tools)"
+            )))
+        }
+        Err(Error::Failed { command, stderr }) => Ok(FlowsCheck::not_checked(format!(
+            "{command} failed: {stderr}"
+        ))),
+        Err(e) => Err(e),
     }
 }

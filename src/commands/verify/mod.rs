@@ -7,6 +7,7 @@
 //! `outcome.rs` derives the text, the JSON, the metrics and the exit from
 //! the facts.
 
+mod flows;
 mod inputs;
 mod outcome;
 mod read;
@@ -73,13 +74,20 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     );
     let (families, anchor_line) = if args.repair {
         let plans = plan(&node, reads, &before, ruleset)?;
-        let after = if args.check {
-            vec![None; reads.len()]
+        let (after, flows) = if args.check {
+            let flows = reads
+                .iter()
+                .map(|r| match &r.flows {
+                    Some(f) => flows::clear(args, r.spec, f, false),
+                    None => Ok(None),
+                })
+                .collect::<Result<_>>()?;
+            (vec![None; reads.len()], flows)
         } else {
             act(args, reads, &plans, docker)?
         };
         (
-            outcomes(args, reads, before, &plans, after),
+            outcomes(args, reads, before, &plans, after, flows),
             plans.anchor_line(args),
         )
     } else {
@@ -174,16 +182,19 @@ fn plan(
     Ok(Plans { missing, changes })
 }
 
+/// Each family's verdict after acting, and what was done to its flows.
+type Acted = (Vec<Option<Report>>, Vec<Option<flows::FlowRepair>>);
+
 /// Acts on the plans: the anchor first (it decides before iptables'
-/// table), then each table's change; then reads the tables that changed
-/// and the nftables layer again and judges them. `None` for a family
-/// nothing was done to.
+/// table), then each table's change, then the flows the fix did not
+/// reach (flows.rs); then reads the tables that changed and the nftables
+/// layer again and judges them. `None` for a family nothing was done to.
 fn act(
     args: &VerifyArgs,
     reads: &[Read<'_>],
     plans: &Plans,
     docker: Option<&docker::DockerCheck>,
-) -> Result<Vec<Option<Report>>> {
+) -> Result<Acted> {
     if !plans.missing.is_empty() {
         system::nft_load(&args.nft, &args.anchor_file)?;
     }
@@ -192,16 +203,29 @@ fn act(
             system::restore_noflush(read.restore(args), &change.transaction)?;
         }
     }
+    // The rules now keep the pods' source: the flows set up before go.
+    let cleared: Vec<Option<flows::FlowRepair>> = reads
+        .iter()
+        .map(|r| match &r.flows {
+            Some(f) => flows::clear(args, r.spec, f, true),
+            None => Ok(None),
+        })
+        .collect::<Result<_>>()?;
     let acted: Vec<bool> = reads
         .iter()
         .zip(&plans.changes)
-        .map(|(r, c)| c.is_some() || plans.missing.contains(&r.spec.family()))
+        .zip(&cleared)
+        .map(|((r, c), f)| {
+            c.is_some()
+                || plans.missing.contains(&r.spec.family())
+                || f.as_ref().is_some_and(|f| f.deleted + f.reset > 0)
+        })
         .collect();
     if !acted.contains(&true) {
-        return Ok(vec![None; reads.len()]);
+        return Ok((vec![None; reads.len()], cleared));
     }
     let ruleset = nft_ruleset(args, true, docker.is_some())?;
-    reads
+    let after = reads
         .iter()
         .zip(&acted)
         .enumerate()
@@ -211,7 +235,8 @@ fn act(
                 .then(|| read.again(args)?.judge(ruleset.as_ref(), docker))
                 .transpose()
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((after, cleared))
 }
 
 /// Each family's facts: its verdict, its plan and what came after.
@@ -221,13 +246,15 @@ fn outcomes(
     before: Vec<Report>,
     plans: &Plans,
     after: Vec<Option<Report>>,
+    flows: Vec<Option<flows::FlowRepair>>,
 ) -> Vec<Outcome> {
     reads
         .iter()
         .zip(before)
         .zip(&plans.changes)
         .zip(after)
-        .map(|(((read, before), change), after)| Outcome {
+        .zip(flows)
+        .map(|((((read, before), change), after), flows)| Outcome {
             family: read.spec.family(),
             source: read.source.clone(),
             before,
@@ -236,6 +263,7 @@ fn outcomes(
                 restore: read.restore(args).to_owned(),
                 loads_anchor: plans.missing.contains(&read.spec.family()),
                 after,
+                flows,
             }),
         })
         .collect()

@@ -5,6 +5,7 @@
 
 use serde_json::json as object;
 
+use super::flows::FlowRepair;
 use crate::commands::ExitStatus;
 use crate::family::Family;
 use crate::live::Change;
@@ -32,6 +33,8 @@ pub(super) struct Repair {
     /// The verdict after acting; `None` under `--check` or where nothing
     /// was done.
     pub(super) after: Option<Report>,
+    /// What was done (or would be) to the flows the fix did not reach.
+    pub(super) flows: Option<FlowRepair>,
 }
 
 impl Outcome {
@@ -66,7 +69,9 @@ impl Outcome {
             return verdict_exit(&self.before);
         };
         match (&r.plan, &r.after) {
-            (Some(_), Some(now)) if now.status == Status::Ok => ExitStatus::Changed,
+            // Connections left on purpose (no --reset-connections) are in
+            // the report; the rules' repair worked.
+            (Some(_), Some(now)) if now.status_without_flows() == Status::Ok => ExitStatus::Changed,
             (Some(_), Some(_)) => ExitStatus::Failed,
             (None, Some(_)) => ExitStatus::Changed,
             (Some(_), None) => ExitStatus::Changed,
@@ -81,19 +86,25 @@ impl Outcome {
             return shown;
         };
         let restore = &r.restore;
+        let flows = r
+            .flows
+            .as_ref()
+            .map(|f| f.text(r.after.is_some()))
+            .unwrap_or_default();
         match (&r.plan, &r.after) {
             (plan, Some(now)) => {
                 let what = match plan {
                     Some(c) => format!("repaired with `{restore} --noflush`:\n{}", c.transaction),
                     None => String::new(),
                 };
-                format!("{shown}{what}now:\n{}", verify::text(now))
+                format!("{shown}{what}{flows}now:\n{}", verify::text(now))
             }
             (Some(c), None) => format!(
-                "{shown}would repair with `{restore} --noflush`:\n{}",
+                "{shown}would repair with `{restore} --noflush`:\n{}{flows}",
                 c.transaction
             ),
-            (None, None) if r.loads_anchor => shown,
+            (None, None) if r.loads_anchor => format!("{shown}{flows}"),
+            (None, None) if r.flows.is_some() => format!("{shown}{flows}"),
             (None, None) if self.before.status == Status::Drift => format!(
                 "{shown}repair: not possible at runtime; only pod→cluster, bridge and \
                  marked traffic drift is repaired. \
@@ -110,13 +121,26 @@ impl Outcome {
             Some(Repair {
                 plan,
                 after: Some(now),
+                flows,
                 ..
-            }) => object!({"before": report, "repair": plan, "applied": true, "after": now}),
-            Some(Repair { plan, .. }) => {
-                object!({"before": report, "repair": plan, "applied": false})
-            }
+            }) => with_flows(
+                object!({"before": report, "repair": plan, "applied": true, "after": now}),
+                flows,
+            ),
+            Some(Repair { plan, flows, .. }) => with_flows(
+                object!({"before": report, "repair": plan, "applied": false}),
+                flows,
+            ),
         }
     }
+}
+
+/// `repair`'s object with `"flows"`, where flows were (or would be) deleted.
+fn with_flows(mut repair: serde_json::Value, flows: &Option<FlowRepair>) -> serde_json::Value {
+    if let (Some(f), Some(o)) = (flows, repair.as_object_mut()) {
+        o.insert("flows".into(), object!(f));
+    }
+    repair
 }
 
 /// 0 ok, 2 drift, 1 cannot decide.
@@ -205,6 +229,7 @@ mod tests {
             checks: Vec::new(),
             anchor: None,
             docker: None,
+            flows: None,
         }
     }
 
@@ -227,6 +252,7 @@ mod tests {
                 restore: "iptables-restore".into(),
                 loads_anchor: false,
                 after: Some(report(now)),
+                flows: None,
             }),
         }
     }
@@ -267,6 +293,7 @@ mod tests {
                 restore: String::new(),
                 loads_anchor: true,
                 after: Some(report(Status::Drift)),
+                flows: None,
             }),
             ..repaired(Family::V4, Status::Ok)
         };

@@ -5,13 +5,14 @@
 
 use std::path::PathBuf;
 
-use super::inputs::{cni_masquerades, docker_settings, ipsets, nft_ruleset, test_file};
+use super::inputs::{cni_masquerades, docker_settings, flows, ipsets, nft_ruleset, test_file};
 use crate::cli::VerifyArgs;
 use crate::commands::{nat_table, program};
 use crate::config::{Node, NodeSpec};
 use crate::docker::{self, DockerCheck};
 use crate::error::{Error, Result};
 use crate::live::{Change, repair};
+use crate::verify::flows::FlowsCheck;
 use crate::verify::{self, Report, Ruleset, Sets};
 use crate::{config, rules_file, system};
 
@@ -91,6 +92,8 @@ pub(super) struct Read<'s> {
     accept_fwmark: Option<(String, String)>,
     /// Why the CNI is known to masquerade each pod (`verify::Layers`).
     cni_masquerades: Option<String>,
+    /// The live flows' verdict, where the table is the live one.
+    pub(super) flows: Option<FlowsCheck>,
     /// What the reading could not do (a --test that did not run), printed
     /// as notes on stderr.
     pub(super) notes: Vec<String>,
@@ -153,6 +156,10 @@ impl<'s> Read<'s> {
             direct_routing: docker.and_then(|d| d.direct_routing.clone()),
             accept_fwmark: docker.and_then(|d| d.accept_fwmark.clone()),
             cni_masquerades: None,
+            flows: match file {
+                None => Some(flows(&args.conntrack, spec, args.reset_connections)?),
+                Some(_) => None,
+            },
             notes,
         })
     }
@@ -179,6 +186,7 @@ impl<'s> Read<'s> {
             direct_routing: self.direct_routing.clone(),
             accept_fwmark: self.accept_fwmark.clone(),
             cni_masquerades: self.cni_masquerades.clone(),
+            flows: Some(flows(&args.conntrack, self.spec, args.reset_connections)?),
             notes: Vec::new(),
         })
     }
@@ -202,6 +210,10 @@ impl<'s> Read<'s> {
         self.with_layers(ruleset, |layers| {
             let report = verify::evaluate_layers(self.spec, layers)
                 .map_err(|e| malformed(&self.source, e))?;
+            let report = match &self.flows {
+                Some(f) => report.with_flows(f.clone()),
+                None => report,
+            };
             Ok(match docker {
                 Some(d) => report.with_docker(d.clone()),
                 None => report,
