@@ -13,6 +13,8 @@
 
 use std::net::IpAddr;
 
+use ipnet::IpNet;
+
 /// The longest line podsnat reads: a flow with every optional field is
 /// under 400 bytes.
 pub const MAX_LINE: usize = 1024;
@@ -225,6 +227,37 @@ pub fn parse(line: &str) -> Result<Flow, LineError> {
         orig,
         reply,
     })
+}
+
+/// The datagram protocols whose flows a repair deletes outright: their
+/// next packet starts a new flow on the fixed path.
+pub fn datagram_protos(net: &IpNet) -> [&'static str; 2] {
+    match net {
+        IpNet::V4(_) => ["udp", "icmp"],
+        IpNet::V6(_) => ["udp", "icmpv6"],
+    }
+}
+
+/// The `conntrack -D` arguments for the flows of `proto` from the pod
+/// subnet `pods` to `net` that were source-NATed, the kernel matching.
+pub fn delete_args(proto: &str, pods: &IpNet, net: &IpNet) -> Vec<String> {
+    let family = match pods {
+        IpNet::V4(_) => "ipv4",
+        IpNet::V6(_) => "ipv6",
+    };
+    [
+        "-f",
+        family,
+        "-p",
+        proto,
+        "-s",
+        &pods.to_string(),
+        "-d",
+        &net.to_string(),
+        "--src-nat",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 #[cfg(test)]

@@ -318,6 +318,10 @@ pub struct PinArgs {
     /// node_exporter's textfile collector.
     #[arg(long, value_name = "DIR")]
     pub textfile: Option<PathBuf>,
+    /// The conntrack that deletes, after a pin, the datagram flows set up
+    /// while docker's rule stood on top.
+    #[arg(long, value_name = "PROGRAM", default_value = "conntrack")]
+    pub conntrack: String,
     #[command(flatten)]
     pub save: SavePrograms,
     #[command(flatten)]

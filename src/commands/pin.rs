@@ -122,15 +122,94 @@ fn pin_one(
         }
         match system::restore_noflush(restore, &plan.transaction) {
             Ok(()) => {
+                let (deleted, flows) = clear_datagrams(args, family, &file_nat)?;
                 let text = format!(
-                    "pinned podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}",
+                    "pinned podsnat's rules at POSTROUTING rule {} with `{restore} --noflush`:\n{}{flows}",
                     plan.position, plan.transaction
                 );
-                let value = object!({"pin": plan, "applied": true, "attempts": attempt});
+                let value = object!({"pin": plan, "applied": true, "attempts": attempt, "flows_deleted": deleted});
                 return Ok((true, value, text));
             }
             Err(Error::Failed { .. }) if attempt < ATTEMPTS => attempt += 1,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// After a pin, the datagram flows (udp, icmp) set up while docker's rule
+/// stood above podsnat's: the kernel keeps their NAT, so they go (their
+/// next packet takes the fixed path), found by the kernel from the pod
+/// subnet and the exclusions podsnat's rules file names. Connections are
+/// left (`verify --repair --reset-connections` resets them). Returns the
+/// count and the report's line; without conntrack, a line that says so.
+fn clear_datagrams(
+    args: &PinArgs,
+    family: Family,
+    nat: &crate::rules_file::Table<'_>,
+) -> Result<(usize, String)> {
+    let pods = nat
+        .rules
+        .iter()
+        .find(|r| r.chain == "POSTROUTING")
+        .and_then(|r| crate::verify::subnet_and_bridge(r.text, family))
+        .map(|(net, _)| net);
+    let Some(pods) = pods else {
+        return Ok((0, String::new()));
+    };
+    let mut deleted = 0;
+    let mut commands = Vec::new();
+    for net in exclusions(nat) {
+        for proto in crate::conntrack::datagram_protos(&pods) {
+            let a = crate::conntrack::delete_args(proto, &pods, &net);
+            commands.push(format!("{} -D {}", args.conntrack, a.join(" ")));
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            match system::conntrack_delete(&args.conntrack, &a) {
+                Ok(n) => deleted += n,
+                Err(Error::Spawn { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Ok((
+                        0,
+                        format!(
+                            "flows not cleared: {} is not installed (Debian's conntrack, RHEL's conntrack-tools)\n",
+                            args.conntrack
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let line = match deleted {
+        0 => String::new(),
+        n => format!(
+            "deleted {} that carried the node's address, with `{}`\n",
+            crate::verify::flows::count(n, "datagram flow", "datagram flows"),
+            commands.join("`, `")
+        ),
+    };
+    Ok((deleted, line))
+}
+
+/// The destinations podsnat's rules file keeps the pod source for: its
+/// own chain's `-d NET -j ACCEPT` rules, or classic mode's `! -d NET`.
+fn exclusions(nat: &crate::rules_file::Table<'_>) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for r in &nat.rules {
+        let words: Vec<&str> = r.text.split_whitespace().collect();
+        let net = match words.as_slice() {
+            ["-A", chain, "-d", net, "-j", "ACCEPT"] if *chain == crate::render::OWN_CHAIN => {
+                Some(*net)
+            }
+            ["-A", "POSTROUTING", ..] if words.contains(&"MASQUERADE") => words
+                .windows(3)
+                .find_map(|w| match w {
+                    ["!", "-d", net] => Some(*net),
+                    _ => None,
+                }),
+            _ => None,
+        };
+        out.extend(net.and_then(|n| n.parse::<ipnet::IpNet>().ok()));
+    }
+    out
 }

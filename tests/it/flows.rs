@@ -346,3 +346,110 @@ fn odd_conntrack_output_is_refused_by_name() {
     );
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+/// The pin (anchor = false): docker's start put its broad rule on top, and a
+/// fixed-port UDP stream started meanwhile is masqueraded; the pin puts
+/// podsnat's rules back and deletes that flow, so the stream's next
+/// datagram arrives from the pod's IP at once. Both backends.
+#[test]
+fn the_pin_clears_the_datagram_flows_of_docker_start() {
+    let test = "the_pin_clears_the_datagram_flows_of_docker_start";
+    common::require_root_or_fail(test);
+    common::require(test, true, &["conntrack", "python3", "bash"]);
+    for (i, backend) in BACKENDS.iter().enumerate() {
+        let b = backend.name;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(
+            dir.join("node.toml"),
+            "cluster_cidr = \"172.7.0.0/16\"\npod_subnet = \"172.7.21.0/24\"\nanchor = false\n",
+        )
+        .unwrap();
+        let lab = Lab::up(
+            "docker0",
+            "172.7.21.0/24",
+            "172.7.22.0/24",
+            None,
+            &format!("p{i}"),
+        );
+        let rules = dir.join("iptables");
+        let (config, file) = (dir.join("node.toml"), rules.to_str().unwrap());
+        let out = common::exec_in(
+            &lab.ns("a"),
+            common::podsnat_bin(),
+            &[
+                "write",
+                "--config",
+                config.to_str().unwrap(),
+                "--output",
+                file,
+                "--iptables-restore",
+                backend.restore,
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{b}: {}",
+            common::text(&out.stderr)
+        );
+        in_a(&lab, backend.restore, &["-w", "5", "-T", "nat", file]);
+        // docker starts: its broad rule goes on top; a stream starts.
+        in_a(
+            &lab,
+            backend.iptables,
+            &[
+                "-w",
+                "5",
+                "-t",
+                "nat",
+                "-I",
+                "POSTROUTING",
+                "1",
+                "-s",
+                "172.7.21.0/24",
+                "!",
+                "-o",
+                "docker0",
+                "-j",
+                "MASQUERADE",
+            ],
+        );
+        let server = dir.join("server.log");
+        let _server = peer(&lab.ns("pb"), &["serve", server.to_str().unwrap(), POD_B]);
+        sleep(Duration::from_millis(400));
+        let client = dir.join("client.log");
+        let _client = peer(
+            &lab.ns("pa"),
+            &["send", client.to_str().unwrap(), POD_A, POD_B],
+        );
+        sleep(Duration::from_millis(300));
+        assert_eq!(udp_sources(&server), [NODE_A], "{b}: docker's rule on top");
+
+        let pin = common::exec_in(
+            &lab.ns("a"),
+            common::podsnat_bin(),
+            &[
+                "pin",
+                "--file",
+                file,
+                "--iptables-save",
+                backend.save,
+                "--iptables-restore",
+                backend.restore,
+            ],
+        );
+        let text = common::text(&pin.stdout);
+        assert_eq!(
+            pin.status.code(),
+            Some(2),
+            "{b}: {text}{}",
+            common::text(&pin.stderr)
+        );
+        assert!(
+            text.contains("deleted 1 datagram flow that carried the node's address, with `conntrack -D -f ipv4 -p udp -s 172.7.21.0/24 -d 172.7.0.0/16 --src-nat`"),
+            "{b}: {text}"
+        );
+        assert_eq!(udp_sources(&server), [POD_A], "{b}: after the pin");
+    }
+}

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use crate::cli::VerifyArgs;
 use crate::config::{Family, NodeSpec};
-use crate::conntrack::Flow;
+use crate::conntrack::{self, Flow};
 use crate::error::Result;
 use crate::system;
 use crate::verify::flows::{FlowStatus, FlowsCheck, count};
@@ -66,24 +66,6 @@ fn family_name(spec: &NodeSpec) -> &'static str {
     }
 }
 
-/// The `conntrack -D` arguments for the datagram flows of `proto` from
-/// the pod subnet to `net` that were source-NATed.
-fn datagram_args(spec: &NodeSpec, proto: &str, net: &str) -> Vec<String> {
-    [
-        "-f",
-        family_name(spec),
-        "-p",
-        proto,
-        "-s",
-        &spec.pod_subnet().to_string(),
-        "-d",
-        net,
-        "--src-nat",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 /// The `conntrack -D` arguments for one connection, by its original tuple.
 fn connection_args(spec: &NodeSpec, flow: &Flow) -> Vec<String> {
     let mut args: Vec<String> = [
@@ -129,7 +111,7 @@ pub(super) fn clear(
         .collect();
     for proto in datagram_protos {
         for net in spec.exclusions() {
-            let a = datagram_args(spec, proto, &net.to_string());
+            let a = conntrack::delete_args(proto, &spec.pod_subnet(), net);
             done.commands
                 .push(format!("{} -D {}", args.conntrack, a.join(" ")));
             if act {
