@@ -201,12 +201,12 @@ fn exclusions(nat: &crate::rules_file::Table<'_>) -> Vec<ipnet::IpNet> {
             ["-A", chain, "-d", net, "-j", "ACCEPT"] if *chain == crate::render::OWN_CHAIN => {
                 Some(*net)
             }
-            ["-A", "POSTROUTING", ..] if words.contains(&"MASQUERADE") => words
-                .windows(3)
-                .find_map(|w| match w {
+            ["-A", "POSTROUTING", ..] if words.contains(&"MASQUERADE") => {
+                words.windows(3).find_map(|w| match w {
                     ["!", "-d", net] => Some(*net),
                     _ => None,
-                }),
+                })
+            }
             _ => None,
         };
         out.extend(net.and_then(|n| n.parse::<ipnet::IpNet>().ok()));
