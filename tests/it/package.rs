@@ -98,6 +98,27 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         normalized(&String::from_utf8_lossy(&rpm_files.stdout)),
     );
     assert_eq!(d, r, "the .deb and the .rpm install different files");
+    // verify reads the live flows with conntrack: both packages recommend it
+    // (the boot test below installs without recommends: it has no network).
+    let field = |prog: &str, args: &[&str], pkg: &std::path::Path| {
+        let out = Command::new(prog).args(args).arg(pkg).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let deb_recommends = Command::new("dpkg-deb")
+        .arg("-f")
+        .arg(&deb)
+        .arg("Recommends")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&deb_recommends.stdout).trim(),
+        "conntrack"
+    );
+    assert!(
+        field("rpm", &["-qp", "--recommends"], &rpm).starts_with("conntrack-tools"),
+        "{}",
+        field("rpm", &["-qp", "--recommends"], &rpm)
+    );
     for want in [
         "/usr/sbin/podsnat",
         "/usr/share/man/man8/podsnat.8.gz",
@@ -184,7 +205,7 @@ fn deb_installs_boots_reboots_and_uninstalls_cleanly() {
         deb = q(&deb),
         out = q(&t.join("out")),
         // apt resolves the package's dependencies inside the container.
-        install = nspawn("apt-get install -y /var/tmp/podsnat.deb"),
+        install = nspawn("apt-get install -y --no-install-recommends /var/tmp/podsnat.deb"),
         setup = q(&t.join("podsnat-setup.service")),
         collect = q(&t.join("podsnat-collect.service")),
         boot = nspawn("--boot"),
