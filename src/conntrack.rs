@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::family::Family;
+
 /// The longest line podsnat reads: a flow with every optional field is
 /// under 400 bytes.
 pub const MAX_LINE: usize = 1024;
@@ -57,7 +59,7 @@ impl Flow {
     /// keep state on both ends; a datagram protocol's next packet simply
     /// starts a new flow.
     pub fn connection_oriented(&self) -> bool {
-        matches!(self.proto.as_str(), "tcp" | "sctp" | "dccp")
+        connection_oriented(&self.proto)
     }
 }
 
@@ -229,25 +231,27 @@ pub fn parse(line: &str) -> Result<Flow, LineError> {
     })
 }
 
+/// Whether flows of `proto` (as conntrack names it) are connections: tcp,
+/// sctp and dccp keep state on both ends, so deleting one resets it.
+pub fn connection_oriented(proto: &str) -> bool {
+    matches!(proto, "tcp" | "sctp" | "dccp")
+}
+
 /// The datagram protocols whose flows a repair deletes outright: their
 /// next packet starts a new flow on the fixed path.
 pub fn datagram_protos(net: &IpNet) -> [&'static str; 2] {
-    match net {
-        IpNet::V4(_) => ["udp", "icmp"],
-        IpNet::V6(_) => ["udp", "icmpv6"],
+    match Family::of(net) {
+        Family::V4 => ["udp", "icmp"],
+        Family::V6 => ["udp", "icmpv6"],
     }
 }
 
 /// The `conntrack -D` arguments for the flows of `proto` from the pod
 /// subnet `pods` to `net` that were source-NATed, the kernel matching.
 pub fn delete_args(proto: &str, pods: &IpNet, net: &IpNet) -> Vec<String> {
-    let family = match pods {
-        IpNet::V4(_) => "ipv4",
-        IpNet::V6(_) => "ipv6",
-    };
     [
         "-f",
-        family,
+        Family::of(pods).key(),
         "-p",
         proto,
         "-s",

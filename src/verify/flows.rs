@@ -79,7 +79,7 @@ impl FlowsCheck {
     pub fn connectionless(&self) -> usize {
         self.translated
             .iter()
-            .filter(|(p, _)| !matches!(p.as_str(), "tcp" | "sctp" | "dccp"))
+            .filter(|(p, _)| !crate::conntrack::connection_oriented(p))
             .map(|(_, n)| n)
             .sum()
     }

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use crate::cli::VerifyArgs;
-use crate::config::{Family, NodeSpec};
+use crate::config::NodeSpec;
 use crate::conntrack::{self, Flow};
 use crate::error::Result;
 use crate::system;
@@ -59,18 +59,11 @@ impl FlowRepair {
     }
 }
 
-fn family_name(spec: &NodeSpec) -> &'static str {
-    match spec.family() {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    }
-}
-
 /// The `conntrack -D` arguments for one connection, by its original tuple.
 fn connection_args(spec: &NodeSpec, flow: &Flow) -> Vec<String> {
     let mut args: Vec<String> = [
         "-f",
-        family_name(spec),
+        spec.family().key(),
         "-p",
         &flow.proto,
         "--orig-src",
@@ -107,7 +100,7 @@ pub(super) fn clear(
     let datagram_protos: Vec<&String> = check
         .translated
         .keys()
-        .filter(|p| !matches!(p.as_str(), "tcp" | "sctp" | "dccp"))
+        .filter(|p| !conntrack::connection_oriented(p))
         .collect();
     for proto in datagram_protos {
         for net in spec.exclusions() {

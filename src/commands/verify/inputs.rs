@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::VerifyArgs;
 use crate::cni::{self, CniError};
-use crate::config::{EgressOwner, Family, Node, NodeSpec};
+use crate::config::{EgressOwner, Node, NodeSpec};
 use crate::conntrack;
 use crate::docker::DockerSettings;
 use crate::error::{Error, Result};
@@ -236,12 +236,15 @@ pub(super) fn flows(
     spec: &NodeSpec,
     keep_connections: bool,
 ) -> Result<FlowsCheck> {
-    let family = match spec.family() {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    };
     let subnet = spec.pod_subnet().to_string();
-    let args = ["-L", "-f", family, "-s", subnet.as_str(), "--src-nat"];
+    let args = [
+        "-L",
+        "-f",
+        spec.family().key(),
+        "-s",
+        subnet.as_str(),
+        "--src-nat",
+    ];
     let command = format!("{conntrack_prog} {}", args.join(" "));
     let mut judge = FlowJudge::new(spec, keep_connections);
     let read = system::each_line(conntrack_prog, &args, conntrack::MAX_LINE, |n, line| {

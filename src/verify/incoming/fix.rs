@@ -17,7 +17,7 @@
 //!   spares the network's trusted host interfaces.
 
 use super::{Forward, RuleRef};
-use crate::config::{Family, NodeSpec};
+use crate::config::NodeSpec;
 
 /// The note for a drop by `r`, where the rule is docker's and names the
 /// bridge; `forward` says what docker's files set.
@@ -26,10 +26,7 @@ pub(super) fn docker_fix(r: &RuleRef, spec: &NodeSpec, forward: Forward<'_>) -> 
     let family = spec.family();
     let nft_table = format!(
         "table {} docker-bridges chain ",
-        match family {
-            Family::V4 => "ip",
-            Family::V6 => "ip6",
-        }
+        crate::render::nft_family(family)
     );
     let nft_chain = r.chain.strip_prefix(&nft_table);
     let raw_drop = (r.chain == "raw PREROUTING" && r.text.contains(&format!("! -i {bridge} ")))
@@ -51,10 +48,7 @@ pub(super) fn docker_fix(r: &RuleRef, spec: &NodeSpec, forward: Forward<'_>) -> 
     } else if filter_drop {
         Some(format!(
             "docker 28 and later drop traffic routed into the bridge from other interfaces, whatever daemon.json says; FORWARD runs DOCKER-USER first, and an ACCEPT there lets the cluster's traffic through: {} -I DOCKER-USER -s {} -o {bridge} -j ACCEPT",
-            match family {
-                Family::V4 => "iptables",
-                Family::V6 => "ip6tables",
-            },
+            family.iptables(),
             spec.cluster_cidr()
         ))
     } else if nft_drop {
