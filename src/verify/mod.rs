@@ -332,7 +332,7 @@ pub fn evaluate_layers(spec: &NodeSpec, layers: Layers<'_>) -> Result<Report, Ma
         checks.push(check);
     }
     if let Some(forward) = forward {
-        checks.push(incoming::check(spec, forward, sets, nft));
+        checks.push(incoming::check(spec, forward, sets, nft, &mentions));
     }
     let anchor = nft.filter(|_| spec.anchor()).map(|n| {
         let priority = n.anchor_priority(spec.family());

@@ -120,13 +120,16 @@ enum Fate {
 /// The incoming check. A rule of these tables that iptables-restore would
 /// refuse makes the check "cannot decide", naming it, never an error: the
 /// nat table's verdict still stands.
+/// `mentions`: what the nftables layer's rules name, collected once for
+/// every class.
 pub(super) fn check(
     spec: &NodeSpec,
     forward: Forward<'_>,
     sets: &Sets,
     nft: Option<NftLayer<'_>>,
+    mentions: &Mentions,
 ) -> Check {
-    match walk_all(spec, forward, sets, nft) {
+    match walk_all(spec, forward, sets, nft, mentions) {
         Ok(check) => check,
         Err(m) => {
             let mut c = empty(spec);
@@ -156,6 +159,7 @@ fn walk_all(
     forward: Forward<'_>,
     sets: &Sets,
     nft: Option<NftLayer<'_>>,
+    mentions: &Mentions,
 ) -> Result<Check, Malformed> {
     let family = spec.family();
     let filter_rules = reachable_from(forward.filter, "FORWARD", family)?;
@@ -193,7 +197,6 @@ fn walk_all(
     if forward.raw.is_none() {
         schedule.remove(0);
     }
-    let mentions = nft.map(|n| n.ruleset.mentions()).unwrap_or_default();
     if let Some(n) = nft {
         for pre in [true, false] {
             for c in n.ruleset.filter_chains(family, pre, n.iptables_nft) {
@@ -204,7 +207,7 @@ fn walk_all(
     }
     // Prerouting first; a stable sort keeps iptables first at a tie.
     schedule.sort_by_key(|(pre, prio, _)| (!pre, *prio));
-    let (srcs, dsts) = atoms(spec, filter_rules.iter().chain(&raw_rules), sets, &mentions);
+    let (srcs, dsts) = atoms(spec, filter_rules.iter().chain(&raw_rules), sets, mentions);
     let bridge = spec.bridge().as_str().to_owned();
     let mut first_ok: Option<Check> = None;
     let mut bad: Option<Check> = None;

@@ -50,16 +50,11 @@ impl Ruleset {
         prerouting: bool,
         skip_iptables_nft: bool,
     ) -> Vec<&Chain> {
-        let own = render::nft_family(family);
-        let mut out: Vec<&Chain> = self
-            .chains
-            .values()
-            .filter(|c| c.filter_hook.is_some_and(|h| h.prerouting == prerouting))
-            .filter(|c| c.family == own || c.family == "inet")
-            .filter(|c| !(skip_iptables_nft && is_iptables_nft(c)))
-            .collect();
-        out.sort_by_key(|c| (c.filter_hook.map(|h| h.prio), &c.family, &c.table, &c.name));
-        out
+        self.hooked(family, skip_iptables_nft, |c| {
+            c.filter_hook
+                .filter(|h| h.prerouting == prerouting)
+                .map(|h| h.prio)
+        })
     }
 
     /// The nat base chains at postrouting that see packets of `family`
@@ -71,23 +66,29 @@ impl Ruleset {
         family: Family,
         skip_iptables_nft: bool,
     ) -> Vec<&Chain> {
+        self.hooked(family, skip_iptables_nft, |c| c.hook_prio)
+    }
+
+    /// The chains `prio` gives a priority, of `family`'s tables and
+    /// `inet`'s, by priority (then family, table and name).
+    fn hooked(
+        &self,
+        family: Family,
+        skip_iptables_nft: bool,
+        prio: impl Fn(&Chain) -> Option<i64>,
+    ) -> Vec<&Chain> {
         let own = render::nft_family(family);
-        let mut out: Vec<&Chain> = self
+        let mut out: Vec<(i64, &Chain)> = self
             .chains
             .values()
-            .filter(|c| c.hook_prio.is_some())
             .filter(|c| c.family == own || c.family == "inet")
             .filter(|c| !(skip_iptables_nft && is_iptables_nft(c)))
+            .filter_map(|c| prio(c).map(|p| (p, c)))
             .collect();
-        out.sort_by(|a, b| {
-            (a.hook_prio, &a.family, &a.table, &a.name).cmp(&(
-                b.hook_prio,
-                &b.family,
-                &b.table,
-                &b.name,
-            ))
+        out.sort_by(|(pa, a), (pb, b)| {
+            (pa, &a.family, &a.table, &a.name).cmp(&(pb, &b.family, &b.table, &b.name))
         });
-        out
+        out.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Every address, interface and port a rule of the ruleset names, for
