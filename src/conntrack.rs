@@ -231,6 +231,11 @@ pub fn parse(line: &str) -> Result<Flow, LineError> {
     })
 }
 
+/// What to say where the conntrack program `prog` is not installed.
+pub fn missing(prog: &str) -> String {
+    format!("{prog} is not installed (Debian's conntrack, RHEL's conntrack-tools)")
+}
+
 /// Whether flows of `proto` (as conntrack names it) are connections: tcp,
 /// sctp and dccp keep state on both ends, so deleting one resets it.
 pub fn connection_oriented(proto: &str) -> bool {

@@ -171,8 +171,8 @@ fn clear_datagrams(
                     return Ok((
                         0,
                         format!(
-                            "flows not cleared: {} is not installed (Debian's conntrack, RHEL's conntrack-tools)\n",
-                            args.conntrack
+                            "flows not cleared: {}\n",
+                            crate::conntrack::missing(&args.conntrack)
                         ),
                     ));
                 }

@@ -84,10 +84,25 @@ fn connection_args(spec: &NodeSpec, flow: &Flow) -> Vec<String> {
     args
 }
 
+/// [`clear`] for every family read (those with live flows).
+pub(super) fn clear_all(
+    args: &VerifyArgs,
+    reads: &[super::Read<'_>],
+    act: bool,
+) -> Result<Vec<Option<FlowRepair>>> {
+    reads
+        .iter()
+        .map(|r| match &r.flows {
+            Some(f) => clear(args, r.spec, f, act),
+            None => Ok(None),
+        })
+        .collect()
+}
+
 /// Deletes (or, with `act` false, counts) the translated flows `check`
 /// found: the datagram ones always, the connections with
 /// `--reset-connections`. `None` where there were none.
-pub(super) fn clear(
+fn clear(
     args: &VerifyArgs,
     spec: &NodeSpec,
     check: &FlowsCheck,

@@ -258,9 +258,7 @@ pub(super) fn flows(
     match read {
         Ok(()) => Ok(judge.done()),
         Err(Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            Ok(FlowsCheck::not_checked(format!(
-                "{conntrack_prog} is not installed (Debian's conntrack, RHEL's conntrack-tools)"
-            )))
+            Ok(FlowsCheck::not_checked(conntrack::missing(conntrack_prog)))
         }
         Err(Error::Failed { command, stderr }) => Ok(FlowsCheck::not_checked(format!(
             "{command} failed: {stderr}"

@@ -75,14 +75,10 @@ pub fn run(args: &VerifyArgs, p: &mut Printer<'_>) -> Result<ExitStatus> {
     let (families, anchor_line) = if args.repair {
         let plans = plan(&node, reads, &before, ruleset)?;
         let (after, flows) = if args.check {
-            let flows = reads
-                .iter()
-                .map(|r| match &r.flows {
-                    Some(f) => flows::clear(args, r.spec, f, false),
-                    None => Ok(None),
-                })
-                .collect::<Result<_>>()?;
-            (vec![None; reads.len()], flows)
+            (
+                vec![None; reads.len()],
+                flows::clear_all(args, reads, false)?,
+            )
         } else {
             act(args, reads, &plans, docker)?
         };
@@ -204,13 +200,7 @@ fn act(
         }
     }
     // The rules now keep the pods' source: the flows set up before go.
-    let cleared: Vec<Option<flows::FlowRepair>> = reads
-        .iter()
-        .map(|r| match &r.flows {
-            Some(f) => flows::clear(args, r.spec, f, true),
-            None => Ok(None),
-        })
-        .collect::<Result<_>>()?;
+    let cleared = flows::clear_all(args, reads, true)?;
     let acted: Vec<bool> = reads
         .iter()
         .zip(&plans.changes)

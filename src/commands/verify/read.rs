@@ -47,12 +47,7 @@ impl<'s> Inputs<'s> {
         let ruleset = nft_ruleset(args, live, docker.is_some())?;
         let tables = jobs
             .into_iter()
-            .map(|(spec, file)| {
-                Read::new(args, spec, file, live, docker.as_ref()).map(|r| Read {
-                    cni_masquerades: cni.clone(),
-                    ..r
-                })
-            })
+            .map(|(spec, file)| Read::new(args, spec, file, live, docker.as_ref(), cni.clone()))
             .collect::<Result<_>>()?;
         Ok(Inputs {
             docker,
@@ -105,13 +100,15 @@ impl<'s> Read<'s> {
     /// is checked, and iptables-restore --test has the last word. `docker`
     /// is the verdict on docker's settings where docker runs the pods: the
     /// forward path (filter and raw) is then read live too, since docker
-    /// 28 and later drop routed traffic there.
+    /// 28 and later drop routed traffic there. `cni_masquerades`: why the
+    /// CNI is known to masquerade each pod, if it is (the node's, read once).
     pub(super) fn new(
         args: &VerifyArgs,
         spec: &'s NodeSpec,
         file: Option<&PathBuf>,
         live: bool,
         docker: Option<&DockerCheck>,
+        cni_masquerades: Option<String>,
     ) -> Result<Read<'s>> {
         let family = spec.family();
         let save = program(family, &args.save.iptables_save, &args.save.ip6tables_save);
@@ -155,7 +152,7 @@ impl<'s> Read<'s> {
             forward,
             direct_routing: docker.and_then(|d| d.direct_routing.clone()),
             accept_fwmark: docker.and_then(|d| d.accept_fwmark.clone()),
-            cni_masquerades: None,
+            cni_masquerades,
             flows: match file {
                 None => Some(flows(&args.conntrack, spec, args.reset_connections)?),
                 Some(_) => None,
