@@ -61,11 +61,19 @@ impl FlowsCheck {
     /// Flows that could not be read: said so, never ok.
     pub fn not_checked(reason: String) -> FlowsCheck {
         FlowsCheck {
-            status: FlowStatus::NotChecked,
+            reason: Some(reason),
+            ..FlowsCheck::none(FlowStatus::NotChecked)
+        }
+    }
+
+    /// No flow yet, with `status`.
+    fn none(status: FlowStatus) -> FlowsCheck {
+        FlowsCheck {
+            status,
             read: 0,
             translated: BTreeMap::new(),
             named: Vec::new(),
-            reason: Some(reason),
+            reason: None,
             connections: Vec::new(),
         }
     }
@@ -99,14 +107,7 @@ impl<'s> FlowJudge<'s> {
         FlowJudge {
             spec,
             keep_connections,
-            check: FlowsCheck {
-                status: FlowStatus::Ok,
-                read: 0,
-                translated: BTreeMap::new(),
-                named: Vec::new(),
-                reason: None,
-                connections: Vec::new(),
-            },
+            check: FlowsCheck::none(FlowStatus::Ok),
         }
     }
 
