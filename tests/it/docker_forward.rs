@@ -53,6 +53,29 @@ const RAW: &str = "*raw
 COMMIT
 ";
 
+/// The node's config, an empty daemon.json and a plain docker.service in
+/// `dir`, and the lab, tagged `tag` and the backend's number.
+fn node(dir: &Path, tag: &str, i: usize) -> Lab {
+    fs::write(
+        dir.join("node.toml"),
+        "cluster_cidr = \"172.7.0.0/16\"\npod_subnet = \"172.7.21.0/24\"\nanchor = false\n",
+    )
+    .unwrap();
+    fs::write(dir.join("daemon.json"), "{}\n").unwrap();
+    fs::write(
+        dir.join("docker.service"),
+        "[Service]\nExecStart=/usr/bin/dockerd\n",
+    )
+    .unwrap();
+    Lab::up(
+        "docker0",
+        "172.7.21.0/24",
+        "172.7.22.0/24",
+        None,
+        &format!("{tag}{i}"),
+    )
+}
+
 fn verify(lab: &Lab, backend: &Backend, dir: &Path) -> (i32, String) {
     let (config, json, unit) = (
         dir.join("node.toml"),
@@ -98,24 +121,7 @@ fn docker_28_drops_cluster_traffic_as_verify_says() {
         let b = backend.name;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        fs::write(
-            dir.join("node.toml"),
-            "cluster_cidr = \"172.7.0.0/16\"\npod_subnet = \"172.7.21.0/24\"\nanchor = false\n",
-        )
-        .unwrap();
-        fs::write(dir.join("daemon.json"), "{}\n").unwrap();
-        fs::write(
-            dir.join("docker.service"),
-            "[Service]\nExecStart=/usr/bin/dockerd\n",
-        )
-        .unwrap();
-        let lab = Lab::up(
-            "docker0",
-            "172.7.21.0/24",
-            "172.7.22.0/24",
-            None,
-            &format!("d{i}"),
-        );
+        let lab = node(dir, "d", i);
         assert_eq!(
             lab.seen("pb", "pa", POD_A),
             POD_B,
@@ -205,24 +211,7 @@ fn docker_29_drops_cluster_traffic_as_verify_says() {
         let b = backend.name;
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        fs::write(
-            dir.join("node.toml"),
-            "cluster_cidr = \"172.7.0.0/16\"\npod_subnet = \"172.7.21.0/24\"\nanchor = false\n",
-        )
-        .unwrap();
-        fs::write(dir.join("daemon.json"), "{}\n").unwrap();
-        fs::write(
-            dir.join("docker.service"),
-            "[Service]\nExecStart=/usr/bin/dockerd\n",
-        )
-        .unwrap();
-        let lab = Lab::up(
-            "docker0",
-            "172.7.21.0/24",
-            "172.7.22.0/24",
-            None,
-            &format!("n{i}"),
-        );
+        let lab = node(dir, "n", i);
         nft(&lab, &["-f", docker_29_table().to_str().unwrap()]);
         assert!(lab.dropped("pb", "pa", POD_A), "{b}: docker 29's table");
         let drop = "drift: cluster→pod traffic to this node's pods is dropped by table ip docker-bridges chain filter-forward-in__docker0 rule 3: counter drop comment \"UNPUBLISHED PORT DROP\"";
