@@ -25,18 +25,19 @@ pub struct CniNet {
 /// A CNI config podsnat cannot use.
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
-    #[error("cannot be read: {0}")]
-    Unreadable(#[source] Box<crate::error::Error>),
-    #[error("is not JSON: {0}")]
+    /// The file as podsnat failed to read it.
+    #[error(transparent)]
+    Unreadable(Box<crate::error::Error>),
+    #[error("it is not JSON")]
     Json(#[from] serde_json::Error),
-    #[error("is not a CNI network config: {0}")]
+    #[error("it is not a CNI network config: {0}")]
     Shape(&'static str),
-    #[error("sets {0:?} to something other than true or false")]
+    #[error("it sets {0:?} to something other than true or false")]
     NotBool(&'static str),
-    #[error("sets {0:?} to something other than a string")]
+    #[error("it sets {0:?} to something other than a string")]
     NotString(&'static str),
     #[error(
-        "has no \"bridge\" or \"flannel\" plugin; podsnat knows the CNI bridge plugin's masquerade only"
+        "it has no \"bridge\" or \"flannel\" plugin; podsnat knows the CNI bridge plugin's masquerade only"
     )]
     NoBridge,
 }

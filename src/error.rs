@@ -3,6 +3,12 @@
 //! an operator reading a failed playbook knows what to fix without a debugger.
 //! Values are quoted with `{:?}` so a control character in the input cannot
 //! forge extra output lines.
+//!
+//! One convention for causes, as netavark's and anyhow's: an error's
+//! Display says its own layer's message and never its cause's; the cause
+//! is kept as `source()`, and the printer prints the chain once, a
+//! `caused by:` line per cause ([`chain`]). No cause is turned into text
+//! to be stored.
 
 use std::path::PathBuf;
 
@@ -18,8 +24,8 @@ pub enum Error {
     },
 
     /// A file a setting names that cannot be used: the setting, the file
-    /// as given, and why, kept as the source.
-    #[error("{}: {field} {} {}", shown(origin), quoted(value), shown(&source.to_string()))]
+    /// as given, and why, as the cause.
+    #[error("{}: {field} {} cannot be used", shown(origin), quoted(value))]
     FieldFile {
         origin: String,
         field: &'static str,
@@ -53,18 +59,31 @@ pub enum Error {
         b: String,
     },
 
-    /// A file that could not be parsed at all (TOML syntax, subnet.env line, rules file).
+    /// A file that could not be parsed at all (TOML syntax, a subnet.env
+    /// line), with the line podsnat quotes.
     #[error("{}: {}", shown(path), shown(message))]
     Syntax { path: String, message: String },
 
-    /// Input podsnat could not read, naming where it came from, with the
-    /// typed error as its source (a malformed rule, nft JSON, an ipset
-    /// line, a rules file podsnat did not write).
-    #[error("{}: {}", shown(origin), shown(&source.to_string()))]
+    /// Input podsnat could not read, naming where it came from; the typed
+    /// error is the cause (a malformed rule, nft JSON, an ipset line, a
+    /// rules file podsnat did not write, output that is not text).
+    #[error("{}: podsnat cannot read it", shown(origin))]
     Unreadable {
         origin: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The rules file `write` is to splice its table into is not
+    /// iptables-restore input; where, is the cause.
+    #[error(
+        "{}: it is not iptables-restore input; fix or remove the file, nothing was changed",
+        shown_path(path)
+    )]
+    NotRulesFile {
+        path: PathBuf,
+        #[source]
+        source: crate::rules_file::ParseError,
     },
 
     /// Input that parsed but, taken as a whole, cannot be used: two fleet
@@ -72,7 +91,7 @@ pub enum Error {
     #[error("{}: {}", shown(origin), shown(message))]
     Invalid { origin: String, message: String },
 
-    #[error("{}: {op}: {source}", shown_path(path))]
+    #[error("{}: {op}", shown_path(path))]
     Io {
         path: PathBuf,
         op: &'static str,
@@ -108,10 +127,11 @@ pub enum Error {
 
     /// A write failed after earlier files of the same update had landed,
     /// and putting some of those back failed too: both are named, since
-    /// the node now holds a mix of old and new files.
+    /// the node now holds a mix of old and new files. The failed write is
+    /// the cause; the failed undos are listed here.
     #[error(
-        "{first}; then putting back the files written before it failed: {}",
-        undo.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        "an update stopped part way, and putting back the files written before it failed: {}; the node now holds old and new files",
+        undo.iter().map(|e| one_line(e)).collect::<Vec<_>>().join("; ")
     )]
     RolledBack {
         #[source]
@@ -119,26 +139,32 @@ pub enum Error {
         undo: Vec<Error>,
     },
 
-    /// A program could not be started at all.
-    #[error("cannot run {}: {source}", shown(command))]
+    /// A program could not be started at all; `why` says what podsnat
+    /// needed it for, where that helps (`; verify reads ...`).
+    #[error("cannot run {}{why}", shown(command))]
     Spawn {
         command: String,
+        why: &'static str,
         #[source]
         source: std::io::Error,
     },
 
-    /// A program ran and failed (or printed what podsnat cannot read).
+    /// A program ran and failed; its own message.
     #[error("{} failed: {stderr}", shown(command))]
     Failed { command: String, stderr: String },
 
-    /// `verify --repair` found drift that moving podsnat's exclusion cannot fix.
-    #[error("cannot repair: {0}")]
-    CannotRepair(String),
-
     /// podsnat's own output could not be produced or delivered: the JSON
     /// encoding of a report, the man page, a closed stdout.
-    #[error("cannot {what}: {message}")]
-    Output { what: &'static str, message: String },
+    #[error("cannot {what}")]
+    Output {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// `verify --repair` found drift that moving podsnat's exclusion cannot fix.
+    #[error("cannot repair")]
+    CannotRepair(#[source] crate::live::repair::RepairError),
 
     /// Flags that do not go together.
     #[error("{0}")]
@@ -175,6 +201,62 @@ impl Error {
             source,
         }
     }
+
+    /// A program that could not be started.
+    pub fn spawn(command: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Spawn {
+            command: command.into(),
+            why: "",
+            source,
+        }
+    }
+
+    /// The error for output podsnat could not make or deliver.
+    pub fn output(
+        what: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Output {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// The program was not found: it is not installed (or not on the
+    /// PATH). The one test every caller that can do without it asks.
+    pub fn not_installed(&self) -> bool {
+        matches!(self, Error::Spawn { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// `map_err(unreadable(origin))`: input from `origin` that podsnat could
+/// not read, the parser's error kept as the cause.
+pub fn unreadable<E>(origin: impl std::fmt::Display) -> impl FnOnce(E) -> Error
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |e| Error::Unreadable {
+        origin: origin.to_string(),
+        source: e.into(),
+    }
+}
+
+/// An error's message and then each cause's, outermost first: the chain
+/// [`crate::printer::Printer::error`] prints, one line each.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push(cause.to_string());
+        next = cause.source();
+    }
+    out
+}
+
+/// The chain on one line (`message: cause: cause`), for an error named
+/// inside another's message (the undos of [`Error::RolledBack`]).
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    chain(e).join(": ")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -285,7 +367,7 @@ mod tests {
             origin: "ipset save".into(),
             source: cause.clone().into(),
         };
-        assert_eq!(e.to_string(), format!("ipset save: {cause}"));
+        assert_eq!(e.to_string(), "ipset save: podsnat cannot read it");
         let kept = std::error::Error::source(&e).map(ToString::to_string);
         assert_eq!(kept, Some(cause.to_string()));
     }

@@ -23,7 +23,7 @@ pub const PIN_FILE: &str = "podsnat-pin.prom";
 
 /// A metric could not be made (a name or label the crate refuses): a bug.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot encode the metrics: {0}")]
+#[error("cannot encode the metrics")]
 pub struct MetricsError(#[from] prometheus::Error);
 
 type Made<T> = std::result::Result<T, MetricsError>;

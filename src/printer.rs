@@ -11,11 +11,12 @@
 //!   anchor, the man page, completions), byte for byte, since a cut would
 //!   break them. An [`Own`] refuses any control character but newline and
 //!   tab, so no input byte reaches the terminal raw even through them.
-//! - [`Printer::note`] and [`Printer::error`] on stderr, through [`safe`].
+//! - [`Printer::note`] and [`Printer::error`] on stderr, through [`safe`];
+//!   an error with its chain of causes, each printed once.
 
 use std::io::Write;
 
-use crate::error::{Error, Result, safe, safe_json};
+use crate::error::{Error, Result, chain, safe, safe_json};
 
 /// A report as one line of JSON, every string in it through [`safe`].
 #[derive(Debug, Clone)]
@@ -23,10 +24,7 @@ pub struct Json(String);
 
 impl Json {
     pub fn of(value: &impl serde::Serialize) -> Result<Json> {
-        let encode = |e: serde_json::Error| Error::Output {
-            what: "encode the result as JSON",
-            message: e.to_string(),
-        };
+        let encode = |e: serde_json::Error| Error::output("encode the result as JSON", e);
         let mut v = serde_json::to_value(value).map_err(encode)?;
         safe_json(&mut v);
         let mut s = serde_json::to_string(&v).map_err(encode)?;
@@ -56,12 +54,10 @@ impl Own {
             .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t'))
         {
             None => Ok(Own(text)),
-            Some((at, c)) => Err(Error::Output {
+            Some((at, c)) => Err(Error::output(
                 what,
-                message: format!(
-                    "it holds the control character {c:?} at byte {at}; nothing was printed"
-                ),
-            }),
+                format!("it holds the control character {c:?} at byte {at}; nothing was printed"),
+            )),
         }
     }
 }
@@ -116,9 +112,16 @@ impl<'a> Printer<'a> {
         let _ = writeln!(self.err, "{}", safe(&format!("podsnat: note: {note}")));
     }
 
-    /// `podsnat: <error>` on stderr.
+    /// `podsnat: <error>` on stderr, then its causes, each once, on a
+    /// `  caused by: ` line of its own.
     pub fn error(&mut self, e: &Error) {
-        let _ = writeln!(self.err, "podsnat: {}", safe(&e.to_string()));
+        let mut lines = chain(e).into_iter();
+        let first = lines.next().unwrap_or_default();
+        let mut text = format!("podsnat: {first}");
+        for cause in lines {
+            text += &format!("\n  caused by: {cause}");
+        }
+        let _ = writeln!(self.err, "{}", safe(&text));
     }
 
     /// clap's verdict on the command line: `--help` and `--version` (its
@@ -139,10 +142,7 @@ impl<'a> Printer<'a> {
         self.out
             .write_all(text.as_bytes())
             .and_then(|()| self.out.flush())
-            .map_err(|e| Error::Output {
-                what: "write to stdout",
-                message: e.to_string(),
-            })
+            .map_err(|e| Error::output("write to stdout", e))
     }
 }
 
@@ -180,5 +180,30 @@ mod tests {
         assert_eq!(err.lines().count(), 2, "{err:?}");
         assert!(Own::checked("test", esc.into()).is_err());
         assert!(Own::checked("test", "*nat\n\t-A X\n".into()).is_ok());
+    }
+
+    /// A cause three deep (a setting's file, its reading, the OS's error)
+    /// is printed once, each on its own `caused by:` line, and no message
+    /// repeats its cause's.
+    #[test]
+    fn the_cause_chain_is_printed_once() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let read = Error::io("10-net.conflist", "cannot read", io);
+        let e = Error::FieldFile {
+            origin: "config.toml".into(),
+            field: "cni_config",
+            value: "10-net.conflist".into(),
+            source: Box::new(crate::cni::CniError::Unreadable(Box::new(read))),
+        };
+        let (_, err) = printed(|p| p.error(&e));
+        assert_eq!(
+            err,
+            "podsnat: config.toml: cni_config \"10-net.conflist\" cannot be used\n  \
+             caused by: 10-net.conflist: cannot read\n  \
+             caused by: No such file or directory (os error 2)\n"
+        );
+        for cause in ["cannot read", "No such file"] {
+            assert_eq!(err.matches(cause).count(), 1, "{err}");
+        }
     }
 }

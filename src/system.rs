@@ -3,7 +3,7 @@
 use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 
 /// Why `iptables-restore --test` said no.
 #[derive(Debug)]
@@ -43,10 +43,7 @@ impl Finished {
         if !self.ok {
             return Err(self.failure());
         }
-        String::from_utf8(self.stdout).map_err(|e| Error::Failed {
-            command: self.command,
-            stderr: format!("its output is not UTF-8: {e}"),
-        })
+        String::from_utf8(self.stdout).map_err(unreadable(format!("{}'s output", self.command)))
     }
 
     /// A check's verdict (`--test`, `-c`): accepted, or why not.
@@ -64,10 +61,7 @@ impl Finished {
 /// Runs `prog args`, feeding `stdin` if given, and waits for it.
 fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
     let command = format!("{prog} {}", args.join(" "));
-    let spawn_err = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
+    let spawn_err = |source| Error::spawn(command.clone(), source);
     let mut child = Command::new(prog)
         .args(args)
         .stdin(if stdin.is_some() {
@@ -186,10 +180,7 @@ fn memfd() -> Option<std::fs::File> {
 fn run_into(prog: &str, args: &[&str], mut file: std::fs::File) -> Result<Finished> {
     use std::io::{Read, Seek};
     let command = format!("{prog} {}", args.join(" "));
-    let io_err = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
+    let io_err = |source| Error::spawn(command.clone(), source);
     let child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())
@@ -227,9 +218,7 @@ pub fn restore_noflush(restore: &str, content: &str) -> Result<()> {
 pub fn ipset_save() -> Result<Option<String>> {
     let done = match run("ipset", &["save"], None) {
         Ok(d) => d,
-        Err(Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(None);
-        }
+        Err(e) if e.not_installed() => return Ok(None),
         Err(e) => return Err(e),
     };
     done.text().map(Some)
@@ -247,10 +236,7 @@ pub fn each_line(
     mut each: impl FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let command = format!("{prog} {}", args.join(" "));
-    let spawn_err = |source| Error::Spawn {
-        command: command.clone(),
-        source,
-    };
+    let spawn_err = |source| Error::spawn(command.clone(), source);
     let mut child = Command::new(prog)
         .args(args)
         .stdin(Stdio::null())

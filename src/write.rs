@@ -250,10 +250,12 @@ fn plan_file(f: &NodeFile<'_>) -> Result<Planned> {
         path,
         atomic::NEW_FILE_MODE,
         |old| match f.content {
-            Content::Nat(nat) => rules_file::splice(old, nat).map_err(|e| Error::Syntax {
-                path: path.display().to_string(),
-                message: format!("{e}; fix or remove the file, nothing was changed"),
-            }),
+            Content::Nat(nat) => {
+                rules_file::splice(old, nat).map_err(|source| Error::NotRulesFile {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
             Content::Anchor(text) => Ok(text.to_owned()),
         },
         |new| {
@@ -332,7 +334,7 @@ mod tests {
         assert_eq!(*undone.borrow(), [1, 2]);
         assert_eq!(
             e.to_string(),
-            "commit 3 failed; then putting back the files written before it failed: undo 1 failed"
+            "an update stopped part way, and putting back the files written before it failed: undo 1 failed; the node now holds old and new files"
         );
         let first = std::error::Error::source(&e).map(ToString::to_string);
         assert_eq!(first.as_deref(), Some("commit 3 failed"));

@@ -19,10 +19,7 @@ pub fn run(what: GenerateCommand, p: &mut Printer<'_>) -> Result<ExitStatus> {
         GenerateCommand::Man => man_page(),
         GenerateCommand::Completion { shell } => completion(shell),
     }
-    .map_err(|e| Error::Output {
-        what: "render the man page or completions",
-        message: e.to_string(),
-    })?;
+    .map_err(|e| Error::output("render the man page or completions", e))?;
     p.own(&Own::checked("print the man page or completions", text)?)?;
     Ok(ExitStatus::Unchanged)
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, SpecArgs};
 use crate::config::{self, Node, RawConfig, Sources};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 use crate::family::Family;
 use crate::printer::Printer;
 use crate::rules_file::{self, Table};
@@ -110,10 +110,7 @@ fn changed_status(changed: bool) -> ExitStatus {
 /// The nat table of `text`, read from `source` (a file, or iptables-save).
 fn nat_table<'a>(source: &str, text: &'a str) -> Result<Table<'a>> {
     rules_file::parse(text)
-        .map_err(|e| Error::Unreadable {
-            origin: source.to_owned(),
-            source: e.into(),
-        })?
+        .map_err(unreadable(source.to_owned()))?
         .into_iter()
         .find(|t| t.name == "nat")
         .ok_or_else(|| Error::Invalid {

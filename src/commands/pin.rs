@@ -9,7 +9,7 @@ use serde_json::json as object;
 
 use super::{ExitStatus, nat_table, program, textfile};
 use crate::cli::{Format, PinArgs};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 use crate::family::Family;
 use crate::live::pin;
 use crate::printer::{Json, Printer, Shown};
@@ -98,10 +98,7 @@ fn pin_one(
     let origin = path.display().to_string();
     let text = config::read_limited(path, MAX_RULES_FILE)?;
     let file_nat = nat_table(&origin, &text)?;
-    let ours = pin::ours(&text, &file_nat, family).map_err(|e| Error::Unreadable {
-        origin: origin.clone(),
-        source: e.into(),
-    })?;
+    let ours = pin::ours(&text, &file_nat, family).map_err(unreadable(origin.clone()))?;
     let live_source = format!("{save} -t nat");
     let mut attempt = 1;
     loop {
@@ -165,9 +162,7 @@ fn clear_datagrams(
             let a: Vec<&str> = a.iter().map(String::as_str).collect();
             match system::conntrack_delete(&args.conntrack, &a) {
                 Ok(n) => deleted += n,
-                Err(Error::Spawn { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
+                Err(e) if e.not_installed() => {
                     return Ok((
                         0,
                         format!(

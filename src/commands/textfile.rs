@@ -38,10 +38,7 @@ impl Stopwatch {
 
 /// The metrics' error, as podsnat reports it.
 pub fn unmade(e: MetricsError) -> Error {
-    Error::Output {
-        what: "write the metrics",
-        message: e.to_string(),
-    }
+    Error::output("write the metrics", e)
 }
 
 /// Writes `dir/name` with what `make` returns for the file's previous

@@ -10,7 +10,7 @@ use serde_json::json as object;
 use super::{ExitStatus, changed_status, load_spec, program, verb};
 use crate::cli::Format;
 use crate::cli::WriteArgs;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 use crate::family::Family;
 use crate::printer::{Json, Printer, Shown};
 use crate::{config, paths, render, rules_file, write};
@@ -133,10 +133,7 @@ fn golden_table(path: &Path) -> Result<String> {
         origin: origin.clone(),
         message: message.to_owned(),
     };
-    let tables = rules_file::parse(&text).map_err(|e| Error::Unreadable {
-        origin: origin.clone(),
-        source: e.into(),
-    })?;
+    let tables = rules_file::parse(&text).map_err(unreadable(origin.clone()))?;
     match tables.as_slice() {
         [t] if t.name == "nat" && t.is_podsnats(&text) => {
             Ok(text.get(t.span.clone()).unwrap_or_default().to_owned())

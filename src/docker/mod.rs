@@ -40,7 +40,7 @@ pub struct DockerSettings {
 /// A daemon.json docker itself would refuse.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonJsonError {
-    #[error("is not valid JSON: {0}")]
+    #[error("it is not valid JSON")]
     Json(#[from] serde_json::Error),
     #[error("{0:?} is not true or false")]
     NotBool(&'static str),

@@ -16,7 +16,7 @@ pub enum RepairError {
     #[error(transparent)]
     Malformed(#[from] Malformed),
     /// The candidate table podsnat built does not read back: a bug.
-    #[error("podsnat's own candidate table does not parse: {0}")]
+    #[error("podsnat's own candidate table does not parse")]
     Candidate(#[from] rules_file::ParseError),
     /// The candidate table podsnat built has no nat table: a bug.
     #[error("podsnat's own candidate table has no *nat table")]

@@ -341,7 +341,7 @@ fn odd_conntrack_output_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(1));
     let err = common::text(&out.stderr);
     assert!(
-        err.contains("-L -f ipv4 -s 172.7.21.0/24 --src-nat: line 1: has the byte 0x1b at offset 84, which conntrack never prints"),
+        err.contains("-L -f ipv4 -s 172.7.21.0/24 --src-nat: line 1: podsnat cannot read it\n  caused by: has the byte 0x1b at offset 84, which conntrack never prints"),
         "{err}"
     );
     assert!(!err.contains('\u{1b}'), "{err:?}");

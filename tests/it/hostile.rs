@@ -41,7 +41,16 @@ fn failed_with(out: &Output, needle: &str, snapshot: &str, tmp: &Path) {
     );
     let err = text(&out.stderr);
     assert!(err.contains(needle), "expected «{needle}» in: {err}");
-    assert_eq!(err.lines().count(), 1, "one line, no forged output: {err}");
+    // The message, then a line per cause: no forged output.
+    let mut lines = err.lines();
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("podsnat: ")),
+        "{err}"
+    );
+    assert!(
+        lines.all(|l| l.starts_with("  caused by: ")),
+        "no forged output: {err}"
+    );
     let transcript = format!(
         "exit: 1\n{}",
         err.replace(&tmp.display().to_string(), "[TMP]")
@@ -105,7 +114,7 @@ fn unreadable_target_and_unwritable_directory() {
     let before = snapshot(tmp.path());
     failed_with(
         &as_nobody(&target),
-        "iptables: cannot read: Permission denied",
+        "iptables: cannot read\n  caused by: Permission denied",
         "unreadable-target",
         tmp.path(),
     );
@@ -117,7 +126,7 @@ fn unreadable_target_and_unwritable_directory() {
     let before = snapshot(tmp.path());
     failed_with(
         &as_nobody(&target),
-        "cannot create a temp file in: Permission denied",
+        "cannot create a temp file in\n  caused by: Permission denied",
         "unwritable-directory",
         tmp.path(),
     );

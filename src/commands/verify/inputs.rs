@@ -9,7 +9,7 @@ use crate::cni::{self, CniError};
 use crate::config::{EgressOwner, Node, NodeSpec};
 use crate::conntrack;
 use crate::docker::DockerSettings;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 use crate::verify::flows::{FlowJudge, FlowsCheck};
 use crate::verify::{self, Sets};
 use crate::{config, paths, system};
@@ -37,11 +37,9 @@ pub(super) fn test_file(restore: &str, source: &str, text: &str) -> Result<Optio
                 }
             ),
         }),
-        Err(Error::Spawn { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(Some(format!(
-                "{restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
-            )))
-        }
+        Err(e) if e.not_installed() => Ok(Some(format!(
+            "{restore} --test was not run on {source}: {restore} is not installed (--no-test skips it)"
+        ))),
         Err(e) => Err(e),
     }
 }
@@ -58,10 +56,7 @@ pub(super) fn ipsets(args: &VerifyArgs, table_text: &str, live: bool) -> Result<
         },
         _ => return Ok(Sets::default()),
     };
-    Sets::parse(&text).map_err(|e| Error::Unreadable {
-        origin,
-        source: e.into(),
-    })
+    Sets::parse(&text).map_err(unreadable(origin))
 }
 
 /// docker's settings: the files given, or in live mode the usual places
@@ -96,10 +91,7 @@ pub(super) fn docker_settings(args: &VerifyArgs, live: bool) -> Result<Option<Do
         let text = config::read_text(&path)?;
         settings
             .add_daemon_json(&origin, &text)
-            .map_err(|e| Error::Unreadable {
-                origin,
-                source: e.into(),
-            })?;
+            .map_err(unreadable(origin))?;
     }
     for path in units {
         if given(&path) || path.exists() {
@@ -122,12 +114,8 @@ pub(super) fn nft_ruleset(
     live: bool,
     forward: bool,
 ) -> Result<Option<verify::Ruleset>> {
-    let parse = |origin: String, text: &str| {
-        verify::Ruleset::parse(text).map_err(|e| Error::Unreadable {
-            origin,
-            source: e.into(),
-        })
-    };
+    let parse =
+        |origin: String, text: &str| verify::Ruleset::parse(text).map_err(unreadable(origin));
     if let Some(path) = &args.nft_file {
         let text = config::read_any(path)?;
         return parse(path.display().to_string(), &text).map(Some);
@@ -137,11 +125,10 @@ pub(super) fn nft_ruleset(
     }
     let list = |what: &[&str]| {
         system::nft_list(&args.nft, what).map_err(|e| match e {
-            Error::Spawn { command, source } => Error::Failed {
+            Error::Spawn { command, source, .. } => Error::Spawn {
                 command,
-                stderr: format!(
-                    "{source}; verify reads every nftables nat chain too, since any of them can masquerade pod traffic (the nftables package has nft)"
-                ),
+                why: "; verify reads every nftables nat chain too, since any of them can masquerade pod traffic (the nftables package has nft)",
+                source,
             },
             e => e,
         })
@@ -248,16 +235,14 @@ pub(super) fn flows(
     let command = format!("{conntrack_prog} {}", args.join(" "));
     let mut judge = FlowJudge::new(spec, keep_connections);
     let read = system::each_line(conntrack_prog, &args, conntrack::MAX_LINE, |n, line| {
-        let flow = conntrack::parse_bytes(line).map_err(|e| Error::Unreadable {
-            origin: format!("{command}: line {n}"),
-            source: Box::new(e),
-        })?;
+        let flow =
+            conntrack::parse_bytes(line).map_err(unreadable(format!("{command}: line {n}")))?;
         judge.add(flow);
         Ok(())
     });
     match read {
         Ok(()) => Ok(judge.done()),
-        Err(Error::Spawn { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.not_installed() => {
             Ok(FlowsCheck::not_checked(conntrack::missing(conntrack_prog)))
         }
         Err(Error::Failed { command, stderr }) => Ok(FlowsCheck::not_checked(format!(

@@ -10,7 +10,7 @@ use crate::cli::VerifyArgs;
 use crate::commands::{nat_table, program};
 use crate::config::{Node, NodeSpec};
 use crate::docker::{self, DockerCheck};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, unreadable};
 use crate::live::{Change, repair};
 use crate::verify::flows::FlowsCheck;
 use crate::verify::{self, Report, Ruleset, Sets};
@@ -229,7 +229,7 @@ impl<'s> Read<'s> {
         self.with_layers(ruleset, |layers| {
             repair::plan_repair(self.spec, report, layers).map_err(|e| match e {
                 repair::RepairError::Malformed(m) => malformed(&self.source, m),
-                other => Error::CannotRepair(other.to_string()),
+                other => Error::CannotRepair(other),
             })
         })
     }
@@ -246,10 +246,7 @@ impl<'s> Read<'s> {
             Forward::Saved(saved) => Some(saved.as_str()),
         };
         let others = match text {
-            Some(text) => rules_file::parse(text).map_err(|e| Error::Unreadable {
-                origin: self.source.clone(),
-                source: e.into(),
-            })?,
+            Some(text) => rules_file::parse(text).map_err(unreadable(self.source.clone()))?,
             None => Vec::new(),
         };
         let named = |name: &str| others.iter().find(|t| t.name == name);
@@ -291,8 +288,5 @@ fn is_legacy(text: &str) -> bool {
 }
 
 fn malformed(source: &str, e: verify::Malformed) -> Error {
-    Error::Unreadable {
-        origin: source.to_owned(),
-        source: e.into(),
-    }
+    unreadable(source)(e)
 }

@@ -119,9 +119,9 @@ struct SetDef {
 /// nftables JSON that is not what `nft -j` prints.
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("is not the JSON `nft -j list ruleset` prints: {0}")]
-    Document(serde_json::Error),
-    #[error("a {kind} object: {source}")]
+    #[error("it is not the JSON `nft -j list ruleset` prints")]
+    Document(#[source] serde_json::Error),
+    #[error("a {kind} object is not as nft prints it")]
     Object {
         kind: String,
         source: serde_json::Error,
